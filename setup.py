@@ -1,0 +1,32 @@
+"""gaialake: machine learning over the Gaia DR3 catalog on Spark + Delta (see README.md)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def _requirements() -> list[str]:
+    lines = (HERE / "requirements.txt").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def _packages(root: str, name: str) -> list[str]:
+    return [name] + [f"{name}.{p}" for p in find_packages(root)]
+
+
+PACKAGE_DIR = {"gaialake": "lib", "gaialake.models": "models", "gaialake.jobs": "jobs"}
+PACKAGES = sorted({p for name, root in PACKAGE_DIR.items() for p in _packages(root, name)})
+
+setup(
+    name="gaialake",
+    version="0.1.0",
+    description="Normalizing-flow science over the whole Gaia DR3 catalog on Spark and Delta",
+    python_requires=">=3.11,<3.13",
+    package_dir=PACKAGE_DIR,
+    packages=PACKAGES,
+    package_data={"gaialake": ["resources/*"]},
+    install_requires=_requirements(),
+    extras_require={"test": ["pytest==8.4.2", "nbclient==0.10.2", "nbformat==5.10.4", "ipykernel==6.30.1"]},
+    entry_points={"console_scripts": ["gaialake=gaialake.cli:main"]},
+)
