@@ -28,7 +28,7 @@ from .schema import (FALSE_VALUES, NULL_VALUES, REQUIRED_COLUMNS, TRUE_VALUES, C
                      EcsvError, EcsvHeader, arrow_schema, arrow_type, read_ecsv_header,
                      write_ecsv_header)
 
-__all__ = ["BulkFileError", "STAGE_EXTRA", "staged_schema", "open_bulk", "read_header",
+__all__ = ["BulkFileError", "STAGE_EXTRA", "staged_schema", "open_bulk", "read_header", "read_lines",
            "parse_bulk_file", "write_bulk_file", "format_columns"]
 
 #: Columns added to the file's own columns in staged rows.
@@ -50,10 +50,12 @@ def staged_schema(columns: Sequence[Column]) -> pa.Schema:
 def open_bulk(path: str) -> IO[bytes]:
     """A decompressing binary stream over a local path or a cluster URI (s3a://, abfss://...)."""
     compression = "gzip" if path.endswith(".gz") else None
+    if path.startswith("dbfs:/"):
+        path = "/dbfs/" + path[len("dbfs:/"):].lstrip("/")
     if "://" in path and not path.startswith("file://"):
         import fsspec
 
-        raw = fsspec.open(path, "rb").open()
+        raw = fsspec.open(path.replace("s3a://", "s3://", 1), "rb").open()
         return pa.CompressedInputStream(pa.PythonFile(raw), "gzip") if compression else raw
     local = path[len("file://"):] if path.startswith("file://") else path
     return pa.input_stream(local, compression=compression)
@@ -306,3 +308,19 @@ def write_bulk_file(path: str, table: pa.Table, columns: Sequence[Column]) -> No
                 out.write("\n".join(chunk.to_pylist()))
                 out.write("\n")
     os.replace(tmp, path)
+
+
+def read_lines(path: str, line_numbers: Sequence[int]) -> dict[int, str]:
+    """The raw text of the given 1-based lines of a bulk file (one pass, stops after the last)."""
+    wanted = set(int(n) for n in line_numbers)
+    last = max(wanted) if wanted else 0
+    out: dict[int, str] = {}
+    with open_bulk(path) as stream:
+        lines = _Lines(stream)
+        for n in range(1, last + 1):
+            raw = lines.readline()
+            if not raw:
+                break
+            if n in wanted:
+                out[n] = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+    return out

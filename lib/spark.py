@@ -63,6 +63,9 @@ def _local_builder(conf: Conf):
 
     cache = Path(conf.path("paths.jar_cache"))
     cache.mkdir(parents=True, exist_ok=True)
+    # Python workers run this interpreter (the venv's), where gaialake is installed
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.master(str(conf.get("spark.master")))
         .appName(str(conf.get("spark.app_name")))
