@@ -27,9 +27,12 @@ def list_models(conf: Conf) -> list[dict]:
     client = MlflowClient()
     rows = []
     for model in client.search_registered_models():
+        by_version: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            by_version.setdefault(str(version), []).append(alias)
         for v in client.search_model_versions(f"name = '{model.name}'"):
             rows.append({"name": model.name, "version": int(v.version),
-                         "aliases": ",".join(getattr(v, "aliases", []) or []),
+                         "aliases": ",".join(sorted(by_version.get(str(v.version), []))),
                          "run_id": v.run_id, "created": v.creation_timestamp})
     return sorted(rows, key=lambda r: (r["name"], r["version"]))
 

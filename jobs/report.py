@@ -1,0 +1,178 @@
+"""``gaialake report``: one HTML page over every output (``<paths.report>/index.html``).
+
+Sections: the catalog (sky map of counts, ingest summary), the synthetic sky, stellar streams
+(ROC curves of the anomaly scores against the injected streams, candidates), accreted stars,
+dark-matter density and upsampled mocks. Each shows the tables that exist and the figures the
+jobs wrote under ``<paths.report>/figures/<section>``; what has not run yet says so.
+Only small aggregates reach the driver (counts per pixel, histograms of scores).
+"""
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gaialake.cli import job_main
+from gaialake.conf import Conf
+from gaialake.delta import read_table, table_exists
+from gaialake.log import get_logger
+from gaialake.report_html import Section, render_report
+from gaialake.spark import get_spark
+
+log = get_logger("report")
+SKY_ORDER = 6
+
+
+def _has(spark, conf: Conf, table: str) -> bool:
+    return table_exists(spark, conf.table_path(table))
+
+
+def _figures(root: Path, name: str) -> list[Path]:
+    return sorted((root / "figures" / name).glob("*.png"))
+
+
+def _sky_map(spark, conf: Conf, out: Path) -> Path:
+    """Mollweide map of star counts per order-6 pixel (aggregated on executors)."""
+    import healpy as hp
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pyspark.sql import functions as F
+
+    counts = (read_table(spark, conf, "gaia_source")
+              .groupBy(F.shiftright("hpx29", 2 * (29 - SKY_ORDER)).alias("pix")).count().toPandas())
+    m = np.full(hp.nside2npix(1 << SKY_ORDER), hp.UNSEEN)
+    m[counts.pix.to_numpy()] = np.log10(counts["count"].to_numpy())
+    hp.mollview(m, nest=True, coord=["C", "G"], title="gaia_source: log10 stars per order-6 pixel",
+                unit="log10 N", cmap="viridis")
+    hp.graticule(dpar=30, dmer=60, alpha=0.3)
+    path = out / "sky_counts.png"
+    plt.savefig(path, dpi=90)
+    plt.close("all")
+    return path
+
+
+def _roc(spark, conf: Conf, out: Path) -> tuple[Path | None, pd.DataFrame]:
+    """ROC of each score method, stream members vs the rest, from binned counts."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pyspark.sql import functions as F
+
+    scores = read_table(spark, conf, "anomaly_scores")
+    truth = read_table(spark, conf, "truth_streams").select("source_id", "stream").distinct()
+    joined = scores.join(truth, "source_id", "left").withColumn(
+        "member", F.col("stream").isNotNull())
+    bounds = joined.groupBy("method").agg(F.min("score").alias("lo"), F.max("score").alias("hi"))
+    binned = (joined.join(bounds, "method")
+              .withColumn("bin", F.least(F.lit(399), F.floor(
+                  (F.col("score") - F.col("lo")) / (F.col("hi") - F.col("lo") + 1e-12) * 400)))
+              .groupBy("method", "bin", "member").count().toPandas())
+    rows, fig = [], plt.figure(figsize=(5, 5))
+    for method, g in binned.groupby("method"):
+        pos = g[g.member].set_index("bin")["count"].reindex(range(400), fill_value=0).to_numpy()[::-1]
+        neg = g[~g.member].set_index("bin")["count"].reindex(range(400), fill_value=0).to_numpy()[::-1]
+        if pos.sum() == 0 or neg.sum() == 0:
+            continue
+        tpr = np.concatenate([[0], np.cumsum(pos) / pos.sum()])
+        fpr = np.concatenate([[0], np.cumsum(neg) / neg.sum()])
+        auc = float(np.trapz(tpr, fpr))
+        rows.append({"method": method, "members": int(pos.sum()), "others": int(neg.sum()),
+                     "auc_binned": auc})
+        plt.plot(fpr, tpr, label=f"{method} (AUC {auc:.3f})")
+    if not rows:
+        plt.close(fig)
+        return None, pd.DataFrame(rows)
+    plt.plot([0, 1], [0, 1], "k:", lw=0.8)
+    plt.xlabel("false positive rate (non-members)")
+    plt.ylabel("true positive rate (injected stream members)")
+    plt.legend(loc="lower right")
+    plt.title("anomaly score: members vs background")
+    path = out / "roc_anomaly.png"
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path, pd.DataFrame(rows)
+
+
+def _sql(spark, query: str, limit: int = 20) -> pd.DataFrame:
+    return spark.sql(query).limit(limit).toPandas()
+
+
+def build_sections(spark, conf: Conf, root: Path) -> list[Section]:
+    figs = root / "figures" / "report"
+    figs.mkdir(parents=True, exist_ok=True)
+    sections = []
+
+    cat = Section("Catalog")
+    if _has(spark, conf, "gaia_source"):
+        cat.figures.append(_sky_map(spark, conf, figs))
+        if _has(spark, conf, "ingest_log"):
+            read_table(spark, conf, "ingest_log").createOrReplaceTempView("_ingest_log")
+            cat.tables.append(("Ingest", _sql(spark, "SELECT status, count(*) AS files, sum(rows_read) "
+                                              "AS rows_read, sum(rows_kept) AS rows_kept, "
+                                              "sum(rows_quarantined) AS rows_quarantined "
+                                              "FROM _ingest_log GROUP BY status")))
+        if _has(spark, conf, "gaia_source_quarantine"):
+            read_table(spark, conf, "gaia_source_quarantine").createOrReplaceTempView("_q")
+            cat.tables.append(("Quarantine reasons", _sql(
+                spark, "SELECT split(reason, ':')[0] AS reason, count(*) AS n FROM _q GROUP BY 1 "
+                       "ORDER BY n DESC")))
+    sections.append(cat)
+
+    sections.append(Section("Synthetic sky", figures=_figures(root, "sky")))
+
+    streams = Section("Stellar streams")
+    if _has(spark, conf, "anomaly_scores") and _has(spark, conf, "truth_streams"):
+        roc, table = _roc(spark, conf, figs)
+        if roc is not None:
+            streams.figures.append(roc)
+            streams.tables.append(("Anomaly score vs injected streams", table))
+    if _has(spark, conf, "stream_candidates"):
+        read_table(spark, conf, "stream_candidates").createOrReplaceTempView("_cand")
+        streams.tables.append(("Top stream candidates", _sql(
+            spark, "SELECT * FROM _cand ORDER BY significance DESC").drop(
+                columns=["run_id", "patch_ids"], errors="ignore")))
+    streams.figures += _figures(root, "streams") + _figures(root, "anomaly")
+    sections.append(streams)
+
+    acc = Section("Accreted stars", figures=_figures(root, "accreted"))
+    if _has(spark, conf, "accreted_catalog"):
+        read_table(spark, conf, "accreted_catalog").createOrReplaceTempView("_acc")
+        acc.tables.append(("Accreted catalog", _sql(
+            spark, "SELECT count(*) AS stars, avg(p_accreted) AS mean_p, "
+                   "sum(CASE WHEN p_accreted > 0.5 THEN 1 ELSE 0 END) AS p_gt_half FROM _acc")))
+    sections.append(acc)
+
+    dens = Section("Dark-matter density", figures=_figures(root, "density"))
+    if _has(spark, conf, "density_grid"):
+        read_table(spark, conf, "density_grid").createOrReplaceTempView("_dens")
+        dens.tables.append(("Density grid", _sql(
+            spark, "SELECT count(*) AS points, avg(rho) AS mean_rho, avg(rho_err) AS mean_rho_err "
+                   "FROM _dens")))
+    sections.append(dens)
+
+    up = Section("Upsampled mocks (GalaxyFlow)", figures=_figures(root, "upsample"))
+    for name in ("galaxyflow_auc", "three_sample_auc"):
+        if _has(spark, conf, name):
+            up.tables.append(("3-sample classifier test (seed: 0.952 / 0.950 / 0.508)",
+                              read_table(spark, conf, name).limit(20).toPandas()))
+    sections.append(up)
+    log.info("report sections: %s", ", ".join(f"{s.title} ({len(s.figures)} fig)" for s in sections))
+    return sections
+
+
+def run(conf: Conf) -> dict:
+    spark = get_spark(conf)
+    root = Path(conf.path("paths.report"))
+    sections = build_sections(spark, conf, root)
+    index = render_report(sections, root, subtitle=f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
+                                                   f"from {conf.path('paths.warehouse')}")
+    log.info("report written: %s", index)
+    return {"report": str(index), "figures": sum(len(s.figures) for s in sections)}
+
+
+if __name__ == "__main__":
+    sys.exit(job_main("report"))
