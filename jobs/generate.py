@@ -26,8 +26,8 @@ from gaialake.cli import job_main
 from gaialake.conf import Conf
 from gaialake.delta import write_table
 from gaialake.log import get_logger, stage
+from gaialake.bulkfile import write_bulk_file
 from gaialake.schema import DR3_COLUMNS
-from gaialake.sky.output import write_sky_file
 from gaialake.sky.skymodel import SkyModel, build_sky_model, sample_range
 from gaialake.spark import get_spark
 
@@ -79,7 +79,7 @@ def _task(model: SkyModel, raw: str, seconds):
                 t0 = time.perf_counter()
                 fr = model.ranges[int(i)]
                 table, truth = sample_range(model, fr)
-                write_sky_file(f"{raw.rstrip('/')}/{fr.file_name}", table, DR3_COLUMNS)
+                write_bulk_file(f"{raw.rstrip('/')}/{fr.file_name}", table, DR3_COLUMNS)
                 seconds.add(time.perf_counter() - t0)
                 truth["file_index"] = int(i)
                 yield pd.DataFrame(truth)

@@ -295,19 +295,43 @@ def format_columns(table: pa.Table, columns: Sequence[Column]) -> pa.Array:
     return pc.binary_join_element_wise(*parts, ",")
 
 
-def write_bulk_file(path: str, table: pa.Table, columns: Sequence[Column]) -> None:
-    """Write ``table`` as an ESA DR3 bulk file (gzip, ECSV header, ``null``s)."""
+def _write_gzip(raw, table: pa.Table, columns: Sequence[Column], compresslevel: int) -> None:
     import gzip
 
-    lines = format_columns(table, columns)
-    tmp = f"{path}.tmp"
-    with gzip.open(tmp, "wt", compresslevel=6, newline="\n") as out:
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0) as gz:
+        out = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
         write_ecsv_header(columns, out)
+        lines = format_columns(table, columns) if table.num_rows else pa.array([], pa.string())
         for chunk in lines.chunks if isinstance(lines, pa.ChunkedArray) else [lines]:
             if len(chunk):
                 out.write("\n".join(chunk.to_pylist()))
                 out.write("\n")
-    os.replace(tmp, path)
+        out.flush()
+        out.detach()
+
+
+def write_bulk_file(path: str, table: pa.Table, columns: Sequence[Column],
+                    compresslevel: int = 1) -> int:
+    """Write ``table`` as an ESA DR3 bulk file (gzip, ECSV header, ``null``s); returns bytes.
+
+    Byte-deterministic: the gzip header carries mtime 0 and no file name, so the bytes depend
+    only on the rows. Local paths are written to a temporary name and renamed (a killed writer
+    leaves no partial file); cluster URIs go through fsspec. gzip level 1 by default: 4x faster
+    than level 6 for 12 % larger files (DR3 text is mostly ``null``s).
+    """
+    if "://" in path and not path.startswith("file://"):
+        import fsspec
+
+        with fsspec.open(path.replace("s3a://", "s3://", 1), "wb") as raw:
+            _write_gzip(raw, table, columns, compresslevel)
+        return -1
+    local = path[len("file://"):] if path.startswith("file://") else path
+    os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
+    tmp = f"{local}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as raw:
+        _write_gzip(raw, table, columns, compresslevel)
+    os.replace(tmp, local)
+    return os.path.getsize(local)
 
 
 def read_lines(path: str, line_numbers: Sequence[int]) -> dict[int, str]:

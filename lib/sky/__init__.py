@@ -12,6 +12,5 @@ Modules, one job each:
 - :mod:`~gaialake.sky.observe`: DR3-like errors vs G, source_id, the DR3 152-column table.
 - :mod:`~gaialake.sky.skymodel`: expected counts per HEALPix pixel, file ranges, and sampling
   the stars of one range (what one Spark task does).
-- :mod:`~gaialake.sky.output`: byte-deterministic writing of a bulk file.
 - :mod:`~gaialake.sky.plots`: the note's figures.
 """
