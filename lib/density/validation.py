@@ -1,0 +1,104 @@
+"""The validation sample: a mock observed as a Gaia-like 6D catalog and selected like real data.
+
+mock (Galactocentric x, v) -> ICRS observables with optional Gaia-like errors and G magnitudes
+(:func:`gaialake.density.selection.observe`) -> back to Galactocentric Cartesian with the conf's
+solar parameters -> stars within ``radius_kpc`` of the Sun (slab) -> magnitude limit and
+completeness weights 1/c(d). The Plummer sphere is centred on the Galactic centre and kept
+within ``plummer.select_radius_kpc`` of its centre (the estimators are validated there, not
+the selection).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from scipy.special import ndtri
+
+from .mocks import PlummerSphere, SlabMock, sample_absolute_mag, slab_from_lists
+from .selection import (SolarParameters, completeness_weights, distance_kpc,
+                        icrs_to_galactocentric, observe)
+
+__all__ = ["ValidationSample", "build_validation_sample"]
+
+
+@dataclass
+class ValidationSample:
+    """Selected stars (kpc, km/s), their n(x) weights, the mock, and where to put the grid."""
+
+    x: np.ndarray
+    v: np.ndarray
+    weight: np.ndarray
+    system: Any
+    name: str
+    sun_kpc: np.ndarray
+    grid_center_kpc: np.ndarray
+    grid_radius_kpc: float
+    ball_radius_kpc: float | None
+    n_drawn: int
+    ball_center_kpc: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.ball_center_kpc is None and self.ball_radius_kpc is not None:
+            self.ball_center_kpc = self.grid_center_kpc
+
+    @property
+    def density_true(self) -> Callable[[np.ndarray], np.ndarray]:
+        return self.system.density_msun_pc3
+
+    @property
+    def acceleration_true(self) -> Callable[[np.ndarray], np.ndarray]:
+        return self.system.acceleration
+
+
+def build_validation_sample(dconf: Mapping, seed: int) -> ValidationSample:
+    """The sample described by the conf section ``density`` (a mapping), seeded by ``seed``."""
+    solar = SolarParameters.from_conf(dconf.get("solar"))
+    sun = solar.position_kpc
+    n = int(dconf["n_stars"])
+    name = str(dconf["mock"])
+    radius = float(dconf["radius_kpc"])
+    grid_frac = float(dconf["grid"]["radius_frac"])
+    if name == "plummer":
+        pc = dconf["plummer"]
+        system = PlummerSphere(float(pc["mass_msun"]), float(pc["b_kpc"]))
+        x, v = system.sample(n, seed)
+        cut = pc.get("select_radius_kpc")  # null: the whole sphere, no ball map
+        cut = None if cut is None else float(cut)
+        keep = np.linalg.norm(x, axis=1) < (np.inf if cut is None else cut)
+        return ValidationSample(x[keep], v[keep], np.ones(int(keep.sum())), system, name, sun,
+                                np.zeros(3), float(pc["grid_radius_kpc"]), cut, n)
+    if name != "slab":
+        raise ValueError(f"conf density.mock: {name!r} is not slab or plummer")
+    sc = dconf["slab"]
+    baryons = [{"rho0_msun_pc3": b["rho0_msun_pc3"], "h_kpc": b["h_kpc"]}
+               for b in dconf["baryons"]]
+    system: SlabMock = slab_from_lists(baryons, sc["rho_dm_msun_pc3"], sc["populations"], sun,
+                                       radius)
+    x, v = system.sample(n, seed)
+    comp = dconf["completeness"]
+    mag = sample_absolute_mag(n, float(comp["abs_mag_mean"]), float(comp["abs_mag_sigma"]),
+                              seed + 1)
+    errs = dconf.get("observe", {}) or {}
+    obs = observe(x, v, mag, seed + 2, solar,
+                  parallax_error_mas=float(errs.get("parallax_error_mas", 0.0)),
+                  pm_error_masyr=float(errs.get("pm_error_masyr", 0.0)),
+                  rv_error_kms=float(errs.get("rv_error_kms", 0.0)))
+    keep = obs["parallax"] > 0
+    g_limit = comp.get("g_limit")
+    if g_limit is not None:
+        keep &= obs["phot_g_mean_mag"] < float(g_limit)
+    xs, vs = icrs_to_galactocentric(obs["ra"][keep], obs["dec"][keep], obs["parallax"][keep],
+                                    obs["pmra"][keep], obs["pmdec"][keep],
+                                    obs["radial_velocity"][keep], solar)
+    d = distance_kpc(xs, solar)
+    w, ok = completeness_weights(d, None if g_limit is None else float(g_limit),
+                                 float(comp["abs_mag_mean"]), float(comp["abs_mag_sigma"]),
+                                 float(comp["min_completeness"]))
+    if g_limit is not None:  # beyond c(d) = min_completeness no star is kept: the ball shrinks
+        mu = (float(g_limit) - float(comp["abs_mag_mean"])
+              - float(comp["abs_mag_sigma"]) * ndtri(float(comp["min_completeness"])))
+        radius = min(radius, 10.0 ** (mu / 5.0) / 100.0)
+    ok &= d < radius
+    return ValidationSample(xs[ok], vs[ok], w[ok], system, name, sun, sun, grid_frac * radius,
+                            radius, n)
