@@ -1,7 +1,11 @@
 """gaialake: machine learning over the Gaia DR3 catalog on Spark + Delta (see README.md)."""
 from pathlib import Path
 
+import shutil
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
 
 HERE = Path(__file__).parent
 
@@ -18,8 +22,21 @@ def _packages(root: str, name: str) -> list[str]:
 PACKAGE_DIR = {"gaialake": "lib", "gaialake.models": "models", "gaialake.jobs": "jobs"}
 PACKAGES = sorted({p for name, root in PACKAGE_DIR.items() for p in _packages(root, name)})
 
+class BuildWithConf(build_py):
+    """Ship conf/*.yaml inside the package (gaialake/conf/) so an installed wheel finds its
+    defaults (gaialake.conf falls back to them when there is no repo checkout)."""
+
+    def run(self) -> None:
+        super().run()
+        target = Path(self.build_lib) / "gaialake" / "conf"
+        target.mkdir(parents=True, exist_ok=True)
+        for yaml in (HERE / "conf").glob("*.yaml"):
+            shutil.copy(yaml, target / yaml.name)
+
+
 setup(
     name="gaialake",
+    cmdclass={"build_py": BuildWithConf},
     version="0.1.0",
     description="Normalizing-flow science over the whole Gaia DR3 catalog on Spark and Delta",
     python_requires=">=3.11,<3.13",

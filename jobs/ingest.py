@@ -9,7 +9,9 @@ Stages, per batch of ``ingest.files_per_batch`` files not yet in ``ingest_log``:
 3. write ``gaia_source`` (``hpx`` partitions, sorted by ``hpx29``) and ``gaia_source_quarantine``,
    each replacing exactly the rows of the batch's files (``replaceWhere source_file IN ...``),
    then ``ingest_log``, the completion marker. A run killed anywhere redoes the unfinished batch
-   and ends with exactly the right rows; re-running on ingested files changes nothing.
+   and ends with exactly the right rows; re-running on ingested files changes nothing. A file
+   replaced by one of another size is ingested again (its rows replaced); with
+   ``ingest.prune_missing`` the rows of files gone from ``paths.raw`` are deleted.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ import uuid
 from datetime import datetime, timezone
 
 from gaialake.bulkfile import BulkFileError, read_header, read_lines
-from gaialake.catalogio import BulkFile, list_bulk_files, parse_files_arrow, spark_schema_ddl
+from gaialake.catalogio import (STAGE_RESULT_DDL, BulkFile, list_bulk_files, spark_schema_ddl,
+                                stage_files_arrow)
 from gaialake.cli import job_main
 from gaialake.conf import Conf
 from gaialake.delta import read_table, table_exists, write_table
@@ -41,7 +44,9 @@ def run(conf: Conf) -> dict:
     run_id = uuid.uuid4().hex
     files = list_bulk_files(spark, conf.path("paths.raw"))
     done = _done_files(spark, conf)
-    pending = [f for f in files if done.get(f.name) not in ("ok", f"failed:{f.size}")]
+    pending = [f for f in files if done.get(f.name) != f.size]
+    if conf.get("ingest.prune_missing", False):
+        _prune(spark, conf, set(done) - {f.name for f in files})
     log.info("%d bulk files under %s: %d already ingested, %d to do", len(files),
              conf.path("paths.raw"), len(files) - len(pending), len(pending))
     if not pending:
@@ -64,19 +69,27 @@ def run(conf: Conf) -> dict:
     return totals
 
 
-def _done_files(spark, conf: Conf) -> dict[str, str]:
-    """Files not to ingest again: 'ok' ones, and failed ones whose size has not changed
-    (``ingest.retry_failed=true`` retries those too)."""
+def _done_files(spark, conf: Conf) -> dict[str, int]:
+    """Files in ``ingest_log`` -> their size then; one of the same name and size is not ingested
+    again (a replaced file is). Failed files are retried only with ``ingest.retry_failed``."""
     if not table_exists(spark, conf.table_path(LOG)):
         return {}
     retry = bool(conf.get("ingest.retry_failed", False))
-    out = {}
-    for r in read_table(spark, conf, LOG).select("source_file", "status", "file_bytes").collect():
-        if r.status == "ok":
-            out[r.source_file] = "ok"
-        elif not retry:
-            out[r.source_file] = f"failed:{r.file_bytes}"
-    return out
+    return {r.source_file: (-1 if retry and r.status == "failed" else int(r.file_bytes))
+            for r in read_table(spark, conf, LOG).select("source_file", "status", "file_bytes").collect()}
+
+
+def _prune(spark, conf: Conf, gone: set[str]) -> None:
+    """Delete the rows of files no longer under paths.raw (``ingest.prune_missing``)."""
+    from delta.tables import DeltaTable
+
+    if not gone:
+        return
+    log.info("pruning rows of %d files no longer under paths.raw", len(gone))
+    cond = _in_list(sorted(gone))
+    for table in (TABLE, QUARANTINE, LOG):
+        if table_exists(spark, conf.table_path(table)):
+            DeltaTable.forPath(spark, conf.table_path(table)).delete(cond)
 
 
 def _table_columns(pending: list[BulkFile]) -> tuple[list[Column] | None, dict[BulkFile, str]]:
@@ -124,18 +137,23 @@ def ingest_batch(spark, conf: Conf, batch: list[BulkFile], columns: list[Column]
 
     names = [f.name for f in batch]
     staging = f"{conf.table_path('_staging')}/ingest"
+    _clear(spark, staging)
     files_df = spark.createDataFrame(
         spark.sparkContext.parallelize([(f.path,) for f in batch], len(batch)), "path string")
-    parsed = files_df.mapInArrow(parse_files_arrow(columns, int(conf.get("ingest.chunk_bytes"))),
-                                 spark_schema_ddl(columns))
-    parsed.write.mode("overwrite").parquet(staging)
-    staged = spark.read.parquet(staging)
-
-    failures = {r.source_file: r.reason for r in
-                staged.where("line_number IS NULL").select("source_file", "reason").collect()}
+    with stage(log, "parse and stage"):
+        results = files_df.mapInArrow(
+            stage_files_arrow(columns, int(conf.get("ingest.chunk_bytes")), staging),
+            STAGE_RESULT_DDL).collect()
+    failures = {r.source_file: r.error for r in results if r.error is not None}
     for name, err in failures.items():
         log.error("file failed, others go on: %s", err)
-    good = staged.where(~F.col("source_file").isin(list(failures))) if failures else staged
+    staged = spark.read.parquet(*[f"{staging}/{r.source_file}.parquet" for r in results
+                                  if r.error is None]) if len(failures) < len(batch) else None
+    if staged is None:
+        _log_failures(spark, conf, {f: failures[f.name] for f in batch}, run_id)
+        return {"rows_read": 0, "rows_kept": 0, "rows_quarantined": 0, "failed": len(batch)}
+
+    good = staged
     rows = good.where("reason IS NULL")
 
     # duplicates: first occurrence (file name, line) wins, in the batch and against the table
@@ -155,21 +173,29 @@ def ingest_batch(spark, conf: Conf, batch: list[BulkFile], columns: list[Column]
             "source_file", "line_number",
             F.format_string("duplicate source_id: already ingested from %s", "first_file")
             .alias("reason")))
-    dups = dups.dropDuplicates(["source_file", "line_number"]).cache()
-    n_dups = {r.source_file: r["count"] for r in dups.groupBy("source_file").count().collect()}
+    with stage(log, "find duplicate source_ids"):
+        dups = dups.dropDuplicates(["source_file", "line_number"]).cache()
+        n_dups = {r.source_file: r["count"] for r in dups.groupBy("source_file").count().collect()}
     dup_lines = _raw_lines(dups, batch) if n_dups else spark.createDataFrame([], dups.schema).select(
         "source_file", "line_number", F.lit(None).cast("string").alias("raw_line"), "reason")
 
     _create_table(spark, conf, columns)
     shift = 2 * (MAX_ORDER - int(conf.get("catalog.partition_order")))
-    kept = (rows.join(dups.select("source_file", "line_number"), ["source_file", "line_number"],
-                      "left_anti")
-            .withColumn("hpx", F.shiftright("hpx29", shift))
+    if n_dups:  # few rows: broadcast them, never shuffle the 152-column rows for this
+        rows = rows.join(F.broadcast(dups.select("source_file", "line_number")),
+                         ["source_file", "line_number"], "left_anti")
+    kept = (rows.withColumn("hpx", F.shiftright("hpx29", shift))
             .withColumn("run_id", F.lit(run_id))
             .drop("line_number", "reason", "raw_line"))
     target = read_table(spark, conf, TABLE).columns
-    kept = kept.select(*target).repartition("hpx").sortWithinPartitions("hpx", "hpx29")
-    write_table(kept, conf, TABLE, partition_by=["hpx"], replace_where=_in_list(names))
+    kept = kept.select(*target)
+    if conf.get("ingest.shuffle_by_hpx", False):  # one task per hpx: fewer, larger files
+        kept = kept.repartition("hpx")
+    # bulk files cover contiguous HEALPix ranges, so without a shuffle each task still writes
+    # few partitions; every file is sorted by hpx29 (Delta min/max stats prune cone searches)
+    kept = kept.sortWithinPartitions("hpx", "hpx29")
+    with stage(log, "write gaia_source"):
+        write_table(kept, conf, TABLE, partition_by=["hpx"], replace_where=_in_list(names))
 
     quarantined = (good.where("reason IS NOT NULL").select("source_file", "line_number",
                                                             "raw_line", "reason")
@@ -195,6 +221,15 @@ def ingest_batch(spark, conf: Conf, batch: list[BulkFile], columns: list[Column]
     dups.unpersist()
     return {"rows_read": sum(r[4] for r in log_rows), "rows_kept": sum(r[5] for r in log_rows),
             "rows_quarantined": sum(r[6] for r in log_rows), "failed": len(failures)}
+
+
+def _clear(spark, path: str) -> None:
+    """Remove a staging directory (any Hadoop file system)."""
+    jvm = spark.sparkContext._jvm
+    p = jvm.org.apache.hadoop.fs.Path(path)
+    fs = p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if fs.exists(p):
+        fs.delete(p, True)
 
 
 def _raw_lines(dups, batch: list[BulkFile]):

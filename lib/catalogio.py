@@ -11,7 +11,8 @@ import pyarrow as pa
 from .bulkfile import BulkFileError, parse_bulk_file, staged_schema
 from .schema import Column, spark_type
 
-__all__ = ["BulkFile", "list_bulk_files", "spark_schema_ddl", "parse_files_arrow", "PATTERN"]
+__all__ = ["BulkFile", "list_bulk_files", "spark_schema_ddl", "stage_files_arrow", "PATTERN",
+           "STAGE_RESULT_DDL"]
 
 PATTERN = "GaiaSource_*.csv.gz"
 
@@ -57,29 +58,60 @@ def spark_schema_ddl(columns: Sequence[Column]) -> str:
     return ", ".join(fields)
 
 
-def parse_files_arrow(columns: Sequence[Column], chunk_bytes: int):
-    """The mapInArrow function: rows of paths in, staged rows out.
+STAGE_RESULT_DDL = "source_file string, staged_rows long, error string"
 
-    A file that cannot be read yields one row with null line_number and the error as reason;
-    rows it yielded before the error are dropped downstream (the file is recorded as failed).
+
+def stage_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str):
+    """The mapInArrow function: rows of paths in, one summary row per file out.
+
+    Each file's staged rows (:func:`gaialake.bulkfile.parse_bulk_file`) are written by pyarrow to
+    ``<staging>/<file>.parquet`` (columnar, no row conversion in the JVM). A file that cannot be
+    read leaves no staging file and returns its error; the others go on.
     """
     schema = staged_schema(columns)
 
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for path in batch.column("path").to_pylist():
+                name = os.path.basename(path)
+                rows, error = 0, None
                 try:
-                    yield from parse_bulk_file(path, columns, chunk_bytes)
+                    rows = _stage_one(path, columns, chunk_bytes, schema,
+                                      f"{staging.rstrip('/')}/{name}.parquet")
                 except BulkFileError as err:
-                    yield _failure(schema, os.path.basename(path), str(err))
+                    error = str(err)
                 except Exception as err:  # any other error: the file fails, others go on
-                    yield _failure(schema, os.path.basename(path),
-                                   f"{os.path.basename(path)}: {type(err).__name__}: {err}")
+                    error = f"{name}: {type(err).__name__}: {err}"
+                yield pa.RecordBatch.from_pydict(
+                    {"source_file": [name], "staged_rows": [rows], "error": [error]},
+                    schema=pa.schema([("source_file", pa.string()), ("staged_rows", pa.int64()),
+                                      ("error", pa.string())]))
     return fn
 
 
-def _failure(schema: pa.Schema, name: str, error: str) -> pa.RecordBatch:
-    data = {f.name: pa.nulls(1, f.type) for f in schema}
-    data["source_file"] = pa.array([name], pa.string())
-    data["reason"] = pa.array([error], pa.string())
-    return pa.RecordBatch.from_arrays([data[f.name] for f in schema], schema=schema)
+def _stage_one(path: str, columns: Sequence[Column], chunk_bytes: int, schema: pa.Schema,
+               target: str) -> int:
+    import pyarrow.parquet as pq
+
+    local = "://" not in target
+    tmp = f"{target}.tmp" if local else target
+    if local:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+    rows = 0
+    try:
+        if local:
+            sink = tmp
+        else:
+            import fsspec
+            sink = fsspec.open(tmp.replace("s3a://", "s3://", 1), "wb").open()
+        with pq.ParquetWriter(sink, schema, compression="snappy") as writer:
+            for block in parse_bulk_file(path, columns, chunk_bytes):
+                writer.write_batch(block)
+                rows += block.num_rows
+        if local:
+            os.replace(tmp, target)
+    except BaseException:
+        if local and os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return rows

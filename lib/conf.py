@@ -17,7 +17,10 @@ import yaml
 __all__ = ["Conf", "load_conf", "REPO_ROOT", "DEFAULT_CONF"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONF = REPO_ROOT / "conf" / "default.yaml"
+# a checkout: conf/ beside lib/; an installed wheel: the copy shipped as gaialake/conf/
+DEFAULT_CONF = next((p for p in (REPO_ROOT / "conf" / "default.yaml",
+                                 Path(__file__).resolve().parent / "conf" / "default.yaml")
+                     if p.exists()), REPO_ROOT / "conf" / "default.yaml")
 
 
 class _Loader(yaml.SafeLoader):

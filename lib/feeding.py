@@ -60,8 +60,15 @@ def torch_loader(df, columns: Sequence[str], *, batch_size: int, conf, shuffle: 
     spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, _cache_url(conf))
     converter = make_spark_converter(df.select(*[F.col(c).cast("float") for c in columns]))
     try:
+        import torch
+        from petastorm.pytorch import BatchedDataLoader
+
+        # BatchedDataLoader collates column batches (the default loader goes row by row:
+        # ~2x slower than an in-memory loop); it shuffles with torch's RNG, seeded here
+        torch.manual_seed(seed)
         kwargs = dict(batch_size=batch_size, num_epochs=num_epochs, workers_count=workers,
-                      shuffling_queue_capacity=(4 * batch_size if shuffle else 0))
+                      shuffling_queue_capacity=(4 * batch_size if shuffle else 0),
+                      data_loader_fn=BatchedDataLoader)
         if shuffle:
             kwargs["seed"] = seed
             kwargs["shuffle_rows"] = True
