@@ -110,3 +110,21 @@ def test_killed_ingest_reruns_to_exact_rows_and_new_session_queries_catalog(tmp_
     out, _ = query.communicate(timeout=300)
     assert query.returncode == 0, out[-3000:]
     assert f"n,d\n{n},{n}" in out
+
+
+def test_replaced_and_removed_files_are_reingested_and_pruned(spark, conf):
+    raw = Path(conf.path("paths.raw"))
+    raw.mkdir(parents=True)
+    write_dr3_file(raw / "GaiaSource_000001-000001.csv.gz", dr3_lines(dr3_table(300, seed=21)))
+    write_dr3_file(raw / "GaiaSource_000002-000002.csv.gz", dr3_lines(dr3_table(200, seed=22, ra_range=(200, 210))))
+    ingest.run(conf)
+    assert read_table(spark, conf, "gaia_source").count() == 500
+    write_dr3_file(raw / "GaiaSource_000001-000001.csv.gz", dr3_lines(dr3_table(120, seed=23)))
+    (raw / "GaiaSource_000002-000002.csv.gz").unlink()
+    summary = ingest.run(conf)
+    assert summary["ingested"] == 1
+    table = read_table(spark, conf, "gaia_source")
+    assert table.count() == 120
+    assert {r[0] for r in table.select("source_file").distinct().collect()} == {"GaiaSource_000001-000001.csv.gz"}
+    log = read_table(spark, conf, "ingest_log").toPandas()
+    assert list(log.source_file) == ["GaiaSource_000001-000001.csv.gz"] and log.rows_read[0] == 120
