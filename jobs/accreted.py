@@ -474,7 +474,7 @@ def _figures(conf: Conf, spark, scored, eval_b, threshold: float, cut_kms: float
                                         plot_velocity_space)
     from gaialake.delta import read_table
 
-    out_dir = Path(conf.path("accreted.figures_dir"))
+    out_dir = Path(conf.report_path("accreted.figures_dir"))
     six = scored.where(F.col("variant") == "6d")
     if _has_tables(spark, conf, "truth_origin"):
         six = six.join(read_table(spark, conf, "truth_origin").select(

@@ -187,7 +187,7 @@ def run(conf: Conf) -> dict:
                               "a_z": fields["a"][:, 2], "n_stars": n_stars,
                               "rho_true": rho_true, "well_sampled": region,
                               "source": f"mock_{sample.name}", "run_id": run_id})
-        plots_dir = Path(conf.path("density.plots_dir"))
+        plots_dir = Path(conf.report_path("density.plots_dir"))
         figures = plot_density_validation(table, plots_dir, sample.name)
         if spark is not None and dconf.get("write_table", True):
             from gaialake.delta import write_table

@@ -18,7 +18,7 @@ The false-positive rate needs the same search on the stream-free sky, in its own
 
     gaialake pipeline --to find_streams --set sky.streams=off \
         --set paths.raw=data/raw_nostreams --set paths.warehouse=warehouse_nostreams \
-        --set find_streams.plots_dir=report/figures/nostreams
+        --set find_streams.plots_dir=figures/nostreams
     gaialake find_streams --set find_streams.null_candidates=warehouse_nostreams/stream_candidates
 """
 from __future__ import annotations
@@ -156,7 +156,7 @@ def _plots(conf: Conf, spark, stars, candidates: pd.DataFrame, member_stars: pd.
 
     from gaialake.streamplots import plot_candidate, plot_candidate_map
 
-    out_dir = Path(conf.path("find_streams.plots_dir"))
+    out_dir = Path(conf.report_path("find_streams.plots_dir"))
     paths = [plot_candidate_map(candidates, out_dir / "candidates_sky.png", threshold,
                                 member_stars)]
     shown = candidates.head(int(conf.get("find_streams.max_plots")))
@@ -290,7 +290,7 @@ def run(conf: Conf) -> dict:
                    "false_positive": fp}
         if per_stream is not None:
             summary["recovery"] = per_stream.to_dict(orient="records")
-        out_dir = Path(conf.path("find_streams.plots_dir"))
+        out_dir = Path(conf.report_path("find_streams.plots_dir"))
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         metrics = {"protoclusters": len(pcs), "candidates": len(candidates)}

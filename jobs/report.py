@@ -155,7 +155,7 @@ def build_sections(spark, conf: Conf, root: Path) -> list[Section]:
     sections.append(dens)
 
     up = Section("Upsampled mocks (GalaxyFlow)", figures=_figures(root, "upsample"))
-    for name in ("galaxyflow_auc", "three_sample_auc"):
+    for name in ("upsample_auc",):
         if _has(spark, conf, name):
             up.tables.append(("3-sample classifier test (seed: 0.952 / 0.950 / 0.508)",
                               read_table(spark, conf, name).limit(20).toPandas()))

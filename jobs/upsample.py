@@ -339,7 +339,7 @@ def run(conf: Conf) -> dict:
         auc_pdf["classifier"] = result.classifier
         auc_pdf["run_id"] = run_id
         write_table(spark.createDataFrame(auc_pdf), conf, AUC_TABLE)
-        report = Path(conf.path("upsample.report_dir"))
+        report = Path(conf.report_path("upsample.report_dir"))
         report.mkdir(parents=True, exist_ok=True)
         (report / "auc.json").write_text(json.dumps({"run_id": run_id, "rows": result.rows},
                                                     indent=2))

@@ -91,6 +91,13 @@ class Conf(dict):
         p = Path(value).expanduser()
         return str(p if p.is_absolute() else (REPO_ROOT / p).resolve())
 
+    def report_path(self, key: str) -> str:
+        """A figures/report folder from conf: relative values are taken under ``paths.report``."""
+        value = str(self.get(key))
+        if "://" in value or value.startswith("dbfs:") or Path(value).is_absolute():
+            return value
+        return f"{self.path('paths.report').rstrip('/')}/{value}"
+
     def table_path(self, table: str) -> str:
         """Location of a Delta table: ``<paths.warehouse>/<table>``."""
         return f"{self.path('paths.warehouse').rstrip('/')}/{table}"

@@ -32,6 +32,7 @@ def conf(tmp_path) -> Conf:
     return load_conf(sets=[f"paths.raw={tmp_path / 'raw'}",
                            f"paths.warehouse={tmp_path / 'warehouse'}",
                            f"paths.mlflow={tmp_path / 'mlruns'}",
+                           f"paths.report={tmp_path / 'report'}",
                            "spark.shuffle_partitions=4"])
 
 

@@ -165,7 +165,7 @@ def make_figures(conf: Conf, count_order: int = 7, max_background: int = 200000)
     files = sorted(glob.glob(os.path.join(raw, "GaiaSource_*.csv.gz")))
     if not files:
         raise FileNotFoundError(f"no GaiaSource_*.csv.gz in {raw}: run `gaialake generate` first")
-    out_dir = conf.path("sky.figures_dir")
+    out_dir = conf.report_path("sky.figures_dir")
     os.makedirs(out_dir, exist_ok=True)
     ids = _member_ids(conf)
     member_set = np.fromiter(ids, np.int64, len(ids))
