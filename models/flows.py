@@ -21,12 +21,14 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 import zuko
 
-__all__ = ["build_flow", "TrainConfig", "TrainResult", "train_flow", "log_prob", "sample",
+__all__ = ["build_flow", "TrainConfig", "TrainResult", "train_flow", "train_flow_batches",
+           "log_prob", "sample",
            "task_device"]
 
 
@@ -129,26 +131,53 @@ def train_flow(flow: torch.nn.Module, x: np.ndarray, c: np.ndarray, config: Trai
     if len(x) < 10:
         raise ValueError(f"train_flow: {len(x)} rows are too few to train a flow")
     gen = torch.Generator().manual_seed(int(seed) % (2**63))
-    torch.manual_seed(int(seed) % (2**63))
     xt = torch.as_tensor(np.asarray(x, np.float32))
     ct = torch.as_tensor(np.asarray(c, np.float32))
     perm = torch.randperm(len(xt), generator=gen)
     n_val = max(1, int(round(config.val_fraction * len(xt))))
     val, tr = perm[:n_val], perm[n_val:]
     x_tr, c_tr = xt[tr].to(device), ct[tr].to(device)
-    x_va, c_va = xt[val].to(device), ct[val].to(device)
+
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(x_tr), generator=gen).to(device)
+        for i in range(0, len(order), config.batch_size):
+            idx = order[i:i + config.batch_size]
+            yield x_tr[idx], c_tr[idx]
+
+    return train_flow_batches(flow, batches, (xt[val], ct[val]), config, seed, device,
+                              name="train_flow")
+
+
+def train_flow_batches(flow: torch.nn.Module,
+                       batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+                       val: tuple, config: TrainConfig, seed: int,
+                       device: torch.device | None = None,
+                       name: str = "train_flow_batches") -> TrainResult:
+    """Fit ``flow`` to p(x | c) from a stream of batches; returns the best state and curves.
+
+    ``batches(epoch)`` yields (x (B, d), c (B, k)) float tensors for one epoch (in-memory
+    shuffles from :func:`train_flow`, or a Petastorm loader, :func:`gaialake.feeding.torch_loader`);
+    ``val`` = (x, c) held out (bounded, in memory). Non-finite losses are skipped (NaN guard;
+    ``config.max_bad_steps`` in a row stop training); early stopping on the validation loss.
+    The flow ends loaded with its best state.
+    """
+    device = device or torch.device("cpu")
+    torch.manual_seed(int(seed) % (2**63))
     flow.to(device)
+    x_va = torch.as_tensor(np.asarray(val[0], np.float32), device=device)
+    c_va = torch.as_tensor(np.asarray(val[1], np.float32), device=device)
+    if len(x_va) < 1:
+        raise ValueError(f"{name}: the validation set is empty")
     opt = torch.optim.AdamW(flow.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     result = TrainResult(state_dict=copy.deepcopy(flow.state_dict()))
     best, since_best, bad_run = math.inf, 0, 0
     t0 = time.perf_counter()
     for epoch in range(config.max_epochs):
         flow.train()
-        order = torch.randperm(len(x_tr), generator=gen).to(device)
         total, n = 0.0, 0
-        for i in range(0, len(order), config.batch_size):
-            idx = order[i:i + config.batch_size]
-            loss = -flow(c_tr[idx]).log_prob(x_tr[idx]).mean()
+        for xb, cb in batches(epoch):
+            xb, cb = xb.to(device, non_blocking=True), cb.to(device, non_blocking=True)
+            loss = -flow(cb).log_prob(xb).mean()
             if not torch.isfinite(loss):
                 result.bad_steps += 1
                 bad_run += 1
@@ -161,8 +190,8 @@ def train_flow(flow: torch.nn.Module, x: np.ndarray, c: np.ndarray, config: Trai
             loss.backward()
             torch.nn.utils.clip_grad_norm_(flow.parameters(), config.clip)
             opt.step()
-            total += float(loss.detach()) * len(idx)
-            n += len(idx)
+            total += float(loss.detach()) * len(xb)
+            n += len(xb)
         result.samples += n
         flow.eval()
         val_loss, result.val_nonfinite = _mean_nll(flow, x_va, c_va, 4096)
@@ -183,7 +212,7 @@ def train_flow(flow: torch.nn.Module, x: np.ndarray, c: np.ndarray, config: Trai
         result.stopped = f"max_epochs {config.max_epochs}"
     result.seconds = time.perf_counter() - t0
     if result.best_epoch < 0:
-        raise FloatingPointError(f"train_flow: no finite validation loss ({result.stopped})")
+        raise FloatingPointError(f"{name}: no finite validation loss ({result.stopped})")
     flow.load_state_dict(result.state_dict)
     flow.eval()
     result.state_dict = {k: v.detach().cpu() for k, v in result.state_dict.items()}

@@ -9,19 +9,15 @@ the flows (state dicts) and metrics; it never writes anywhere.
 
 For a group larger than task memory, ``gaialake anomaly`` streams the rows through Petastorm
 instead (``streams.max_group_rows``); the pure pieces of that path are here:
-:func:`train_flow_batches` (the loop of :func:`gaialake.models.flows.train_flow` over an
-iterator of batches: same optimiser, clipping, NaN guard, early stopping and best state) and
+:func:`~gaialake.models.flows.train_flow_batches` (re-exported here: the one training loop,
+which :func:`~gaialake.models.flows.train_flow` feeds with in-memory shuffles) and
 :func:`hash_unit` (a seeded hash of ``source_id`` to [0, 1) that splits rows into validation,
 training and folds without a shuffle of the whole group).
 """
 from __future__ import annotations
 
-import copy
-import math
 import pickle
-import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -31,7 +27,7 @@ from ..conf import Conf
 from ..regions import FeatureMap, SignalRegion, features
 from .anode import anode_log_ratio, fit_sr_flow
 from .cathode import cathode_scores
-from .flows import TrainConfig, TrainResult, _mean_nll, build_flow, train_flow
+from .flows import TrainConfig, build_flow, train_flow, train_flow_batches
 
 __all__ = ["SearchSettings", "GroupResult", "score_group", "METHODS", "group_seeds",
            "train_flow_batches", "hash_unit"]
@@ -168,73 +164,3 @@ def hash_unit(source_id: np.ndarray, seed: int) -> np.ndarray:
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
-
-
-def train_flow_batches(flow: torch.nn.Module,
-                       batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
-                       val: tuple[np.ndarray, np.ndarray], config: TrainConfig, seed: int,
-                       device: torch.device | None = None) -> TrainResult:
-    """Fit ``flow`` to p(x | c) from a stream of batches; returns the best state and curves.
-
-    ``batches(epoch)`` yields (x (B, d), c (B, k)) float tensors for one epoch (e.g. a Petastorm
-    loader, :func:`gaialake.feeding.torch_loader`); ``val`` = (x, c) arrays held out (bounded,
-    in memory). ``config.batch_size`` and ``val_fraction`` are the feeder's business here.
-    The flow ends loaded with its best state (by validation loss).
-    """
-    device = device or torch.device("cpu")
-    torch.manual_seed(int(seed) % (2**63))
-    flow.to(device)
-    x_va = torch.as_tensor(np.asarray(val[0], np.float32), device=device)
-    c_va = torch.as_tensor(np.asarray(val[1], np.float32), device=device)
-    if len(x_va) < 1:
-        raise ValueError("train_flow_batches: the validation set is empty")
-    opt = torch.optim.AdamW(flow.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    result = TrainResult(state_dict=copy.deepcopy(flow.state_dict()))
-    best, since_best, bad_run = math.inf, 0, 0
-    t0 = time.perf_counter()
-    for epoch in range(config.max_epochs):
-        flow.train()
-        total, n = 0.0, 0
-        for xb, cb in batches(epoch):
-            xb, cb = xb.to(device, non_blocking=True), cb.to(device, non_blocking=True)
-            loss = -flow(cb).log_prob(xb).mean()
-            if not torch.isfinite(loss):
-                result.bad_steps += 1
-                bad_run += 1
-                opt.zero_grad(set_to_none=True)
-                if bad_run >= config.max_bad_steps:
-                    break
-                continue
-            bad_run = 0
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(flow.parameters(), config.clip)
-            opt.step()
-            total += float(loss.detach()) * len(xb)
-            n += len(xb)
-        result.samples += n
-        flow.eval()
-        val_loss, result.val_nonfinite = _mean_nll(flow, x_va, c_va, 4096)
-        result.train_loss.append(total / max(n, 1))
-        result.val_loss.append(val_loss)
-        if bad_run >= config.max_bad_steps:
-            result.stopped = f"{bad_run} non-finite losses in a row at epoch {epoch}"
-            break
-        if math.isfinite(val_loss) and val_loss < best:
-            best, since_best, result.best_epoch = val_loss, 0, epoch
-            result.state_dict = copy.deepcopy(flow.state_dict())
-        else:
-            since_best += 1
-            if since_best >= config.patience:
-                result.stopped = f"early stop: no val improvement for {since_best} epochs"
-                break
-    else:
-        result.stopped = f"max_epochs {config.max_epochs}"
-    result.seconds = time.perf_counter() - t0
-    if result.best_epoch < 0:
-        raise FloatingPointError(f"train_flow_batches: no finite validation loss "
-                                 f"({result.stopped})")
-    flow.load_state_dict(result.state_dict)
-    flow.eval()
-    result.state_dict = {k: v.detach().cpu() for k, v in result.state_dict.items()}
-    return result
