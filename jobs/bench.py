@@ -29,8 +29,6 @@ from gaialake.log import get_logger
 
 log = get_logger("bench")
 
-DR3_ROWS, DR3_FILES = 1_811_709_771, 3386
-
 
 def _sets(work: Path, extra: list[str] = ()) -> list[str]:
     return [f"--set=paths.raw={work / 'raw'}", f"--set=paths.warehouse={work / 'wh'}",

@@ -120,8 +120,7 @@ def _create_table(spark, conf: Conf, columns: list[Column]) -> None:
     path = conf.table_path(TABLE)
     if table_exists(spark, path):
         return
-    ddl = spark_schema_ddl(columns).split(", `line_number`")[0]
-    schema = spark.createDataFrame([], f"{ddl}, hpx long, run_id string").schema
+    schema = spark.createDataFrame([], f"{spark_schema_ddl(columns)}, hpx long, run_id string").schema
     (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy("hpx")
      .property("delta.dataSkippingStatsColumns", STATS_COLUMNS).execute())
 
@@ -153,8 +152,7 @@ def ingest_batch(spark, conf: Conf, batch: list[BulkFile], columns: list[Column]
         _log_failures(spark, conf, {f: failures[f.name] for f in batch}, run_id)
         return {"rows_read": 0, "rows_kept": 0, "rows_quarantined": 0, "failed": len(batch)}
 
-    good = staged
-    rows = good.where("reason IS NULL")
+    rows = staged.where("reason IS NULL")
 
     # duplicates: first occurrence (file name, line) wins, in the batch and against the table
     keys = rows.select("source_id", "source_file", "line_number")
@@ -197,13 +195,13 @@ def ingest_batch(spark, conf: Conf, batch: list[BulkFile], columns: list[Column]
     with stage(log, "write gaia_source"):
         write_table(kept, conf, TABLE, partition_by=["hpx"], replace_where=_in_list(names))
 
-    quarantined = (good.where("reason IS NOT NULL").select("source_file", "line_number",
+    quarantined = (staged.where("reason IS NOT NULL").select("source_file", "line_number",
                                                             "raw_line", "reason")
                    .unionByName(dup_lines)
                    .withColumn("run_id", F.lit(run_id)))
     write_table(quarantined, conf, QUARANTINE, replace_where=_in_list(names))
 
-    counts = {r.source_file: r for r in good.groupBy("source_file").agg(
+    counts = {r.source_file: r for r in staged.groupBy("source_file").agg(
         F.count("*").alias("read"),
         F.sum(F.when(F.col("reason").isNotNull(), 1).otherwise(0)).alias("bad")).collect()}
     now = datetime.now(timezone.utc)

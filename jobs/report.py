@@ -97,32 +97,27 @@ def _roc(spark, conf: Conf, out: Path) -> tuple[Path | None, pd.DataFrame]:
     return path, pd.DataFrame(rows)
 
 
-def _sql(spark, query: str, limit: int = 20) -> pd.DataFrame:
-    return spark.sql(query).limit(limit).toPandas()
+def _summary(spark, conf: Conf, section: Section, table: str, caption: str, query: str) -> None:
+    """Add ``query`` (over the table as ``{t}``; 20 rows at most) to ``section`` if the table exists."""
+    if _has(spark, conf, table):
+        view = f"_report_{table}"
+        read_table(spark, conf, table).createOrReplaceTempView(view)
+        section.tables.append((caption, spark.sql(query.format(t=view)).limit(20).toPandas()))
 
 
 def build_sections(spark, conf: Conf, root: Path) -> list[Section]:
     figs = root / "figures" / "report"
     figs.mkdir(parents=True, exist_ok=True)
-    sections = []
 
     cat = Section("Catalog")
     if _has(spark, conf, "gaia_source"):
         cat.figures.append(_sky_map(spark, conf, figs))
-        if _has(spark, conf, "ingest_log"):
-            read_table(spark, conf, "ingest_log").createOrReplaceTempView("_ingest_log")
-            cat.tables.append(("Ingest", _sql(spark, "SELECT status, count(*) AS files, sum(rows_read) "
-                                              "AS rows_read, sum(rows_kept) AS rows_kept, "
-                                              "sum(rows_quarantined) AS rows_quarantined "
-                                              "FROM _ingest_log GROUP BY status")))
-        if _has(spark, conf, "gaia_source_quarantine"):
-            read_table(spark, conf, "gaia_source_quarantine").createOrReplaceTempView("_q")
-            cat.tables.append(("Quarantine reasons", _sql(
-                spark, "SELECT split(reason, ':')[0] AS reason, count(*) AS n FROM _q GROUP BY 1 "
-                       "ORDER BY n DESC")))
-    sections.append(cat)
-
-    sections.append(Section("Synthetic sky", figures=_figures(root, "sky")))
+        _summary(spark, conf, cat, "ingest_log", "Ingest",
+                 "SELECT status, count(*) AS files, sum(rows_read) AS rows_read, sum(rows_kept) AS "
+                 "rows_kept, sum(rows_quarantined) AS rows_quarantined FROM {t} GROUP BY status")
+        _summary(spark, conf, cat, "gaia_source_quarantine", "Quarantine reasons",
+                 "SELECT split(reason, ':')[0] AS reason, count(*) AS n FROM {t} GROUP BY 1 "
+                 "ORDER BY n DESC")
 
     streams = Section("Stellar streams")
     if _has(spark, conf, "anomaly_scores") and _has(spark, conf, "truth_streams"):
@@ -130,36 +125,24 @@ def build_sections(spark, conf: Conf, root: Path) -> list[Section]:
         if roc is not None:
             streams.figures.append(roc)
             streams.tables.append(("Anomaly score vs injected streams", table))
-    if _has(spark, conf, "stream_candidates"):
-        read_table(spark, conf, "stream_candidates").createOrReplaceTempView("_cand")
-        streams.tables.append(("Top stream candidates", _sql(
-            spark, "SELECT * FROM _cand ORDER BY significance DESC").drop(
-                columns=["run_id", "patch_ids"], errors="ignore")))
+    _summary(spark, conf, streams, "stream_candidates", "Top stream candidates",
+             "SELECT * EXCEPT (run_id, patch_ids) FROM {t} ORDER BY significance DESC")
     streams.figures += _figures(root, "streams") + _figures(root, "anomaly")
-    sections.append(streams)
 
     acc = Section("Accreted stars", figures=_figures(root, "accreted"))
-    if _has(spark, conf, "accreted_catalog"):
-        read_table(spark, conf, "accreted_catalog").createOrReplaceTempView("_acc")
-        acc.tables.append(("Accreted catalog", _sql(
-            spark, "SELECT count(*) AS stars, avg(p_accreted) AS mean_p, "
-                   "sum(CASE WHEN p_accreted > 0.5 THEN 1 ELSE 0 END) AS p_gt_half FROM _acc")))
-    sections.append(acc)
+    _summary(spark, conf, acc, "accreted_catalog", "Accreted catalog",
+             "SELECT count(*) AS stars, avg(p_accreted) AS mean_p, "
+             "sum(CASE WHEN p_accreted > 0.5 THEN 1 ELSE 0 END) AS p_gt_half FROM {t}")
 
     dens = Section("Dark-matter density", figures=_figures(root, "density"))
-    if _has(spark, conf, "density_grid"):
-        read_table(spark, conf, "density_grid").createOrReplaceTempView("_dens")
-        dens.tables.append(("Density grid", _sql(
-            spark, "SELECT count(*) AS points, avg(rho) AS mean_rho, avg(rho_err) AS mean_rho_err "
-                   "FROM _dens")))
-    sections.append(dens)
+    _summary(spark, conf, dens, "density_grid", "Density grid",
+             "SELECT count(*) AS points, avg(rho) AS mean_rho, avg(rho_err) AS mean_rho_err FROM {t}")
 
     up = Section("Upsampled mocks (GalaxyFlow)", figures=_figures(root, "upsample"))
-    for name in ("upsample_auc",):
-        if _has(spark, conf, name):
-            up.tables.append(("3-sample classifier test (seed: 0.952 / 0.950 / 0.508)",
-                              read_table(spark, conf, name).limit(20).toPandas()))
-    sections.append(up)
+    _summary(spark, conf, up, "upsample_auc",
+             "3-sample classifier test (seed: 0.952 / 0.950 / 0.508)", "SELECT * FROM {t}")
+
+    sections = [cat, Section("Synthetic sky", figures=_figures(root, "sky")), streams, acc, dens, up]
     log.info("report sections: %s", ", ".join(f"{s.title} ({len(s.figures)} fig)" for s in sections))
     return sections
 

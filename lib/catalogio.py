@@ -51,11 +51,9 @@ def list_bulk_files(spark, raw: str, pattern: str = PATTERN) -> list[BulkFile]:
 
 
 def spark_schema_ddl(columns: Sequence[Column]) -> str:
-    """DDL of staged rows (file columns + bookkeeping) for mapInArrow."""
+    """DDL of ingested rows before ``hpx``/``run_id``: the file's columns, hpx29, source_file."""
     fields = [f"`{c.name}` {spark_type(c.datatype)}" for c in columns]
-    fields += ["`hpx29` long", "`source_file` string", "`line_number` long", "`reason` string",
-               "`raw_line` string"]
-    return ", ".join(fields)
+    return ", ".join(fields + ["`hpx29` long", "`source_file` string"])
 
 
 STAGE_RESULT_DDL = "source_file string, staged_rows long, error string"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import fcntl
 import glob
 import os
-import shutil
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -248,7 +247,3 @@ def stop_spark() -> None:
     active = SparkSession.getActiveSession()
     if active is not None:
         active.stop()
-
-
-def clear_jar_cache(conf: Conf) -> None:
-    shutil.rmtree(conf.path("paths.jar_cache"), ignore_errors=True)

@@ -250,15 +250,21 @@ def train_tensors(x: np.ndarray, y: np.ndarray, *, hidden: Sequence[int] = (64, 
     return net, {"pos_weight": pos_weight, "platt": platt, "val_idx": va, "history": history}
 
 
-def teacher_rows(model: AccretedClassifier, stars) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The transfer set of a catalog: stars passing the cuts with a radial velocity and finite
-    features. Returns (row index, ``5d`` features, the ``6d`` net's calibrated probability)."""
+def _cut_phase_space(model: AccretedClassifier, stars):
+    """The model's quality cuts (mask, reason per star) and the stars' Galactocentric phase space."""
     cuts = {**DEFAULT_CUTS, **dict(model.config.get("cuts", {}))}
-    keep, _ = quality_mask(stars, **cuts)
+    keep, reason = quality_mask(stars, **cuts)
     cols = {c: np.asarray(stars[c], np.float64) for c in ("ra", "dec", "parallax", "pmra", "pmdec",
                                                           "radial_velocity")}
     ps = phase_space(cols["ra"], cols["dec"], cols["parallax"], cols["pmra"], cols["pmdec"],
                      cols["radial_velocity"])
+    return keep, reason, ps
+
+
+def teacher_rows(model: AccretedClassifier, stars) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The transfer set of a catalog: stars passing the cuts with a radial velocity and finite
+    features. Returns (row index, ``5d`` features, the ``6d`` net's calibrated probability)."""
+    keep, _, ps = _cut_phase_space(model, stars)
     x5, x6 = features(stars, "5d", ps), features(stars, "6d", ps)
     ok = keep & np.all(np.isfinite(x5), axis=1) & np.all(np.isfinite(x6), axis=1)
     idx = np.flatnonzero(ok)
@@ -329,12 +335,7 @@ def score_stars(model: AccretedClassifier, stars, extra: bool = False):
     from ..galactocentric import toomre_speed, velocity_space
 
     n = len(stars)
-    cuts = {**DEFAULT_CUTS, **dict(model.config.get("cuts", {}))}
-    keep, reason = quality_mask(stars, **cuts)
-    cols = {c: np.asarray(stars[c], np.float64) for c in ("ra", "dec", "parallax", "pmra", "pmdec",
-                                                          "radial_velocity")}
-    ps = phase_space(cols["ra"], cols["dec"], cols["parallax"], cols["pmra"], cols["pmdec"],
-                     cols["radial_velocity"])
+    keep, reason, ps = _cut_phase_space(model, stars)
     p = np.full(n, np.nan)
     variant = np.full(n, None, dtype=object)
     use6 = keep & has_radial_velocity(stars) & ("6d" in model.nets)
