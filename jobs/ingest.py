@@ -7,11 +7,16 @@ Stages, per batch of ``ingest.files_per_batch`` files not yet in ``ingest_log``:
 2. dedupe: a ``source_id`` seen twice (in the batch, or already in the table from another file)
    keeps its first occurrence (by file name, line); later ones are quarantined.
 3. write ``gaia_source`` (``hpx`` partitions, sorted by ``hpx29``) and ``gaia_source_quarantine``,
-   each replacing exactly the rows of the batch's files (``replaceWhere source_file IN ...``),
-   then ``ingest_log``, the completion marker. A run killed anywhere redoes the unfinished batch
-   and ends with exactly the right rows; re-running on ingested files changes nothing. A file
-   replaced by one of another size is ingested again (its rows replaced); with
-   ``ingest.prune_missing`` the rows of files gone from ``paths.raw`` are deleted.
+   each replacing exactly the rows of the batch's files (``source_file IN ...``), then
+   ``ingest_log``, the completion marker. ``ingest.writer``: ``arrow`` (local warehouses) has one
+   Spark task per file write its rows with pyarrow into the table's ``hpx=<k>/`` folders, with
+   Delta's statistics, and the driver commits them and the removal of the batch's old rows in one
+   Delta commit (:func:`gaialake.delta.commit_files`); ``spark`` uses Spark's Delta writer
+   (``replaceWhere``), several times slower. A run killed anywhere redoes the unfinished batch
+   and ends with exactly the right rows (files it wrote but never committed are no part of the
+   table; ``VACUUM`` deletes them); re-running on ingested files changes nothing. A file replaced
+   by one of another size is ingested again (its rows replaced); with ``ingest.prune_missing``
+   the rows of files gone from ``paths.raw`` are deleted.
 """
 from __future__ import annotations
 
@@ -21,11 +26,12 @@ import uuid
 from datetime import datetime, timezone
 
 from gaialake.bulkfile import BulkFileError, read_header, read_lines
-from gaialake.catalogio import (STAGE_RESULT_DDL, BulkFile, list_bulk_files, spark_schema_ddl,
-                                stage_files_arrow)
+from gaialake.catalogio import (ADD_FILE_DDL, STAGE_RESULT_DDL, BulkFile, list_bulk_files,
+                                spark_schema_ddl, stage_files_arrow, write_table_files_arrow)
 from gaialake.cli import job_main
 from gaialake.conf import Conf
-from gaialake.delta import read_table, table_exists, write_table
+from gaialake.delta import (commit_files, in_predicate, read_table, register_table, table_exists,
+                            table_layout, write_table)
 from gaialake.healpix import MAX_ORDER
 from gaialake.log import get_logger, stage
 from gaialake.schema import Column
@@ -126,7 +132,7 @@ def _create_table(spark, conf: Conf, columns: list[Column]) -> None:
 
 
 def _in_list(names: list[str]) -> str:
-    return "source_file IN (" + ", ".join("'" + n.replace("'", "''") + "'" for n in names) + ")"
+    return in_predicate("source_file", names)
 
 
 def ingest_batch(spark, conf: Conf, batch: list[BulkFile], columns: list[Column],
@@ -179,21 +185,13 @@ def ingest_batch(spark, conf: Conf, batch: list[BulkFile], columns: list[Column]
 
     _create_table(spark, conf, columns)
     shift = 2 * (MAX_ORDER - int(conf.get("catalog.partition_order")))
-    if n_dups:  # few rows: broadcast them, never shuffle the 152-column rows for this
-        rows = rows.join(F.broadcast(dups.select("source_file", "line_number")),
-                         ["source_file", "line_number"], "left_anti")
-    kept = (rows.withColumn("hpx", F.shiftright("hpx29", shift))
-            .withColumn("run_id", F.lit(run_id))
-            .drop("line_number", "reason", "raw_line"))
-    target = read_table(spark, conf, TABLE).columns
-    kept = kept.select(*target)
-    if conf.get("ingest.shuffle_by_hpx", False):  # one task per hpx: fewer, larger files
-        kept = kept.repartition("hpx")
-    # bulk files cover contiguous HEALPix ranges, so without a shuffle each task still writes
-    # few partitions; every file is sorted by hpx29 (Delta min/max stats prune cone searches)
-    kept = kept.sortWithinPartitions("hpx", "hpx29")
-    with stage(log, "write gaia_source"):
-        write_table(kept, conf, TABLE, partition_by=["hpx"], replace_where=_in_list(names))
+    with stage(log, f"write gaia_source ({_writer(conf)} writer)"):
+        if _writer(conf) == "arrow":
+            staged_names = [r.source_file for r in results if r.error is None]
+            _write_arrow(spark, conf, staging, staged_names, names, dups if n_dups else None,
+                         shift, run_id)
+        else:
+            _write_spark(conf, rows, dups if n_dups else None, names, shift, run_id)
 
     quarantined = (staged.where("reason IS NOT NULL").select("source_file", "line_number",
                                                             "raw_line", "reason")
@@ -219,6 +217,61 @@ def ingest_batch(spark, conf: Conf, batch: list[BulkFile], columns: list[Column]
     dups.unpersist()
     return {"rows_read": sum(r[4] for r in log_rows), "rows_kept": sum(r[5] for r in log_rows),
             "rows_quarantined": sum(r[6] for r in log_rows), "failed": len(failures)}
+
+
+def _writer(conf: Conf) -> str:
+    """``ingest.writer``; ``arrow`` writes local warehouses only, others get ``spark`` (logged)."""
+    writer = str(conf.get("ingest.writer", "spark"))
+    if writer not in ("arrow", "spark"):
+        raise ValueError(f"ingest.writer={writer!r}: expected arrow or spark")
+    warehouse = conf.path("paths.warehouse")
+    if writer == "arrow" and ("://" in warehouse or warehouse.startswith("dbfs:")):
+        log.info("ingest.writer=arrow writes local warehouses only; %s is not: spark writer",
+                 warehouse)
+        return "spark"
+    return writer
+
+
+def _write_spark(conf: Conf, rows, dups, names: list[str], shift: int, run_id: str) -> None:
+    """Spark's Delta writer: ``replaceWhere source_file IN names`` with the valid rows less
+    ``dups`` (None: no duplicates)."""
+    from pyspark.sql import functions as F
+
+    spark = rows.sparkSession
+    if dups is not None:  # few rows: broadcast them, never shuffle the 152-column rows for this
+        rows = rows.join(F.broadcast(dups.select("source_file", "line_number")),
+                         ["source_file", "line_number"], "left_anti")
+    kept = (rows.withColumn("hpx", F.shiftright("hpx29", shift))
+            .withColumn("run_id", F.lit(run_id))
+            .drop("line_number", "reason", "raw_line"))
+    target = read_table(spark, conf, TABLE).columns
+    kept = kept.select(*target)
+    if conf.get("ingest.shuffle_by_hpx", False):  # one task per hpx: fewer, larger files
+        kept = kept.repartition("hpx")
+    # bulk files cover contiguous HEALPix ranges, so without a shuffle each task still writes
+    # few partitions; every file is sorted by hpx29 (Delta min/max stats prune cone searches)
+    kept = kept.sortWithinPartitions("hpx", "hpx29")
+    write_table(kept, conf, TABLE, partition_by=["hpx"], replace_where=_in_list(names))
+
+
+def _write_arrow(spark, conf: Conf, staging: str, staged: list[str], names: list[str], dups,
+                 shift: int, run_id: str) -> None:
+    """pyarrow writes each staged file's valid rows (less ``dups``) into the table's ``hpx``
+    folders, one Spark task per file; the driver commits them in one Delta commit that also
+    removes the rows of ``names`` ingested before (:func:`gaialake.delta.commit_files`)."""
+    path = conf.table_path(TABLE)
+    lines: dict[str, list[int]] = {}
+    for r in (dups.select("source_file", "line_number").collect() if dups is not None else []):
+        lines.setdefault(r.source_file, []).append(int(r.line_number))
+    target, stats = table_layout(spark, path)
+    files_df = spark.createDataFrame(
+        spark.sparkContext.parallelize([(n,) for n in staged], max(len(staged), 1)),
+        "source_file string")
+    adds = files_df.mapInArrow(
+        write_table_files_arrow(staging, path, target, stats, shift, run_id,
+                                lines), ADD_FILE_DDL).collect()
+    commit_files(spark, path, [r.asDict() for r in adds], "hpx", "source_file", names)
+    register_table(spark, conf, TABLE)
 
 
 def _clear(spark, path: str) -> None:

@@ -6,13 +6,16 @@ import os
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .bulkfile import BulkFileError, parse_bulk_file, staged_schema
+from .deltafiles import write_partitioned
 from .schema import Column, spark_type
 
 __all__ = ["BulkFile", "list_bulk_files", "spark_schema_ddl", "stage_files_arrow", "PATTERN",
-           "STAGE_RESULT_DDL"]
+           "STAGE_RESULT_DDL", "write_table_files_arrow", "ADD_FILE_DDL"]
 
 PATTERN = "GaiaSource_*.csv.gz"
 
@@ -84,6 +87,47 @@ def stage_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str)
                     {"source_file": [name], "staged_rows": [rows], "error": [error]},
                     schema=pa.schema([("source_file", pa.string()), ("staged_rows", pa.int64()),
                                       ("error", pa.string())]))
+    return fn
+
+
+ADD_FILE_DDL = ("source_file string, path string, size long, partition_value string, "
+                "modification_time long, stats string")
+
+
+def write_table_files_arrow(staging: str, root: str, table_columns: Sequence[str],
+                            stats_columns: Sequence[str], shift: int, run_id: str,
+                            duplicates: dict[str, list[int]]):
+    """The mapInArrow function: rows of staged file names in, one row per data file written out
+    (:data:`ADD_FILE_DDL`, for :func:`gaialake.delta.commit_files`).
+
+    Each file's valid rows (staged with no ``reason``, less the ``duplicates`` lines of that file)
+    get ``hpx = hpx29 >> shift`` and ``run_id``, are sorted by ``hpx29`` and written by pyarrow as
+    the table's data files under ``root`` (local), one per ``hpx`` partition.
+    """
+    import pyarrow.parquet as pq
+
+    out_schema = pa.schema([("source_file", pa.string()), ("path", pa.string()),
+                            ("size", pa.int64()), ("partition_value", pa.string()),
+                            ("modification_time", pa.int64()), ("stats", pa.string())])
+    data_columns = [c for c in table_columns if c not in ("hpx", "run_id")]
+
+    def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for name in batch.column("source_file").to_pylist():
+                staged = pq.read_table(f"{staging.rstrip('/')}/{name}.parquet",
+                                       columns=data_columns + ["line_number", "reason"])
+                keep = pc.and_(pc.is_null(staged.column("reason")),
+                               pc.invert(pc.is_in(staged.column("line_number"),
+                                                  pa.array(duplicates.get(name, []), pa.int64()))))
+                rows = staged.filter(keep)
+                hpx29 = rows.column("hpx29").to_numpy()
+                order = np.argsort(hpx29, kind="stable")
+                rows = (rows.select(data_columns).take(order)
+                        .append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
+                        .select([c for c in table_columns if c != "hpx"]))
+                records = write_partitioned(rows, root, "hpx", hpx29[order] >> shift, stats_columns)
+                yield pa.RecordBatch.from_pylist([{"source_file": name, **r} for r in records],
+                                                 schema=out_schema)
     return fn
 
 

@@ -66,6 +66,12 @@ def live_files(table: str | Path) -> tuple[list[tuple[str, dict]], dict]:
     return [(str(root / unquote(p)), v) for p, v in sorted(files.items())], metadata
 
 
+#: Delta's atomic types as Arrow types (others read as strings; nested ones as nulls).
+_ATOMIC = {"long": pa.int64(), "integer": pa.int32(), "short": pa.int16(), "byte": pa.int8(),
+           "double": pa.float64(), "float": pa.float32(), "boolean": pa.bool_(),
+           "string": pa.string(), "date": pa.date32(), "timestamp": pa.timestamp("us", "UTC")}
+
+
 def read_delta(table: str | Path, columns: Sequence[str] | None = None,
                filter_partitions: dict | None = None) -> pa.Table:
     """The live rows of a Delta table as one Arrow table (partition columns included)."""
@@ -81,10 +87,12 @@ def read_delta(table: str | Path, columns: Sequence[str] | None = None,
         for k, v in parts.items():
             if columns is None or k in columns:
                 arr = pa.array([v] * t.num_rows, pa.string())
-                target = {"long": pa.int64(), "integer": pa.int32(), "double": pa.float64(),
-                          "short": pa.int16()}.get(types.get(k), pa.string())
+                target = _ATOMIC.get(types.get(k), pa.string())
                 t = t.append_column(k, pc.cast(arr, target) if v is not None else pa.nulls(t.num_rows, target))
         pieces.append(t)
-    if not pieces:
-        raise ValueError(f"{table}: no live files{' for ' + str(filter_partitions) if filter_partitions else ''}")
+    if not pieces:       # an empty table (or partition): no rows, the table's columns
+        return pa.schema([pa.field(name, _ATOMIC.get(kind, pa.string()) if isinstance(kind, str)
+                                   else pa.null())
+                          for name, kind in types.items()
+                          if columns is None or name in columns]).empty_table()
     return pa.concat_tables(pieces, promote=True)

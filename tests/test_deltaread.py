@@ -18,3 +18,13 @@ def test_pyarrow_reader_sees_the_same_rows_as_spark(spark, conf):
     want = spark.read.format("delta").load(conf.table_path("t")).toPandas().sort_values("id").reset_index(drop=True)
     assert len(got) == len(want) == 375 + 10 + 12
     assert (got[want.columns].astype(want.dtypes.to_dict()) == want).all().all()
+
+
+def test_an_empty_table_reads_as_no_rows_with_its_columns(spark, conf):
+    empty = spark.range(0).selectExpr("id", "cast(id AS string) AS name", "cast(id AS double) AS x")
+    write_table(empty, conf, "empty_t")
+    got = read_delta(conf.table_path("empty_t"))
+    assert got.num_rows == 0
+    assert got.schema.names == ["id", "name", "x"]
+    assert [str(t) for t in got.schema.types] == ["int64", "string", "double"]
+    assert read_delta(conf.table_path("empty_t"), columns=["x"]).schema.names == ["x"]
