@@ -14,12 +14,8 @@ on a synthetic sky measures purity and completeness against ``truth_streams``
 (false-positive summary per method, recovery per injected stream) go to
 ``find_streams.plots_dir`` and, with MLflow, to the job's run.
 
-The false-positive rate needs the same search on the stream-free sky, in its own paths::
-
-    gaialake pipeline --to find_streams --set sky.streams=off \
-        --set paths.raw=data/raw_nostreams --set paths.warehouse=warehouse_nostreams \
-        --set find_streams.plots_dir=figures/nostreams
-    gaialake find_streams --set find_streams.null_candidates=warehouse_nostreams/stream_candidates
+The false-positive rate needs the same search on the stream-free sky: ``gaialake null_sky``
+(a stage of ``gaialake pipeline``, before this one) runs it in its own paths.
 """
 from __future__ import annotations
 
@@ -37,6 +33,7 @@ from gaialake.conf import Conf
 from gaialake.delta import read_table, table_exists, write_table
 from gaialake.linefind import LineFindParams, protocluster_spark_schema, protoclusters_frame
 from gaialake.log import get_logger, stage
+from gaialake.nullsky import null_candidates_path
 from gaialake.patches import from_patch_frame, patch_centers, to_patch_frame
 from gaialake.spark import get_spark
 
@@ -75,13 +72,14 @@ def find_protoclusters_spark(scores, stars, params: LineFindParams):
 
 
 def _null_significance(spark, conf: Conf) -> pd.DataFrame | None:
-    path = conf.get("find_streams.null_candidates", None)
-    if not path:
+    """(method, significance) of the stream-free run's candidates; None when there is none."""
+    path = null_candidates_path(conf)
+    if path is None:
         return None
-    path = conf.path("find_streams.null_candidates")
     if not table_exists(spark, path):
-        raise FileNotFoundError(f"find_streams.null_candidates: no Delta table at {path} "
-                                f"(run find_streams on the sky.streams=off sky first)")
+        log.warning("no stream-free candidates at %s (run gaialake null_sky): the threshold is "
+                    "the floor find_streams.min_candidate_significance alone", path)
+        return None
     return spark.read.format("delta").load(path).select("method", "significance").toPandas()
 
 
@@ -242,8 +240,8 @@ def run(conf: Conf) -> dict:
             summary = false_positive_summary(candidates.loc[mine, "significance"].to_numpy(),
                                              null_sig, floor)
             if null is None:
-                summary.update(n_null=float("nan"), fp_fraction=float("nan"),
-                               n_null_candidates=float("nan"))
+                summary.update({k: float("nan") for k in summary
+                                if k.startswith(("n_null", "fp_fraction"))})
             fp[method] = summary
             candidates.loc[mine, "threshold"] = summary["threshold"]
         candidates["above_threshold"] = candidates["significance"] > candidates["threshold"]

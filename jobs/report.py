@@ -8,6 +8,7 @@ Only small aggregates reach the driver (counts per pixel, histograms of scores).
 """
 from __future__ import annotations
 
+import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -105,6 +106,22 @@ def _summary(spark, conf: Conf, section: Section, table: str, caption: str, quer
         section.tables.append((caption, spark.sql(query.format(t=view)).limit(20).toPandas()))
 
 
+def _stream_search_tables(conf: Conf) -> list[tuple[str, pd.DataFrame]]:
+    """find_streams' summary.json: the false-positive threshold from the stream-free sky and the
+    recovery of each injected stream."""
+    path = Path(conf.report_path("find_streams.plots_dir")) / "summary.json"
+    if not path.exists():
+        return []
+    summary = json.loads(path.read_text())
+    out = []
+    if summary.get("false_positive"):
+        fp = pd.DataFrame(summary["false_positive"]).T.rename_axis("method").reset_index()
+        out.append(("False-positive threshold from the stream-free sky (gaialake null_sky)", fp))
+    if summary.get("recovery"):
+        out.append(("Injected streams recovered", pd.DataFrame(summary["recovery"])))
+    return out
+
+
 def build_sections(spark, conf: Conf, root: Path) -> list[Section]:
     figs = root / "figures" / "report"
     figs.mkdir(parents=True, exist_ok=True)
@@ -127,6 +144,7 @@ def build_sections(spark, conf: Conf, root: Path) -> list[Section]:
             streams.tables.append(("Anomaly score vs injected streams", table))
     _summary(spark, conf, streams, "stream_candidates", "Top stream candidates",
              "SELECT * EXCEPT (run_id, patch_ids) FROM {t} ORDER BY significance DESC")
+    streams.tables += _stream_search_tables(conf)
     streams.figures += _figures(root, "streams") + _figures(root, "anomaly")
 
     acc = Section("Accreted stars", figures=_figures(root, "accreted"))

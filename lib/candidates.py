@@ -265,15 +265,22 @@ def false_positive_summary(significance: np.ndarray, null_significance: np.ndarr
 
     threshold: the most significant candidate of the stream-free sky (``null_significance``),
     at least ``floor``; n_above: candidates of the searched sky above it; n_null: stream-free
-    candidates at or above it; fp_fraction: ``n_null / n_above``, the expected fraction of false
-    positives among the reported candidates when both skies cover the same area (one null
-    candidate sits at the threshold by construction: a conservative estimate).
+    candidates above it (0 when the threshold is their maximum); fp_fraction: ``n_null /
+    n_above``, the expected fraction of false positives among the reported candidates when both
+    skies cover the same area; fp_fraction_upper: ``(n_null + 1) / n_above`` (one stream-free
+    realization: its maximum is exceeded by the next realization's about half the time);
+    n_above_floor, n_null_floor, fp_fraction_floor: the same at the floor alone (what the
+    threshold protects against).
     """
     sig = np.asarray(significance, np.float64)
     null = np.asarray(null_significance, np.float64)
     threshold = float(max(floor, null.max() if len(null) else floor))
     n_above = int(np.sum(sig > threshold))
-    n_null = int(np.sum(null >= threshold))
+    n_null = int(np.sum(null > threshold))
     return {"threshold": threshold, "n_above": n_above, "n_null": n_null,
             "n_null_candidates": int(len(null)),
-            "fp_fraction": float(n_null / n_above) if n_above else float("nan")}
+            "fp_fraction": float(n_null / n_above) if n_above else float("nan"),
+            "fp_fraction_upper": float((n_null + 1) / n_above) if n_above else float("nan"),
+            "n_above_floor": int(np.sum(sig > floor)), "n_null_floor": int(np.sum(null > floor)),
+            "fp_fraction_floor": (float(np.sum(null > floor) / np.sum(sig > floor))
+                                  if np.sum(sig > floor) else float("nan"))}

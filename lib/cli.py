@@ -21,7 +21,7 @@ __all__ = ["PIPELINE", "main", "job_main", "run_job"]
 log = get_logger("cli")
 
 #: The pipeline's stages in order; a stage whose module does not exist yet is skipped.
-PIPELINE = ["generate", "ingest", "patches", "anomaly", "find_streams", "accreted",
+PIPELINE = ["generate", "ingest", "patches", "anomaly", "null_sky", "find_streams", "accreted",
             "density", "upsample", "report"]
 #: Commands that are not pipeline stages.
 COMMANDS = ["sql", "models", "score", "bench"]

@@ -205,8 +205,9 @@ def test_stream_free_sky_yields_nothing_above_threshold(stream_sky, null_sky):
     assert fp["n_above"] == 1                        # the stream, and only the stream
     # the threshold is the most significant stream-free candidate when above the floor
     fp = false_positive_summary(np.array([3.0, 12.0, 30.0]), np.array([4.0, 10.0]), 7.0)
-    assert fp == {"threshold": 10.0, "n_above": 2, "n_null": 1, "n_null_candidates": 2,
-                  "fp_fraction": 0.5}
+    assert fp == {"threshold": 10.0, "n_above": 2, "n_null": 0, "n_null_candidates": 2,
+                  "fp_fraction": 0.0, "fp_fraction_upper": 0.5, "n_above_floor": 2, "n_null_floor": 1,
+                  "fp_fraction_floor": 0.5}
 
 
 def test_member_recovery_counts_purity_and_completeness():

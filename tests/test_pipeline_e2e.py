@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gaialake.conf import load_conf
@@ -56,6 +57,26 @@ def test_every_stage_wrote_its_tables(pipeline):
     assert len(_table(conf, "density_grid")) > 0 and len(_table(conf, "upsampled_mock")) > 0
     for stage in ("generate", "ingest", "patches", "anomaly", "find_streams", "report"):
         assert f"job {stage}: done" in log
+
+
+def test_stream_free_sky_sets_the_threshold_of_the_stream_sky(pipeline):
+    from gaialake.nullsky import null_sky_conf
+
+    conf, _, log = pipeline
+    assert "job null_sky: done" in log
+    null = null_sky_conf(conf)
+    null_gaia = _table(null, "gaia_source")
+    assert len(null_gaia) > 10_000 and null_gaia.source_id.is_unique
+    assert len(_table(null, "truth_streams")) == 0            # no stream stars in the null sky
+    assert len(_table(conf, "truth_streams")) > 0
+    null_cands = _table(null, "stream_candidates")
+    cands = _table(conf, "stream_candidates")
+    floor = float(conf.get("find_streams.min_candidate_significance"))
+    for method, mine in cands.groupby("method"):
+        sig = null_cands.loc[null_cands.method == method, "significance"]
+        expected = max(floor, sig.max()) if len(sig) else floor
+        assert np.allclose(mine.threshold, expected), method
+        assert (mine.above_threshold == (mine.significance > expected)).all()
 
 
 def test_models_are_registered_with_champion_alias(pipeline):

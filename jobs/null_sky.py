@@ -1,0 +1,70 @@
+"""``gaialake null_sky``: the stream search on a smooth, stream-free sky (the false-positive run).
+
+Via Machinae sets its reporting threshold from the same search run on a simulated sky without
+streams: whatever that search finds is a false positive, and the most significant one is the
+threshold. This job runs ``null_sky.stages`` (generate -> ingest -> patches -> anomaly ->
+find_streams) in this Spark application with the overrides in ``null_sky.set`` applied over the
+current conf (its own seed: an independent realization of the smooth Milky Way; ``sky.streams:
+off``) and ``null_sky.suffix`` on its raw files, warehouse, metastore, MLflow store, report folder
+and catalog database, so
+nothing of the stream sky is touched and its models never become the stream sky's ``@champion``.
+Every other setting (region, density of stars, patches, flows, line finding) is the current
+conf's, so the two searches are the same search.
+
+The stream sky's ``find_streams`` then reads this run's ``stream_candidates``
+(``find_streams.null_candidates: auto``), e.g. ``SELECT * FROM gaialake_nostreams.stream_candidates``. A run that finishes records the fingerprint of its settings (:func:`gaialake.nullsky.fingerprint`)
+in the table ``null_sky_state``; a later run with the same fingerprint is skipped (the
+stream-free sky is a calibration: it changes only with its settings), ``null_sky.force: true``
+re-runs it. Re-running is idempotent: every stage is.
+"""
+from __future__ import annotations
+
+import sys
+
+from gaialake.cli import job_main, run_job
+from gaialake.conf import Conf
+from gaialake.log import get_logger
+from gaialake.delta import read_table, table_exists, write_table
+from gaialake.nullsky import fingerprint, null_sky_conf
+from gaialake.spark import get_spark
+
+log = get_logger("null_sky")
+
+
+STATE = "null_sky_state"
+
+
+def _done_before(spark, null: Conf, key: str) -> bool:
+    """True when a finished run of the same settings left its candidates and state."""
+    if not (table_exists(spark, null.table_path(STATE))
+            and table_exists(spark, null.table_path("stream_candidates"))):
+        return False
+    return read_table(spark, null, STATE).where(f"fingerprint = '{key}'").limit(1).count() > 0
+
+
+def run(conf: Conf) -> dict:
+    if not conf.get("null_sky.enabled", True):
+        log.info("null_sky.enabled is false: no stream-free run")
+        return {"skipped": True}
+    null = null_sky_conf(conf)
+    key = fingerprint(null)
+    spark = get_spark(null)
+    warehouse = null.path("paths.warehouse")
+    if not conf.get("null_sky.force", False) and _done_before(spark, null, key):
+        log.info("stream-free sky in %s is up to date (settings %s): skipped "
+                 "(null_sky.force=true re-runs it)", warehouse, key[:12])
+        return {"warehouse": warehouse, "skipped": True, "fingerprint": key}
+    log.info("stream-free sky: seed %s, warehouse %s", null.get("seed"), warehouse)
+    summaries = {name: run_job(name, null) for name in conf.get("null_sky.stages")}
+    found = summaries.get("find_streams", {})
+    state = spark.createDataFrame([(key, found.get("run_id"), int(found.get("candidates") or 0))],
+                                  "fingerprint string, find_streams_run_id string, candidates int")
+    write_table(state, null, STATE)
+    return {"warehouse": warehouse, "fingerprint": key,
+            "stars": summaries.get("ingest", {}).get("rows_kept"),
+            "candidates": found.get("candidates"),
+            "false_positive": found.get("false_positive")}
+
+
+if __name__ == "__main__":
+    sys.exit(job_main("null_sky", sys.argv[1:]))
