@@ -3,10 +3,12 @@
 Every figure is a ratio against a baseline measured in the same run on the same data:
 
 - ingest: ``gaialake ingest`` vs pyarrow's CSV reader writing Parquet (the single-pass
-  baseline) on the same synthetic bulk files; rows/s per core and peak memory (process trees);
+  baseline) and vs hats-import (the HATS importer, in its own ``.venv-hats``) on the same
+  synthetic bulk files; rows/s per core and peak memory (process trees);
 - training: Spark + Petastorm feeding vs a bare torch/zuko loop over in-memory tensors, and
   scoring stars/s per core (``gaialake.bench_train`` when present);
 - scaling: generate / ingest / patches at each size in ``bench.scales`` (time, peak memory);
+- the full ``make run`` (``gaialake pipeline``) on the default sky, seconds per stage;
 - projection: the full DR3 run from the measured per-core rates.
 
 Each job runs as its own process (``python -m gaialake.cli <job>``), as a user runs it.
@@ -22,6 +24,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from gaialake.bench_ingest import measure_hats_import
 from gaialake.benchkit import Measure, machine_line, measure_command, versions_line
 from gaialake.cli import job_main
 from gaialake.conf import REPO_ROOT, Conf
@@ -80,7 +83,25 @@ def bench_ingest(conf: Conf, work: Path, n_stars: float, cores: int) -> dict:
     out["ratio_wall"] = out["ingest_rows_s_core"] / out["pyarrow_rows_s_core"]
     out["ratio_stage"] = (out["ingest_stage_rows_s_core"] / out["pyarrow_rows_s_core"]) if stage else None
     out["generate_stars_s_core"] = rows / gen.seconds / cores
+    out["hats"] = bench_hats(work, rows, cores, out["ingest_rows_s_core"],
+                             out["ingest_stage_rows_s_core"])
     return out
+
+
+def bench_hats(work: Path, rows: int, cores: int, ingest_rate: float, stage_rate: float | None) -> dict:
+    """hats-import on the same files, with as many dask workers as cores: rows/s per core and
+    gaialake's rates over it (> 1: gaialake faster); ``{"error": ...}`` when it cannot run."""
+    hats = measure_hats_import(REPO_ROOT / ".venv-hats" / "bin" / "python", work / "raw",
+                               work / "hats", cores)
+    if "error" in hats:
+        log.warning("hats-import not measured: %s", hats["error"])
+        return hats
+    hats["rows_s_core"] = rows / hats["seconds"] / cores
+    hats["pipeline_rows_s_core"] = rows / hats["pipeline_s"] / cores
+    hats["ratio_wall"] = ingest_rate / hats["rows_s_core"]
+    hats["ratio_stage"] = stage_rate / hats["pipeline_rows_s_core"] if stage_rate else None
+    hats["rows_match"] = hats["rows"] == rows
+    return hats
 
 
 def bench_scaling(conf: Conf, root: Path, sizes: list[float]) -> list[dict]:
@@ -102,6 +123,43 @@ def bench_scaling(conf: Conf, root: Path, sizes: list[float]) -> list[dict]:
         rows.append(row)
         log.info("scaling %s", row)
     return rows
+
+
+def stage_seconds(output: str) -> dict[str, float]:
+    """Seconds of each job in a pipeline's log, nested jobs as ``parent.job`` (null_sky's)."""
+    stack: list[str] = []
+    out: dict[str, float] = {}
+    for line in output.splitlines():
+        m = re.search(r"job (\w+): (start|done in ([0-9.]+) s)", line)
+        if not m:
+            continue
+        if m[2] == "start":
+            stack.append(m[1])
+            continue
+        name = ".".join(stack) if stack and stack[-1] == m[1] else m[1]
+        out[name] = float(m[3])
+        if stack and stack[-1] == m[1]:
+            stack.pop()
+    return out
+
+
+def bench_pipeline(root: Path) -> dict:
+    """``gaialake pipeline`` (what ``make run`` runs) on the default sky in a scratch warehouse:
+    seconds per stage, wall and peak memory of the process tree, and the synthetic sky's scale
+    (its stars per real star, for the projection)."""
+    work = root / "pipeline"
+    if work.exists():
+        shutil.rmtree(work)
+    m = measure_command([sys.executable, "-m", "gaialake.cli", "pipeline", *_sets(work)],
+                        cwd=str(REPO_ROOT), env={"PYTHONUNBUFFERED": "1"})
+    stages = stage_seconds(m.output)
+    model = json.loads((work / "raw" / "sky_model.json").read_text())
+    rows = {j: _summary(m, j) for j in ("ingest", "patches", "anomaly")}
+    return {"seconds": m.seconds, "peak_mib": m.peak_mib, "stages": stages,
+            "sky_scale": float(model["scale"]), "rows": rows.get("ingest", {}).get("rows_kept"),
+            "patches": rows.get("patches", {}).get("patches"),
+            "patch_rows": rows.get("patches", {}).get("rows"),
+            "anomaly_task_seconds": rows.get("anomaly", {}).get("task_seconds")}
 
 
 def bench_training(conf: Conf, n_rows: int) -> dict:
@@ -127,6 +185,9 @@ def run(conf: Conf) -> dict:
     results.update(bench_training(conf, int(conf.get("bench.train_rows"))))
     log.info("bench: scaling")
     results["scaling"] = bench_scaling(conf, root, [float(s) for s in conf.get("bench.scales")])
+    if conf.get("bench.pipeline", True):
+        log.info("bench: make run (gaialake pipeline) per stage")
+        results["pipeline"] = bench_pipeline(root)
     (root / "results.json").write_text(json.dumps(results, indent=1, default=str))
     from gaialake.bench_report import write_benchmarks_md
 
