@@ -16,7 +16,7 @@ from gaialake.conf import REPO_ROOT, load_conf
 
 BUNDLE = REPO_ROOT / "conf" / "databricks"
 #: Stages that train models: they need the GPU job cluster (DESIGN §6).
-TRAINING = {"anomaly", "accreted", "density", "upsample"}
+TRAINING = {"anomaly", "null_sky", "accreted", "density", "upsample"}
 VAR = re.compile(r"\$\{var\.(\w+)\}")
 JOB_PARAM = re.compile(r"\{\{job\.parameters\.(\w+)\}\}")
 
@@ -104,7 +104,9 @@ def test_dependencies_follow_the_pipeline_order_and_the_data_flow(job):
             assert PIPELINE.index(dep["task_key"]) < PIPELINE.index(key), (dep, key)
     # what each stage reads is written by an ancestor (DESIGN §1)
     assert _ancestors(tasks, "ingest") == {"generate"}
-    assert _ancestors(tasks, "find_streams") == {"generate", "ingest", "patches", "anomaly"}
+    assert _ancestors(tasks, "find_streams") == {"generate", "ingest", "patches", "anomaly",
+                                                 "null_sky"}
+    assert _ancestors(tasks, "null_sky") == set()     # its own synthetic sky, in its own paths
     assert {"ingest"} <= _ancestors(tasks, "accreted")
     assert _ancestors(tasks, "report") == set(tasks) - {"report"}
 

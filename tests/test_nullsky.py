@@ -47,3 +47,13 @@ def test_fingerprint_changes_with_the_search_not_with_paths():
     for change in ("sky.n_stars=5000", "patches.only=[22]", "find_streams.top_n=50",
                    "null_sky.set={seed: 7, sky.streams: off}"):
         assert fingerprint(null_sky_conf(load_conf(sets=[change]))) != key, change
+
+
+@pytest.mark.parametrize("conf_file", ["cluster.yaml", "databricks.yaml"])
+def test_cluster_confs_calibrate_on_a_full_sky_at_dr3_density(conf_file):
+    from gaialake.conf import REPO_ROOT
+
+    conf = load_conf(REPO_ROOT / "conf" / conf_file)
+    null = null_sky_conf(conf)
+    assert null.get("sky.region") == "full" and float(null.get("sky.n_stars")) >= 1.7e9
+    assert null.get("sky.streams") == "off" and null.get("seed") != conf.get("seed")
