@@ -257,11 +257,12 @@ def test_training_ran_on_executors_of_both_workers(pipeline_run, cluster):
     (events,) = _events(cluster.tmp)
     workers = _executor_workers(events, cluster.worker_ui_ports)
     assert sorted(workers.values()) == [0, 1]          # one executor on each worker
-    # ingest parses the two files in two tasks; anomaly trains its two groups in two tasks
-    parse = _tasks_by_executor(events, "MapInArrow", rows_only=False)
+    # ingest parses the two files in two tasks and writes their Delta files (the arrow writer)
+    # in two more; anomaly trains its two groups in two tasks
+    ingest = _tasks_by_executor(events, "MapInArrow", rows_only=False)
     train = _tasks_by_executor(events, "FlatMapGroupsInPandas", rows_only=True)
-    for tasks in (parse, train):
-        assert sum(tasks.values()) == 2 and {workers[e] for e in tasks} == {0, 1}, (tasks, workers)
+    for tasks, n in ((ingest, 4), (train, 2)):
+        assert sum(tasks.values()) == n and {workers[e] for e in tasks} == {0, 1}, (tasks, workers)
 
 
 def test_tables_hold_every_star_and_cathode_finds_the_stream(pipeline_run, spark):
