@@ -90,14 +90,7 @@ def write_benchmarks_md(results: dict, path: Path) -> Path:
                 lines.append(f"| {k} | {v:,.4g} |")
         lines.append("")
     if results.get("scaling"):
-        lines += ["## Scaling", "", "Seconds (peak MiB of the job's process tree: driver JVM, Python "
-                  "driver and workers) per stage and size.", "",
-                  "| stars | generate | ingest | patches |", "|---:|---:|---:|---:|"]
-        for r in results["scaling"]:
-            cells = [f"{r[f'{j}_s']:.0f} s ({r[f'{j}_peak_mib']:.0f} MiB)" if f"{j}_s" in r else "failed"
-                     for j in ("generate", "ingest", "patches")]
-            lines.append(f"| {r['n_stars']:,} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += scaling_lines(results["scaling"])
     if results.get("pipeline"):
         lines += _pipeline_lines(results["pipeline"])
     proj = project_full_dr3(ing)
@@ -112,6 +105,39 @@ def write_benchmarks_md(results: dict, path: Path) -> Path:
               *_projection_lines(results.get("pipeline"), proj["cluster_cores"]), ""]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+SCALED_JOBS = ("generate", "ingest", "patches")
+
+
+def scaling_lines(rows: list[dict]) -> list[str]:
+    """The scaling table (seconds and peak MiB per job and size) and, between the two largest
+    sizes that ran, each job's growth in time and memory and its marginal microseconds per star
+    (the fixed costs, JVM start and Spark's scheduling, cancel in the difference)."""
+    lines = ["## Scaling", "", "Seconds (peak MiB of the job's process tree: driver JVM, Python "
+             "driver and workers) per stage and size.", "",
+             "| stars | " + " | ".join(SCALED_JOBS) + " |", "|---:|" + "---:|" * len(SCALED_JOBS)]
+    for r in rows:
+        cells = [f"{r[f'{j}_s']:.0f} s ({r[f'{j}_peak_mib']:.0f} MiB)" if f"{j}_s" in r
+                 else "failed" for j in SCALED_JOBS]
+        lines.append(f"| {r['n_stars']:,} | " + " | ".join(cells) + " |")
+    growth, marginal, memory = [], [], []
+    for j in SCALED_JOBS:
+        ran = [r for r in rows if f"{j}_s" in r]
+        if len(ran) < 2:
+            cells = ("n/a", "n/a", "n/a")
+        else:
+            a, b = ran[-2], ran[-1]
+            t, n = (b[f"{j}_s"], a[f"{j}_s"]), (b["n_stars"], a["n_stars"])
+            cells = (f"x{t[0] / t[1]:.1f} for x{n[0] / n[1]:.0f} stars",
+                     f"{1e6 * (t[0] - t[1]) / (n[0] - n[1]):.1f}",
+                     f"x{b[f'{j}_peak_mib'] / a[f'{j}_peak_mib']:.2f}")
+        for column, cell in zip((growth, marginal, memory), cells):
+            column.append(cell)
+    lines += ["| time growth, two largest sizes | " + " | ".join(growth) + " |",
+              "| marginal us per star | " + " | ".join(marginal) + " |",
+              "| peak memory growth | " + " | ".join(memory) + " |", ""]
+    return lines
 
 
 #: Via Machinae's search covers the sky at |b| >= 30 deg: the 96 patches of the default grid.

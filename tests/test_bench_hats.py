@@ -62,3 +62,17 @@ def test_report_flags_a_hats_catalog_that_lost_rows(tmp_path):
     assert "| hats-import 0.11.1 (2 dask workers), whole process | 49.5 | 233 | 1031 | 5.0 |" in text
     assert "0.30x whole process, 0.18x stage" in text
     assert "**not the 23,047 input rows**" in text
+
+
+def test_scaling_table_reports_growth_and_marginal_cost_between_the_two_largest_sizes():
+    from gaialake.bench_report import scaling_lines
+
+    rows = [{"n_stars": 100_000, "generate_s": 20.0, "generate_peak_mib": 1000.0},
+            {"n_stars": 1_000_000, "generate_s": 40.0, "generate_peak_mib": 1100.0,
+             "ingest_s": 50.0, "ingest_peak_mib": 900.0},
+            {"n_stars": 10_000_000, "generate_s": 220.0, "generate_peak_mib": 1210.0}]
+    text = "\n".join(scaling_lines(rows))
+    assert "| 10,000,000 | 220 s (1210 MiB) | failed | failed |" in text
+    assert "| time growth, two largest sizes | x5.5 for x10 stars | n/a | n/a |" in text
+    assert "| marginal us per star | 20.0 | n/a | n/a |" in text     # 180 s / 9e6 stars
+    assert "| peak memory growth | x1.10 | n/a | n/a |" in text
