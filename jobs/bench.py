@@ -33,8 +33,10 @@ from gaialake.log import get_logger
 log = get_logger("bench")
 
 
-def _sets(work: Path, extra: list[str] = ()) -> list[str]:
-    return [f"--set=paths.raw={work / 'raw'}", f"--set=paths.warehouse={work / 'wh'}",
+def _sets(work: Path, extra: list[str] = (), raw: Path | None = None) -> list[str]:
+    """--set arguments that put a job's files under ``work`` (bulk files in ``raw``, default
+    ``work/raw``)."""
+    return [f"--set=paths.raw={raw or work / 'raw'}", f"--set=paths.warehouse={work / 'wh'}",
             f"--set=paths.metastore={work / 'ms'}", f"--set=paths.mlflow={work / 'mlruns'}",
             f"--set=paths.report={work / 'report'}", *extra]
 
@@ -66,9 +68,11 @@ def bench_ingest(conf: Conf, work: Path, n_stars: float, cores: int) -> dict:
     rows = int(base.output.strip().splitlines()[-1])
     ing = _job("ingest", _sets(work))
     summ = _summary(ing, "ingest")
-    stage = sum(float(s) for s in re.findall(r"batch \d+/\d+ \(\d+ files\): done [0-9,]+ rows in ([0-9.]+) s",
-                                             ing.output))
+    stage = _batch_seconds(ing.output)
     delta_bytes = _du(work / "wh" / "gaia_source")
+    # before the fix of the slowest stage: Spark's Delta writer, same files, its own warehouse
+    before = _job("ingest", _sets(work / "spark_writer", ["--set=ingest.writer=spark"],
+                                  raw=work / "raw"))
     out = {
         "rows": rows, "files": len(files), "raw_bytes": sum(f.stat().st_size for f in files),
         "generate_s": gen.seconds, "generate_peak_mib": gen.peak_mib,
@@ -83,9 +87,20 @@ def bench_ingest(conf: Conf, work: Path, n_stars: float, cores: int) -> dict:
     out["ratio_wall"] = out["ingest_rows_s_core"] / out["pyarrow_rows_s_core"]
     out["ratio_stage"] = (out["ingest_stage_rows_s_core"] / out["pyarrow_rows_s_core"]) if stage else None
     out["generate_stars_s_core"] = rows / gen.seconds / cores
+    out["spark_writer_s"], out["spark_writer_stage_s"] = before.seconds, _batch_seconds(before.output)
+    out["spark_writer_peak_mib"] = before.peak_mib
+    out["writer_speedup_wall"] = before.seconds / ing.seconds
+    out["writer_speedup_stage"] = (out["spark_writer_stage_s"] / stage
+                                   if stage and out["spark_writer_stage_s"] else None)
     out["hats"] = bench_hats(work, rows, cores, out["ingest_rows_s_core"],
                              out["ingest_stage_rows_s_core"])
     return out
+
+
+def _batch_seconds(output: str) -> float:
+    """Seconds of an ingest's batches in its log (the stage, without the JVM's start)."""
+    return sum(float(s) for s in re.findall(
+        r"batch \d+/\d+ \(\d+ files\): done [0-9,]+ rows in ([0-9.]+) s", output))
 
 
 def bench_hats(work: Path, rows: int, cores: int, ingest_rate: float, stage_rate: float | None) -> dict:

@@ -76,3 +76,13 @@ def test_scaling_table_reports_growth_and_marginal_cost_between_the_two_largest_
     assert "| time growth, two largest sizes | x5.5 for x10 stars | n/a | n/a |" in text
     assert "| marginal us per star | 20.0 | n/a | n/a |" in text     # 180 s / 9e6 stars
     assert "| peak memory growth | x1.10 | n/a | n/a |" in text
+
+
+def test_report_shows_the_spark_writer_before_and_the_arrow_writer_after(tmp_path):
+    ingest = {**_ingest({"error": "skipped"}), "spark_writer_s": 327.0, "spark_writer_stage_s": 218.0,
+              "spark_writer_peak_mib": 2100.0, "writer_speedup_wall": 2.0, "writer_speedup_stage": 2.0}
+    results = {"date": "today", "machine": "vm", "versions": "v", "ingest": ingest}
+    text = write_benchmarks_md(results, tmp_path / "BENCHMARKS.md").read_text()
+    assert "| gaialake ingest with Spark's Delta writer (before), *stage* | 218.0 | 53 | | |" in text
+    assert "2.00x faster than Spark's Delta writer whole process, 2.00x stage" in text
+    assert "before" not in _report(tmp_path, {"error": "skipped"})
