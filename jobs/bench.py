@@ -4,7 +4,8 @@ Every figure is a ratio against a baseline measured in the same run on the same 
 
 - ingest: ``gaialake ingest`` vs pyarrow's CSV reader writing Parquet (the single-pass
   baseline) and vs hats-import (the HATS importer, in its own ``.venv-hats``) on the same
-  synthetic bulk files; rows/s per core and peak memory (process trees);
+  synthetic bulk files; rows/s per core and peak memory (process trees); and the arrow writer
+  against Spark's Delta writer (the slowest stage before it was fixed);
 - training: Spark + Petastorm feeding vs a bare torch/zuko loop over in-memory tensors, and
   scoring stars/s per core (``gaialake.bench_train`` when present);
 - scaling: generate / ingest / patches at each size in ``bench.scales`` (time, peak memory);
@@ -56,7 +57,8 @@ def _du(path: Path) -> int:
 
 
 def bench_ingest(conf: Conf, work: Path, n_stars: float, cores: int) -> dict:
-    """gaialake ingest vs pyarrow CSV -> Parquet on the same generated files."""
+    """gaialake ingest vs pyarrow CSV -> Parquet, vs hats-import, and vs itself with Spark's
+    Delta writer (``ingest.writer=spark``, before the arrow writer) on the same generated files."""
     if work.exists():
         shutil.rmtree(work)
     per_file = max(n_stars / (2 * cores), 1e4)
