@@ -137,7 +137,9 @@ def scaling_lines(rows: list[dict]) -> list[str]:
     sizes that ran, each job's growth in time and memory and its marginal microseconds per star
     (the fixed costs, JVM start and Spark's scheduling, cancel in the difference)."""
     lines = ["## Scaling", "", "Seconds (peak MiB of the job's process tree: driver JVM, Python "
-             "driver and workers) per stage and size.", "",
+             "driver and workers) per stage and size. Locally the driver is the executor: one JVM "
+             "whose heap grows towards `spark.driver_memory` before it collects, so a peak that "
+             "grows with the stars is that headroom unless a smaller cap fails.", "",
              "| stars | " + " | ".join(SCALED_JOBS) + " |", "|---:|" + "---:|" * len(SCALED_JOBS)]
     for r in rows:
         cells = [f"{r[f'{j}_s']:.0f} s ({r[f'{j}_peak_mib']:.0f} MiB)" if f"{j}_s" in r
