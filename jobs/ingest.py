@@ -185,8 +185,9 @@ def ingest_batch(spark, conf: Conf, batch: list[BulkFile], columns: list[Column]
 
     _create_table(spark, conf, columns)
     shift = 2 * (MAX_ORDER - int(conf.get("catalog.partition_order")))
-    with stage(log, f"write gaia_source ({_writer(conf)} writer)"):
-        if _writer(conf) == "arrow":
+    writer = _writer(conf)
+    with stage(log, f"write gaia_source ({writer} writer)"):
+        if writer == "arrow":
             staged_names = [r.source_file for r in results if r.error is None]
             _write_arrow(spark, conf, staging, staged_names, names, dups if n_dups else None,
                          shift, run_id)

@@ -6,14 +6,15 @@ threshold. This job runs ``null_sky.stages`` (generate -> ingest -> patches -> a
 find_streams) in this Spark application with the overrides in ``null_sky.set`` applied over the
 current conf (its own seed: an independent realization of the smooth Milky Way; ``sky.streams:
 off``) and ``null_sky.suffix`` on its raw files, warehouse, metastore, MLflow store, report folder
-and catalog database, so
-nothing of the stream sky is touched and its models never become the stream sky's ``@champion``.
+and catalog database, so nothing of the stream sky is touched and its models never become the
+stream sky's ``@champion``.
 Every other setting (region, density of stars, patches, flows, line finding) is the current
 conf's, so the two searches are the same search.
 
 The stream sky's ``find_streams`` then reads this run's ``stream_candidates``
-(``find_streams.null_candidates: auto``), e.g. ``SELECT * FROM gaialake_nostreams.stream_candidates``. A run that finishes records the fingerprint of its settings (:func:`gaialake.nullsky.fingerprint`)
-in the table ``null_sky_state``; a later run with the same fingerprint is skipped (the
+(``find_streams.null_candidates: auto``), e.g. ``SELECT * FROM
+gaialake_nostreams.stream_candidates``. A run that finishes records the fingerprint of its
+settings (:func:`gaialake.nullsky.fingerprint`) in the table ``null_sky_state``; a later run with the same fingerprint is skipped (the
 stream-free sky is a calibration: it changes only with its settings), ``null_sky.force: true``
 re-runs it. Re-running is idempotent: every stage is.
 """
@@ -23,13 +24,12 @@ import sys
 
 from gaialake.cli import job_main, run_job
 from gaialake.conf import Conf
-from gaialake.log import get_logger
 from gaialake.delta import read_table, table_exists, write_table
+from gaialake.log import get_logger
 from gaialake.nullsky import fingerprint, null_sky_conf
 from gaialake.spark import get_spark
 
 log = get_logger("null_sky")
-
 
 STATE = "null_sky_state"
 

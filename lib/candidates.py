@@ -275,12 +275,14 @@ def false_positive_summary(significance: np.ndarray, null_significance: np.ndarr
     sig = np.asarray(significance, np.float64)
     null = np.asarray(null_significance, np.float64)
     threshold = float(max(floor, null.max() if len(null) else floor))
-    n_above = int(np.sum(sig > threshold))
-    n_null = int(np.sum(null > threshold))
+    n_above, n_null = int(np.sum(sig > threshold)), int(np.sum(null > threshold))
+    n_above_floor, n_null_floor = int(np.sum(sig > floor)), int(np.sum(null > floor))
+
+    def ratio(num: int, den: int) -> float:
+        return num / den if den else float("nan")
+
     return {"threshold": threshold, "n_above": n_above, "n_null": n_null,
             "n_null_candidates": int(len(null)),
-            "fp_fraction": float(n_null / n_above) if n_above else float("nan"),
-            "fp_fraction_upper": float((n_null + 1) / n_above) if n_above else float("nan"),
-            "n_above_floor": int(np.sum(sig > floor)), "n_null_floor": int(np.sum(null > floor)),
-            "fp_fraction_floor": (float(np.sum(null > floor) / np.sum(sig > floor))
-                                  if np.sum(sig > floor) else float("nan"))}
+            "fp_fraction": ratio(n_null, n_above), "fp_fraction_upper": ratio(n_null + 1, n_above),
+            "n_above_floor": n_above_floor, "n_null_floor": n_null_floor,
+            "fp_fraction_floor": ratio(n_null_floor, n_above_floor)}
