@@ -48,6 +48,7 @@ def train_members(conf: Conf, sample, spark=None) -> list:
     config = flow_config(sample.x, sample.v, kind=str(fc.get("kind", "maf")),
                          transforms=int(fc["transforms"]),
                          hidden=fc["hidden"], activation=str(fc["activation"]),
+                         marginal_components=int(fc["marginal_components"]),
                          ball_center_kpc=center, ball_radius_kpc=sample.ball_radius_kpc)
     seed = conf.seed_for("density", "flows") % (2**31)
     members, epochs, bs = int(fc["members"]), int(fc["epochs"]), int(fc["batch_size"])
@@ -79,6 +80,7 @@ def train_members(conf: Conf, sample, spark=None) -> list:
         for k in range(members):
             torch.manual_seed(seed + k)
             flows = build_flows(config)
+            flows.init_marginal(sample.x, seed + k)
             train_flows(flows, loader_batches(stream, steps, f"w_n{k}", f"w_v{k}"), epochs,
                         lr=float(fc["lr"]), device=device, logger=log,
                         log_every=max(1, epochs // 4))

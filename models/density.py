@@ -4,10 +4,16 @@ As in Lim, Putney, Buckley & Shih (2023, arXiv:2305.13358): ``log f(x, v) = log 
 log p(v|x)``, n a 3D masked autoregressive flow, p a 3D MAF conditioned on x. Inputs are
 standardized inside the module, so every method takes and returns physical units (kpc, km/s).
 
-When the stars fill a ball (a selection within a radius of the Sun), n(x) is learned in the
-coordinates ``y = u artanh(|u|)/|u|``, ``u = (x - c)/R``, which map the ball onto R^3; the
-Jacobian ``log|dy/dx| = -log(1-|u|^2) + 2 log(artanh|u|/|u|) - 3 log R`` is exact, so the hard
-edge of the selection is carried by the map and the flow learns a smooth density.
+Before the MAF, n(x) passes each coordinate through a learned logistic-mixture CDF
+(:class:`LogisticMixtureCDF`): a logistic density is a sech^2 sheet, so a few components give
+a disk's peaked vertical profile n(z) directly, which affine autoregressive transforms only
+approach by mixing coordinates (they smoothed the slab mock's midplane by ~20 % in density;
+docs/density_experiments.md).
+
+When the stars fill a ball (a selection within a radius of the Sun), n is a truncated density:
+the flow q is free outside the ball and ``log n = log q - log Q``, ``Q = int_ball q``, with Q
+estimated during training from uniform points in the ball (unbiased, differentiable), so the
+hard edge of the selection costs the flow nothing and needs no coordinate map.
 
 An ensemble is K such modules trained on Poisson-bootstrap weights of the same stars
 (weights ~ Poisson(1) per star and member), which gives the sampling spread of the density.
@@ -25,8 +31,9 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-__all__ = ["PhaseSpaceFlows", "build_flows", "flow_config", "tensor_batches", "train_flows",
+__all__ = ["LogisticMixtureCDF", "PhaseSpaceFlows", "build_flows", "flow_config", "tensor_batches", "train_flows",
            "train_ensemble", "DensityModel", "build_density_model", "density_model_config",
            "loader_batches"]
 
@@ -47,51 +54,111 @@ def _flow(kind: str, features: int, context: int, transforms: int, hidden: list[
                        hidden_features=list(hidden), activation=_ACTIVATIONS[activation])
 
 
+class LogisticMixtureCDF(nn.Module):
+    """Per-feature smooth bijection ``u = logit F(y)``, F a learned K-component logistic-mixture
+    CDF of each feature (Flow++-style; Ho et al. 2019).
+
+    A component's density ``(1/4s) sech^2((y - mu)/2s)`` is an isothermal sheet's profile. The
+    map is infinitely differentiable, so d log n/dx (what the CBE needs) stays smooth. Computed
+    in log space (log F, log(1 - F)), so it is stable far in the tails.
+    """
+
+    def __init__(self, features: int, components: int) -> None:
+        super().__init__()
+        self.loc = nn.Parameter(torch.linspace(-2.0, 2.0, components).repeat(features, 1))
+        self.log_scale = nn.Parameter(torch.full((features, components), math.log(0.5)))
+        self.logit_w = nn.Parameter(torch.zeros(features, components))
+
+    def _parts(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = (y[..., None] - self.loc) / self.log_scale.exp()
+        return t, torch.log_softmax(self.logit_w, -1)
+
+    def log_pdf(self, y: torch.Tensor) -> torch.Tensor:
+        """log of each feature's mixture density at y, shape y.shape."""
+        t, logw = self._parts(y)
+        return torch.logsumexp(logw + F.logsigmoid(t) + F.logsigmoid(-t) - self.log_scale, -1)
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(u, log|du/dy| summed over features)."""
+        t, logw = self._parts(y)
+        log_cdf = torch.logsumexp(logw + F.logsigmoid(t), -1)
+        log_sf = torch.logsumexp(logw + F.logsigmoid(-t), -1)
+        return log_cdf - log_sf, (self.log_pdf(y) - log_cdf - log_sf).sum(-1)
+
+    def fit(self, y: torch.Tensor, steps: int = 400, lr: float = 0.05) -> None:
+        """Initialise from samples ``y`` (N, features): components at the quantiles, then each
+        feature's mixture fitted alone by maximum likelihood (Adam, full batch)."""
+        k = self.loc.shape[1]
+        with torch.no_grad():
+            self.loc.copy_(torch.quantile(y, (torch.arange(k) + 0.5) / k, dim=0).T)
+        opt = torch.optim.Adam(self.parameters(), lr=lr)
+        for _ in range(steps):
+            loss = -self.log_pdf(y).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
 class PhaseSpaceFlows(nn.Module):
     """log f(x, v) = log n(x) + log p(v | x) with two MAFs; physical units in and out.
 
-    ``config`` keys: x_loc, x_scale, v_loc, v_scale, y_loc, y_scale (3 floats each),
-    ball_center_kpc (3 floats or None), ball_radius_kpc (float or None), transforms (int),
-    hidden (list of int), activation (silu, elu, tanh, relu, gelu), kind (maf: masked
-    autoregressive affine; nsf: neural spline). See :func:`flow_config`.
+    ``config`` keys: x_loc, x_scale, v_loc, v_scale (3 floats each), ball_center_kpc (3 floats
+    or None), ball_radius_kpc (float or None: the support of n), marginal_components (int, 0:
+    none), transforms (int), hidden (list of int), activation (silu, elu, tanh, relu, gelu),
+    kind (maf: masked autoregressive affine; nsf: neural spline). See :func:`flow_config`.
     """
 
     def __init__(self, config: dict) -> None:
         super().__init__()
         self.config = copy.deepcopy(config)
-        for name in ("x_loc", "x_scale", "v_loc", "v_scale", "y_loc", "y_scale"):
+        for name in ("x_loc", "x_scale", "v_loc", "v_scale"):
             self.register_buffer(name, torch.tensor(config[name], dtype=torch.float32))
         center = config.get("ball_center_kpc")
         self.ball_radius = config.get("ball_radius_kpc")
         self.register_buffer("ball_center", torch.tensor(center if center is not None else
                                                          [0.0, 0.0, 0.0], dtype=torch.float32))
+        self.register_buffer("log_mass", torch.zeros(()))  # log Q of the trained n (ball only)
         t, h, act = int(config["transforms"]), list(config["hidden"]), config["activation"]
         kind = str(config.get("kind", "maf"))
+        k = int(config.get("marginal_components") or 0)
+        self.n_marginal = LogisticMixtureCDF(3, k) if k > 0 else None
         self.n_flow = _flow(kind, 3, 0, t, h, act)
         self.v_flow = _flow(kind, 3, 3, t, h, act)
-
-    def _y(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standardized flow coordinates of x and log|dy/dx| (per star)."""
-        if self.ball_radius is None:
-            y, logdet = x, torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
-        else:
-            u = (x - self.ball_center) / self.ball_radius
-            s2 = (u * u).sum(-1, keepdim=True)
-            s = torch.sqrt(s2 + 1e-24).clamp(max=1.0 - 1e-6)
-            ratio = torch.where(s > 1e-4, torch.atanh(s) / s, 1.0 + s2 / 3.0)  # artanh(s)/s
-            y = u * ratio
-            logdet = (-torch.log1p(-s * s) + 2.0 * torch.log(ratio)).squeeze(-1) \
-                - 3.0 * math.log(self.ball_radius)
-        y = (y - self.y_loc) / self.y_scale
-        return y, logdet - torch.log(self.y_scale).sum()
 
     def _c(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.x_loc) / self.x_scale
 
-    def log_n(self, x: torch.Tensor) -> torch.Tensor:
-        """log n(x), x in kpc, n normalized to 1 (per kpc^3)."""
-        y, logdet = self._y(x)
+    def _log_q(self, x: torch.Tensor) -> torch.Tensor:
+        """log of the flow density of positions x (kpc), not truncated to the ball."""
+        y = self._c(x)
+        logdet = -torch.log(self.x_scale).sum()
+        if self.n_marginal is not None:
+            y, ld = self.n_marginal(y)
+            logdet = logdet + ld
         return self.n_flow().log_prob(y) + logdet
+
+    def log_n(self, x: torch.Tensor) -> torch.Tensor:
+        """log n(x), x in kpc, n normalized to 1 over its support (per kpc^3)."""
+        return self._log_q(x) - self.log_mass
+
+    def log_ball_mass(self, m: int = 1024) -> torch.Tensor:
+        """log Q, Q the flow's mass inside the ball, from m uniform points (differentiable;
+        global torch RNG); 0 without a ball."""
+        if self.ball_radius is None:
+            return torch.zeros((), device=self.x_loc.device)
+        d = torch.randn(m, 3)
+        d = d / d.norm(dim=1, keepdim=True)
+        u = (self.ball_center.cpu() + self.ball_radius * torch.rand(m, 1) ** (1.0 / 3.0) * d)
+        volume = 4.0 / 3.0 * math.pi * self.ball_radius**3
+        log_q = self._log_q(u.to(self.x_loc.device))
+        return torch.logsumexp(log_q, 0) - math.log(m) + math.log(volume)
+
+    def init_marginal(self, x: np.ndarray, seed: int, n_max: int = 20000) -> None:
+        """Fit the n(x) marginal transform to (at most n_max of) the stars x (kpc) first."""
+        if self.n_marginal is None:
+            return
+        x = np.asarray(x)[np.random.default_rng(seed).permutation(len(x))[:n_max]]
+        self.n_marginal.fit(self._c(torch.as_tensor(x, dtype=torch.float32)))
 
     def log_p(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(v | x), v in km/s (per (km/s)^3)."""
@@ -107,14 +174,6 @@ class PhaseSpaceFlows(nn.Module):
         w = self.v_flow(self._c(x)).sample((n,))
         return w * self.v_scale + self.v_loc
 
-    def sample_x(self, n: int) -> torch.Tensor:
-        """``n`` positions (kpc) drawn from n(x)."""
-        y = self.n_flow().sample((n,)) * self.y_scale + self.y_loc
-        if self.ball_radius is None:
-            return y
-        t = torch.linalg.norm(y, dim=-1, keepdim=True).clamp(min=1e-12)
-        return self.ball_center + self.ball_radius * y * torch.tanh(t) / t
-
     def forward(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return self.log_f(x, v)
 
@@ -126,23 +185,19 @@ def build_flows(config: dict) -> PhaseSpaceFlows:
 
 def flow_config(x: np.ndarray, v: np.ndarray, *, kind: str = "maf", transforms: int = 5,
                 hidden: Iterable[int] = (64, 64), activation: str = "silu",
+                marginal_components: int = 0,
                 ball_center_kpc: Iterable[float] | None = None,
                 ball_radius_kpc: float | None = None) -> dict:
     """A :class:`PhaseSpaceFlows` config whose standardization comes from stars ``x``, ``v``."""
     x, v = np.asarray(x, float), np.asarray(v, float)
-    config = {"x_loc": x.mean(0).tolist(), "x_scale": x.std(0).tolist(),
-              "v_loc": v.mean(0).tolist(), "v_scale": v.std(0).tolist(),
-              "y_loc": [0.0, 0.0, 0.0], "y_scale": [1.0, 1.0, 1.0],
-              "ball_center_kpc": None if ball_center_kpc is None else list(map(float,
-                                                                            ball_center_kpc)),
-              "ball_radius_kpc": None if ball_radius_kpc is None else float(ball_radius_kpc),
-              "kind": kind, "transforms": int(transforms), "hidden": [int(h) for h in hidden],
-              "activation": activation}
-    probe = PhaseSpaceFlows(config)
-    with torch.no_grad():
-        y, _ = probe._y(torch.as_tensor(x, dtype=torch.float32))
-    config["y_loc"], config["y_scale"] = y.mean(0).tolist(), y.std(0).tolist()
-    return config
+    return {"x_loc": x.mean(0).tolist(), "x_scale": x.std(0).tolist(),
+            "v_loc": v.mean(0).tolist(), "v_scale": v.std(0).tolist(),
+            "ball_center_kpc": None if ball_center_kpc is None else list(map(float,
+                                                                          ball_center_kpc)),
+            "ball_radius_kpc": None if ball_radius_kpc is None else float(ball_radius_kpc),
+            "marginal_components": int(marginal_components), "kind": kind,
+            "transforms": int(transforms), "hidden": [int(h) for h in hidden],
+            "activation": activation}
 
 
 def tensor_batches(x: np.ndarray, v: np.ndarray, w_n: np.ndarray | None, batch_size: int,
@@ -172,7 +227,9 @@ def train_flows(flows: PhaseSpaceFlows, batches: Callable[[int], Iterable[tuple]
 
     A batch is (x kpc, v km/s, w_n, w_v): w_n weighs the n(x) likelihood (completeness 1/c(d)
     times the bootstrap count), w_v the p(v|x) one (the bootstrap count: the selection does not
-    depend on v). Learning rate decays on a cosine after the first epoch.
+    depend on v). With a ball, the n loss is the truncated likelihood -log q + log Q (Q from
+    uniform points each step), and log Q is stored at the end so log n is normalized. Learning
+    rate decays on a cosine after the first epoch.
     """
     flows.to(device).train()
     opt = torch.optim.AdamW(flows.parameters(), lr=lr, weight_decay=weight_decay)
@@ -186,7 +243,8 @@ def train_flows(flows: PhaseSpaceFlows, batches: Callable[[int], Iterable[tuple]
             if sched is None and steps_per_epoch is not None:
                 sched = torch.optim.lr_scheduler.CosineAnnealingLR(
                     opt, T_max=max(1, steps_per_epoch * (epochs - 1)))
-            loss_n = -(w * flows.log_n(x)).sum() / w.sum().clamp(min=1e-12)
+            loss_n = (-(w * flows._log_q(x)).sum() / w.sum().clamp(min=1e-12)
+                      + flows.log_ball_mass())
             loss_v = -(wv * flows.log_p(v, x)).sum() / wv.sum().clamp(min=1e-12)
             loss = loss_n + loss_v
             opt.zero_grad()
@@ -203,6 +261,9 @@ def train_flows(flows: PhaseSpaceFlows, batches: Callable[[int], Iterable[tuple]
         if logger is not None and log_every and (epoch + 1) % log_every == 0:
             logger.info("flows epoch %d/%d: loss %.4f", epoch + 1, epochs, history[-1])
     flows.eval()
+    with torch.no_grad():  # normalize n over the ball once, on 2^16 points
+        flows.log_mass.copy_(torch.logsumexp(torch.stack(
+            [flows.log_ball_mass(4096) for _ in range(16)]), 0) - math.log(16))
     return {"loss": history}
 
 
@@ -220,6 +281,7 @@ def train_ensemble(x: np.ndarray, v: np.ndarray, weight: np.ndarray | None, conf
         count = rng.poisson(1.0, len(x)).astype(float) if bootstrap else np.ones(len(x))
         keep = count > 0
         flows = build_flows(config)
+        flows.init_marginal(x[keep], seed + k)
         hist = train_flows(flows, tensor_batches(x[keep], v[keep], (w0 * count)[keep], batch_size,
                                                  seed + k, w_v=count[keep]),
                            epochs, lr=lr, device=device, logger=logger,

@@ -63,7 +63,7 @@ def build_validation_sample(dconf: Mapping, seed: int) -> ValidationSample:
         pc = dconf["plummer"]
         system = PlummerSphere(float(pc["mass_msun"]), float(pc["b_kpc"]))
         x, v = system.sample(n, seed)
-        cut = pc.get("select_radius_kpc")  # null: the whole sphere, no ball map
+        cut = pc.get("select_radius_kpc")  # null: the whole sphere, no truncation
         cut = None if cut is None else float(cut)
         keep = np.linalg.norm(x, axis=1) < (np.inf if cut is None else cut)
         return ValidationSample(x[keep], v[keep], np.ones(int(keep.sum())), system, name, sun,
