@@ -33,7 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["LogisticMixtureCDF", "PhaseSpaceFlows", "build_flows", "flow_config", "tensor_batches", "train_flows",
+__all__ = ["LogisticMixtureCDF", "PhaseSpaceFlows", "build_flows", "flow_config",
+           "tensor_batches", "train_flows",
            "train_ensemble", "DensityModel", "build_density_model", "density_model_config",
            "loader_batches"]
 

@@ -40,7 +40,8 @@ def test_fitted_mixture_follows_a_sech2_sheet():
     g = grid.detach().numpy()[:, 0]
 
     def logpdf(x):
-        return np.log(0.5 / (4 * 0.1) / np.cosh(x / 0.2) ** 2 + 0.5 / (4 * 0.4) / np.cosh(x / 0.8) ** 2)
+        return np.log(0.5 / (4 * 0.1) / np.cosh(x / 0.2) ** 2
+                      + 0.5 / (4 * 0.4) / np.cosh(x / 0.8) ** 2)
 
     true = np.gradient(logpdf(np.linspace(-1.5, 1.5, 3001)), 0.001)[::100]
     assert np.median(np.abs(slope - true)) < 0.3, np.abs(slope - true)  # d log n/dz, per unit z
