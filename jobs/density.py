@@ -80,7 +80,7 @@ def train_members(conf: Conf, sample, spark=None) -> list:
         for k in range(members):
             torch.manual_seed(seed + k)
             flows = build_flows(config)
-            flows.init_marginal(sample.x, seed + k)
+            flows.init_marginal(sample.x[pdf[f"w_v{k}"].to_numpy() > 0], seed + k)
             train_flows(flows, loader_batches(stream, steps, f"w_n{k}", f"w_v{k}"), epochs,
                         lr=float(fc["lr"]), device=device, logger=log,
                         log_every=max(1, epochs // 4))

@@ -12,11 +12,11 @@ Stages, per batch of ``ingest.files_per_batch`` files not yet in ``ingest_log``:
    Spark task per file write its rows with pyarrow into the table's ``hpx=<k>/`` folders, with
    Delta's statistics, and the driver commits them and the removal of the batch's old rows in one
    Delta commit (:func:`gaialake.delta.commit_files`); ``spark`` uses Spark's Delta writer
-   (``replaceWhere``), 1.3-1.5x slower (BENCHMARKS.md). A run killed anywhere redoes the unfinished batch
-   and ends with exactly the right rows (files it wrote but never committed are no part of the
-   table; ``VACUUM`` deletes them); re-running on ingested files changes nothing. A file replaced
-   by one of another size is ingested again (its rows replaced); with ``ingest.prune_missing``
-   the rows of files gone from ``paths.raw`` are deleted.
+   (``replaceWhere``), 1.3-1.5x slower (BENCHMARKS.md). A run killed anywhere redoes the
+   unfinished batch and ends with exactly the right rows (files it wrote but never committed
+   are no part of the table; ``VACUUM`` deletes them); re-running on ingested files changes
+   nothing. A file replaced by one of another size is ingested again (its rows replaced); with
+   ``ingest.prune_missing`` the rows of files gone from ``paths.raw`` are deleted.
 """
 from __future__ import annotations
 

@@ -14,9 +14,9 @@ conf's, so the two searches are the same search.
 The stream sky's ``find_streams`` then reads this run's ``stream_candidates``
 (``find_streams.null_candidates: auto``), e.g. ``SELECT * FROM
 gaialake_nostreams.stream_candidates``. A run that finishes records the fingerprint of its
-settings (:func:`gaialake.nullsky.fingerprint`) in the table ``null_sky_state``; a later run with the same fingerprint is skipped (the
-stream-free sky is a calibration: it changes only with its settings), ``null_sky.force: true``
-re-runs it. Re-running is idempotent: every stage is.
+settings (:func:`gaialake.nullsky.fingerprint`) in the table ``null_sky_state``; a later run
+with the same fingerprint is skipped (the stream-free sky is a calibration: it changes only
+with its settings), ``null_sky.force: true`` re-runs it. Re-running is idempotent: every stage is.
 """
 from __future__ import annotations
 
