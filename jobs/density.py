@@ -49,6 +49,8 @@ def train_members(conf: Conf, sample, spark=None) -> list:
                          transforms=int(fc["transforms"]),
                          hidden=fc["hidden"], activation=str(fc["activation"]),
                          marginal_components=int(fc["marginal_components"]),
+                         n_model=str(fc["n_model"]),
+                         n_hidden=fc.get("n_hidden"),
                          ball_center_kpc=center, ball_radius_kpc=sample.ball_radius_kpc)
     seed = conf.seed_for("density", "flows") % (2**31)
     members, epochs, bs = int(fc["members"]), int(fc["epochs"]), int(fc["batch_size"])
@@ -57,7 +59,9 @@ def train_members(conf: Conf, sample, spark=None) -> list:
     if feed == "memory":
         return train_ensemble(sample.x, sample.v, sample.weight, config, members=members,
                               epochs=epochs, batch_size=bs, lr=float(fc["lr"]), seed=seed,
-                              bootstrap=bool(fc["bootstrap"]), device=device, logger=log)
+                              bootstrap=bool(fc["bootstrap"]),
+                              ball_points=int(fc["ball_points"]), device=device,
+                              logger=log)
     if feed != "petastorm":
         raise ValueError(f"conf density.feed: {feed!r} is not memory or petastorm")
     import pandas as pd
@@ -82,7 +86,8 @@ def train_members(conf: Conf, sample, spark=None) -> list:
             flows = build_flows(config)
             flows.init_marginal(sample.x[pdf[f"w_v{k}"].to_numpy() > 0], seed + k)
             train_flows(flows, loader_batches(stream, steps, f"w_n{k}", f"w_v{k}"), epochs,
-                        lr=float(fc["lr"]), device=device, logger=log,
+                        lr=float(fc["lr"]), ball_points=int(fc["ball_points"]),
+                        device=device, logger=log,
                         log_every=max(1, epochs // 4))
             out.append(flows.cpu())
     return out
@@ -116,8 +121,8 @@ def run(conf: Conf) -> dict:
     import torch
 
     from gaialake.density.baryons import baryon_model, rho_dm_at_sun
-    from gaialake.density.measure import (count_stars, error_summary, estimate_fields,
-                                          fit_potentials, grid_points)
+    from gaialake.density.measure import (band_errors, count_stars, error_summary,
+                                          estimate_fields, fit_potentials, grid_points)
     from gaialake.density.plots import plot_density_validation
     from gaialake.density.validation import build_validation_sample
 
@@ -163,6 +168,10 @@ def run(conf: Conf) -> dict:
             st.count = len(grid)
         metrics.update(error_summary(fields["rho"], fields["a"], rho_true, a_true, region,
                                      fields["rho_err"]))
+        height = (np.abs(grid[:, 2]) if sample.name == "slab"
+                  else np.linalg.norm(grid - sample.grid_center_kpc, axis=1))
+        metrics.update(band_errors(fields["rho"], rho_true, region, height,
+                                   [float(e) for e in dconf["grid"]["band_edges_kpc"]]))
         if dconf.get("compare_pointwise") and dconf["estimator"] != "pointwise":
             with stage(log, "pointwise comparison (well-sampled region)"):
                 pw = estimate_fields(members, grid[region], estimator="pointwise",

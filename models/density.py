@@ -1,19 +1,25 @@
-"""Phase-space density flows for the Boltzmann density: n(x) and p(v|x) as two zuko flows.
+"""Phase-space density models for the Boltzmann density: n(x) and p(v|x).
 
 As in Lim, Putney, Buckley & Shih (2023, arXiv:2305.13358): ``log f(x, v) = log n(x) +
-log p(v|x)``, n a 3D masked autoregressive flow, p a 3D MAF conditioned on x. Inputs are
+log p(v|x)``, p a 3D masked autoregressive flow (zuko MAF) conditioned on x. Inputs are
 standardized inside the module, so every method takes and returns physical units (kpc, km/s).
 
-Before the MAF, n(x) passes each coordinate through a learned logistic-mixture CDF
-(:class:`LogisticMixtureCDF`): a logistic density is a sech^2 sheet, so a few components give
-a disk's peaked vertical profile n(z) directly, which affine autoregressive transforms only
-approach by mixing coordinates (they smoothed the slab mock's midplane by ~20 % in density;
-docs/density_experiments.md).
+n(x) is one of two models (config ``n_model``):
 
-When the stars fill a ball (a selection within a radius of the Sun), n is a truncated density:
-the flow q is free outside the ball and ``log n = log q - log Q``, ``Q = int_ball q``, with Q
-estimated during training from uniform points in the ball (unbiased, differentiable), so the
-hard edge of the selection costs the flow nothing and needs no coordinate map.
+- ``flow`` (default): a 3D MAF after a learned logistic-mixture CDF per coordinate
+  (:class:`LogisticMixtureCDF`; a logistic density is a sech^2 sheet, so a few components give
+  a disk's peaked n(z), which an affine MAF alone smooths by ~20 % in density).
+- ``energy``: ``log n = E(x) - log Q``, E a smooth SiLU MLP and Q its integral over the
+  selection ball (so it needs one). Only derivatives of log n enter the CBE; an MLP's are
+  smooth and free to be zero (a slab is flat in x, y), where the mixture flow's carry bumps and
+  0.03-0.18 /kpc spurious slopes along the plane that the disk's rotation (v_y ~ 200 km/s)
+  turns into CBE residuals. On the slab mock it trains 3x faster and halves the density p90,
+  but smooths the midplane, so its median is no better (docs/density_experiments.md, round 3).
+
+With a ball (a selection within a radius of the Sun), n is a truncated density: q is free
+outside the ball and ``log n = log q - log Q``, ``Q = int_ball q``, with Q estimated during
+training from uniform points in the ball (differentiable), so the hard edge of the selection
+costs nothing and needs no coordinate map.
 
 An ensemble is K such modules trained on Poisson-bootstrap weights of the same stars
 (weights ~ Poisson(1) per star and member), which gives the sampling spread of the density.
@@ -53,6 +59,15 @@ def _flow(kind: str, features: int, context: int, transforms: int, hidden: list[
         raise ValueError(f"density flows: kind {kind!r} not in {sorted(kinds)}")
     return kinds[kind](features, context, transforms=transforms, randperm=False,
                        hidden_features=list(hidden), activation=_ACTIVATIONS[activation])
+
+
+def _energy_mlp(hidden: list[int], activation: str) -> nn.Sequential:
+    """log n up to a constant: an MLP of the scaled position (3 -> hidden -> 1)."""
+    layers, width = [], 3
+    for h in hidden:
+        layers += [nn.Linear(width, h), _ACTIVATIONS[activation]()]
+        width = h
+    return nn.Sequential(*layers, nn.Linear(width, 1))
 
 
 class LogisticMixtureCDF(nn.Module):
@@ -101,12 +116,14 @@ class LogisticMixtureCDF(nn.Module):
 
 
 class PhaseSpaceFlows(nn.Module):
-    """log f(x, v) = log n(x) + log p(v | x) with two MAFs; physical units in and out.
+    """log f(x, v) = log n(x) + log p(v | x); physical units in and out.
 
-    ``config`` keys: x_loc, x_scale, v_loc, v_scale (3 floats each), ball_center_kpc (3 floats
-    or None), ball_radius_kpc (float or None: the support of n), marginal_components (int, 0:
-    none), transforms (int), hidden (list of int), activation (silu, elu, tanh, relu, gelu),
-    kind (maf: masked autoregressive affine; nsf: neural spline). See :func:`flow_config`.
+    ``config`` keys: x_loc, x_scale (kpc), v_loc, v_scale (km/s; 3 floats each),
+    ball_center_kpc (3 floats or None), ball_radius_kpc (float or None: the support of n),
+    n_model (flow or energy), n_hidden (energy MLP widths, None: hidden), marginal_components
+    (int, 0: none; flow only), transforms (int), hidden (list of int), activation (silu, elu,
+    tanh, relu, gelu), kind (maf: masked autoregressive affine; nsf: neural spline). See
+    :func:`flow_config`.
     """
 
     def __init__(self, config: dict) -> None:
@@ -122,15 +139,26 @@ class PhaseSpaceFlows(nn.Module):
         t, h, act = int(config["transforms"]), list(config["hidden"]), config["activation"]
         kind = str(config.get("kind", "maf"))
         k = int(config.get("marginal_components") or 0)
-        self.n_marginal = LogisticMixtureCDF(3, k) if k > 0 else None
-        self.n_flow = _flow(kind, 3, 0, t, h, act)
+        self.n_model = str(config.get("n_model") or "flow")
+        if self.n_model not in ("flow", "energy"):
+            raise ValueError(f"density flows: n_model {self.n_model!r} is not flow or energy")
+        if self.n_model == "energy" and self.ball_radius is None:
+            raise ValueError("density flows: n_model 'energy' needs a ball (its normalization)")
+        self.n_marginal = LogisticMixtureCDF(3, k) if k > 0 and self.n_model == "flow" else None
+        if self.n_model == "flow":
+            self.n_flow = _flow(kind, 3, 0, t, h, act)
+        else:
+            self.n_energy = _energy_mlp(list(config.get("n_hidden") or h), act)
         self.v_flow = _flow(kind, 3, 3, t, h, act)
 
     def _c(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.x_loc) / self.x_scale
 
     def _log_q(self, x: torch.Tensor) -> torch.Tensor:
-        """log of the flow density of positions x (kpc), not truncated to the ball."""
+        """log of the flow density of positions x (kpc), not truncated to the ball (for the
+        energy model: unnormalized, ``log n = log q - log Q`` on the ball)."""
+        if self.n_model == "energy":
+            return self.n_energy(self._c(x)).squeeze(-1)
         y = self._c(x)
         logdet = -torch.log(self.x_scale).sum()
         if self.n_marginal is not None:
@@ -147,12 +175,15 @@ class PhaseSpaceFlows(nn.Module):
         global torch RNG); 0 without a ball."""
         if self.ball_radius is None:
             return torch.zeros((), device=self.x_loc.device)
+        volume = 4.0 / 3.0 * math.pi * self.ball_radius**3
+        log_q = self._log_q(self._ball_points(m).to(self.x_loc.device))
+        return torch.logsumexp(log_q, 0) - math.log(m) + math.log(volume)
+
+    def _ball_points(self, m: int) -> torch.Tensor:
+        """m points uniform in the ball (kpc), on the CPU (global torch RNG)."""
         d = torch.randn(m, 3)
         d = d / d.norm(dim=1, keepdim=True)
-        u = (self.ball_center.cpu() + self.ball_radius * torch.rand(m, 1) ** (1.0 / 3.0) * d)
-        volume = 4.0 / 3.0 * math.pi * self.ball_radius**3
-        log_q = self._log_q(u.to(self.x_loc.device))
-        return torch.logsumexp(log_q, 0) - math.log(m) + math.log(volume)
+        return self.ball_center.cpu() + self.ball_radius * torch.rand(m, 1) ** (1.0 / 3.0) * d
 
     def init_marginal(self, x: np.ndarray, seed: int, n_max: int = 20000) -> None:
         """Fit the n(x) marginal transform to (at most n_max of) the stars x (kpc) first."""
@@ -186,7 +217,8 @@ def build_flows(config: dict) -> PhaseSpaceFlows:
 
 def flow_config(x: np.ndarray, v: np.ndarray, *, kind: str = "maf", transforms: int = 5,
                 hidden: Iterable[int] = (64, 64), activation: str = "silu",
-                marginal_components: int = 0,
+                marginal_components: int = 0, n_model: str = "flow",
+                n_hidden: Iterable[int] | None = None,
                 ball_center_kpc: Iterable[float] | None = None,
                 ball_radius_kpc: float | None = None) -> dict:
     """A :class:`PhaseSpaceFlows` config whose standardization comes from stars ``x``, ``v``."""
@@ -196,7 +228,8 @@ def flow_config(x: np.ndarray, v: np.ndarray, *, kind: str = "maf", transforms: 
             "ball_center_kpc": None if ball_center_kpc is None else list(map(float,
                                                                           ball_center_kpc)),
             "ball_radius_kpc": None if ball_radius_kpc is None else float(ball_radius_kpc),
-            "marginal_components": int(marginal_components), "kind": kind,
+            "marginal_components": int(marginal_components), "kind": kind, "n_model": n_model,
+            "n_hidden": None if n_hidden is None else [int(h) for h in n_hidden],
             "transforms": int(transforms), "hidden": [int(h) for h in hidden],
             "activation": activation}
 
@@ -223,14 +256,15 @@ def tensor_batches(x: np.ndarray, v: np.ndarray, w_n: np.ndarray | None, batch_s
 
 def train_flows(flows: PhaseSpaceFlows, batches: Callable[[int], Iterable[tuple]],
                 epochs: int, *, lr: float = 1e-3, weight_decay: float = 0.0,
+                ball_points: int = 1024,
                 device: torch.device | str = "cpu", log_every: int = 0, logger=None) -> dict:
     """Fit n(x) and p(v|x) by weighted maximum likelihood; returns the loss history.
 
     A batch is (x kpc, v km/s, w_n, w_v): w_n weighs the n(x) likelihood (completeness 1/c(d)
     times the bootstrap count), w_v the p(v|x) one (the bootstrap count: the selection does not
     depend on v). With a ball, the n loss is the truncated likelihood -log q + log Q (Q from
-    uniform points each step), and log Q is stored at the end so log n is normalized. Learning
-    rate decays on a cosine after the first epoch.
+    ``ball_points`` uniform points each step), and log Q is stored at the end so log n is
+    normalized. Learning rate decays on a cosine after the first epoch.
     """
     flows.to(device).train()
     opt = torch.optim.AdamW(flows.parameters(), lr=lr, weight_decay=weight_decay)
@@ -245,7 +279,7 @@ def train_flows(flows: PhaseSpaceFlows, batches: Callable[[int], Iterable[tuple]
                 sched = torch.optim.lr_scheduler.CosineAnnealingLR(
                     opt, T_max=max(1, steps_per_epoch * (epochs - 1)))
             loss_n = (-(w * flows._log_q(x)).sum() / w.sum().clamp(min=1e-12)
-                      + flows.log_ball_mass())
+                      + flows.log_ball_mass(ball_points))
             loss_v = -(wv * flows.log_p(v, x)).sum() / wv.sum().clamp(min=1e-12)
             loss = loss_n + loss_v
             opt.zero_grad()
@@ -270,7 +304,8 @@ def train_flows(flows: PhaseSpaceFlows, batches: Callable[[int], Iterable[tuple]
 
 def train_ensemble(x: np.ndarray, v: np.ndarray, weight: np.ndarray | None, config: dict, *,
                    members: int, epochs: int, batch_size: int, lr: float, seed: int,
-                   bootstrap: bool = True, device: torch.device | str = "cpu",
+                   bootstrap: bool = True, ball_points: int = 1024,
+                   device: torch.device | str = "cpu",
                    logger=None) -> list[PhaseSpaceFlows]:
     """K flows on Poisson(1)-bootstrap weights of the stars (``bootstrap=False``: same stars,
     different initialisations). Seeds: ``seed + k`` per member."""
@@ -285,7 +320,7 @@ def train_ensemble(x: np.ndarray, v: np.ndarray, weight: np.ndarray | None, conf
         flows.init_marginal(x[keep], seed + k)
         hist = train_flows(flows, tensor_batches(x[keep], v[keep], (w0 * count)[keep], batch_size,
                                                  seed + k, w_v=count[keep]),
-                           epochs, lr=lr, device=device, logger=logger,
+                           epochs, lr=lr, ball_points=ball_points, device=device, logger=logger,
                            log_every=max(1, epochs // 4))
         if logger is not None:
             logger.info("ensemble member %d/%d: final loss %.4f", k + 1, members, hist["loss"][-1])

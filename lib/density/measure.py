@@ -15,7 +15,8 @@ from scipy.spatial import cKDTree
 from .boltzmann import divergence_density, log_f_gradients, relative_error
 from .potential import fit_mlp_potential, fit_spline_potential
 
-__all__ = ["grid_points", "count_stars", "fit_potentials", "estimate_fields", "error_summary"]
+__all__ = ["grid_points", "count_stars", "fit_potentials", "estimate_fields", "error_summary",
+           "band_errors"]
 
 
 def grid_points(center_kpc: Sequence[float], radius_kpc: float, spacing_kpc: float) -> np.ndarray:
@@ -109,4 +110,20 @@ def error_summary(rho: np.ndarray, a: np.ndarray, rho_true: np.ndarray, a_true: 
     if rho_err is not None and np.all(rho_err[region] > 0):
         out["rho_pull_median"] = float(np.median(np.abs(rho[region] - rho_true[region])
                                                  / rho_err[region]))
+    return out
+
+
+def band_errors(rho: np.ndarray, rho_true: np.ndarray, region: np.ndarray, height: np.ndarray,
+                edges: Sequence[float]) -> dict[str, float]:
+    """Median relative density error and cell count inside ``region`` per band
+    ``edges[i] <= height < edges[i+1]`` (height in kpc: |z| for a disk, r for a sphere); keys
+    ``rho_rel_err_median_<lo>_<hi>`` and ``n_region_<lo>_<hi>``, bands without cells left out."""
+    e = relative_error(rho, rho_true)
+    out: dict[str, float] = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        k = region & (height >= lo) & (height < hi)
+        if k.any():
+            tag = f"{lo:g}_{hi:g}"
+            out[f"rho_rel_err_median_{tag}"] = float(np.median(e[k]))
+            out[f"n_region_{tag}"] = int(k.sum())
     return out
