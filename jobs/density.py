@@ -5,7 +5,8 @@ density by default, or a Plummer sphere), observes and selects it like Gaia 6D d
 ensemble of K phase-space flows (n(x) and p(v|x), Poisson-bootstrap weights), fits a smooth
 potential to the collisionless Boltzmann equation per member, and writes Delta ``density_grid``
 (x, y, z kpc, rho, rho_err M_sun/pc^3, a_x, a_y, a_z (km/s)^2/kpc, n_stars, rho_true,
-well_sampled, source, run_id). Logs an MLflow run, registers ``gaialake-density`` (alias
+well_sampled, source, run_id). Logs an MLflow run (errors against the mock's truth overall and
+per height band: |z| for the slab, r for the sphere), registers ``gaialake-density`` (alias
 champion) and plots recovered vs true density. rho_DM at the Sun: total density there minus the
 baryon model of ``density.baryons``.
 """
