@@ -52,22 +52,11 @@ def _flow(kind: str, features: int, context: int, transforms: int, hidden: list[
           activation: str):
     import zuko
 
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"density flows: activation {activation!r} not in {sorted(_ACTIVATIONS)}")
     kinds = {"maf": zuko.flows.MAF, "nsf": zuko.flows.NSF}
     if kind not in kinds:
         raise ValueError(f"density flows: kind {kind!r} not in {sorted(kinds)}")
     return kinds[kind](features, context, transforms=transforms, randperm=False,
                        hidden_features=list(hidden), activation=_ACTIVATIONS[activation])
-
-
-def _energy_mlp(hidden: list[int], activation: str) -> nn.Sequential:
-    """log n up to a constant: an MLP of the scaled position (3 -> hidden -> 1)."""
-    layers, width = [], 3
-    for h in hidden:
-        layers += [nn.Linear(width, h), _ACTIVATIONS[activation]()]
-        width = h
-    return nn.Sequential(*layers, nn.Linear(width, 1))
 
 
 class LogisticMixtureCDF(nn.Module):
@@ -144,11 +133,16 @@ class PhaseSpaceFlows(nn.Module):
             raise ValueError(f"density flows: n_model {self.n_model!r} is not flow or energy")
         if self.n_model == "energy" and self.ball_radius is None:
             raise ValueError("density flows: n_model 'energy' needs a ball (its normalization)")
+        if act not in _ACTIVATIONS:
+            raise ValueError(f"density flows: activation {act!r} not in {sorted(_ACTIVATIONS)}")
         self.n_marginal = LogisticMixtureCDF(3, k) if k > 0 and self.n_model == "flow" else None
         if self.n_model == "flow":
             self.n_flow = _flow(kind, 3, 0, t, h, act)
         else:
-            self.n_energy = _energy_mlp(list(config.get("n_hidden") or h), act)
+            from gaialake.density.potential import scalar_mlp
+
+            # log n up to a constant, of the standardized position
+            self.n_energy = scalar_mlp(tuple(config.get("n_hidden") or h), _ACTIVATIONS[act])
         self.v_flow = _flow(kind, 3, 3, t, h, act)
 
     def _c(self, x: torch.Tensor) -> torch.Tensor:

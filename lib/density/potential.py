@@ -28,7 +28,7 @@ from . import G_KPC_KMS2_MSUN as G
 from . import MSUN_PC3_IN_KPC3
 
 __all__ = ["SplinePotential", "fit_spline_potential", "MLPPotential", "fit_mlp_potential",
-           "potential_fields"]
+           "potential_fields", "scalar_mlp"]
 
 _FOUR_PI_G = 4.0 * math.pi * G
 
@@ -146,6 +146,15 @@ def fit_spline_potential(x: np.ndarray, v: np.ndarray, gx: np.ndarray, gv: np.nd
     return pot, {"penalty": best, "holdout_mse": scores}
 
 
+def scalar_mlp(hidden: tuple[int, ...], activation: type[nn.Module] = nn.SiLU) -> nn.Sequential:
+    """A smooth MLP from a 3D position to one number: 3 -> hidden -> 1."""
+    layers, width = [], 3
+    for h in hidden:
+        layers += [nn.Linear(width, int(h)), activation()]
+        width = int(h)
+    return nn.Sequential(*layers, nn.Linear(width, 1))
+
+
 class MLPPotential(nn.Module):
     """Phi(x) = V^2 * MLP((x - loc) / L): a smooth (SiLU) potential in (km/s)^2 of x in kpc.
 
@@ -160,12 +169,7 @@ class MLPPotential(nn.Module):
         length = torch.as_tensor(length_kpc, dtype=torch.float32).reshape(-1)
         self.register_buffer("length", length.expand(3).clone())
         self.velocity = float(velocity_kms)
-        layers, width = [], 3
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.SiLU()]
-            width = h
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = scalar_mlp(hidden)
 
     def scaled(self, xs: torch.Tensor) -> torch.Tensor:
         """Phi / V^2 as a function of the scaled position (x - loc) / L."""
