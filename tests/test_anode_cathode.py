@@ -124,7 +124,8 @@ def test_score_group_is_deterministic_with_a_fixed_seed():
     a = score_group(patch, STREAM_SR, s, seed=11)
     b = score_group(patch, STREAM_SR, s, seed=11)
     c = score_group(patch, STREAM_SR, s, seed=12)
-    pd.testing.assert_frame_equal(a.scores, b.scores)
+    # equal to float32 rounding: MKL kernels may differ in the last bit with memory alignment
+    pd.testing.assert_frame_equal(a.scores, b.scores, check_exact=False, rtol=1e-5, atol=1e-6)
     assert not np.allclose(a.scores.score, c.scores.score)
 
 

@@ -80,7 +80,10 @@ def test_flow_samples_are_inside_the_selection_with_positive_ages(upsampled):
 def test_sampling_is_deterministic_per_seed(upsampled):
     model = upsampled["model"]
     a, b = model.sample(2000, seed=7), model.sample(2000, seed=7)
-    np.testing.assert_array_equal(a, b)
+    # the same stars to float64 rounding: CPU BLAS kernels may differ in the last bit with the
+    # memory alignment of a call (seen: 1.8e-15 in 3 % of values), so bitwise equality would be
+    # a flaky test of the library, not of the seeding
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     assert not np.allclose(model.sample(2000, seed=8)[:50], a[:50])
 
 
@@ -88,7 +91,8 @@ def test_model_rebuilds_from_config_and_state(upsampled):
     model = upsampled["model"]
     clone = build_galaxyflow(model.config)
     clone.load_state_dict(model.state_dict())
-    np.testing.assert_array_equal(clone.sample(500, seed=3), model.sample(500, seed=3))
+    np.testing.assert_allclose(clone.sample(500, seed=3), model.sample(500, seed=3),
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_three_sample_test_on_known_distributions():

@@ -103,7 +103,8 @@ def test_score_job_is_idempotent(scored):
     keys = ["patch_id", "source_id", "pm_axis", "sr_lo", "method"]
     a, b = (t.sort_values(keys).reset_index(drop=True) for t in (t1, t2))
     assert len(a) == len(b) and set(b[b.method == "anode"].run_id) == {s2["run_id"]}
-    np.testing.assert_array_equal(a.score, b.score)
+    # recomputed with the same flows: equal to float32 rounding (BLAS may differ in the last bit)
+    np.testing.assert_allclose(a.score, b.score, rtol=1e-6, atol=1e-6)
 
 
 def test_cathode_new_mode_scores_only_new_stars_and_keeps_out_of_fold_rows(scored):

@@ -47,10 +47,12 @@ def test_flow_sampler_partitions_are_seeded_and_reproducible():
     tasks = pd.DataFrame({"partition": [0, 1], "n": [300, 200]})
     run = lambda seeds: pd.concat(flow_sampler(config, state, seeds, 0.3, 0.3, "r")([tasks]))
     a, b = run({0: 11, 1: 12}), run({0: 11, 1: 12})
-    pd.testing.assert_frame_equal(a, b)
+    # the same stars to float rounding (MKL may differ in the last bit with memory alignment)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, atol=1e-9)
     assert len(a) == 500 and a["particle_id"].is_unique
     c = run({0: 11, 1: 99})
-    pd.testing.assert_frame_equal(a[a.particle_id < 2**32], c[c.particle_id < 2**32])
+    pd.testing.assert_frame_equal(a[a.particle_id < 2**32], c[c.particle_id < 2**32],
+                                  check_exact=False, rtol=1e-9, atol=1e-9)
     assert not np.allclose(a[a.particle_id >= 2**32]["x"], c[c.particle_id >= 2**32]["x"])
     assert set(a["split"]) == {"fit", "eval", "mock"}
 
