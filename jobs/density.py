@@ -55,14 +55,14 @@ def train_members(conf: Conf, sample, spark=None) -> list:
                          ball_center_kpc=center, ball_radius_kpc=sample.ball_radius_kpc)
     seed = conf.seed_for("density", "flows") % (2**31)
     members, epochs, bs = int(fc["members"]), int(fc["epochs"]), int(fc["batch_size"])
-    device = _device()
+    # the same optimisation whichever feed brings the stars
+    fit = {"lr": float(fc["lr"]), "ball_points": int(fc["ball_points"]), "device": _device(),
+           "logger": log}
     feed = str(conf.get("density.feed"))
     if feed == "memory":
         return train_ensemble(sample.x, sample.v, sample.weight, config, members=members,
-                              epochs=epochs, batch_size=bs, lr=float(fc["lr"]), seed=seed,
-                              bootstrap=bool(fc["bootstrap"]),
-                              ball_points=int(fc["ball_points"]), device=device,
-                              logger=log)
+                              epochs=epochs, batch_size=bs, seed=seed,
+                              bootstrap=bool(fc["bootstrap"]), **fit)
     if feed != "petastorm":
         raise ValueError(f"conf density.feed: {feed!r} is not memory or petastorm")
     import pandas as pd
@@ -87,9 +87,7 @@ def train_members(conf: Conf, sample, spark=None) -> list:
             flows = build_flows(config)
             flows.init_marginal(sample.x[pdf[f"w_v{k}"].to_numpy() > 0], seed + k)
             train_flows(flows, loader_batches(stream, steps, f"w_n{k}", f"w_v{k}"), epochs,
-                        lr=float(fc["lr"]), ball_points=int(fc["ball_points"]),
-                        device=device, logger=log,
-                        log_every=max(1, epochs // 4))
+                        log_every=max(1, epochs // 4), **fit)
             out.append(flows.cpu())
     return out
 
