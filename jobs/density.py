@@ -52,6 +52,7 @@ def train_members(conf: Conf, sample, spark=None) -> list:
                          marginal_components=int(fc["marginal_components"]),
                          n_model=str(fc["n_model"]),
                          n_hidden=fc.get("n_hidden"),
+                         height_octaves=int(fc.get("height_octaves") or 0),
                          ball_center_kpc=center, ball_radius_kpc=sample.ball_radius_kpc)
     seed = conf.seed_for("density", "flows") % (2**31)
     members, epochs, bs = int(fc["members"]), int(fc["epochs"]), int(fc["batch_size"])
@@ -119,7 +120,7 @@ def _fit_stars(conf: Conf, sample) -> tuple[np.ndarray, np.ndarray]:
 def run(conf: Conf) -> dict:
     import torch
 
-    from gaialake.density.baryons import baryon_model, rho_dm_at_sun
+    from gaialake.density.baryons import MSUN_PC3_TO_GEV_CM3, baryon_model, rho_dm_at_sun
     from gaialake.density.measure import (band_errors, count_stars, error_summary,
                                           estimate_fields, fit_potentials, grid_points)
     from gaialake.density.plots import plot_density_validation
@@ -167,9 +168,7 @@ def run(conf: Conf) -> dict:
             st.count = len(grid)
         metrics.update(error_summary(fields["rho"], fields["a"], rho_true, a_true, region,
                                      fields["rho_err"]))
-        height = (np.abs(grid[:, 2]) if sample.name == "slab"
-                  else np.linalg.norm(grid - sample.grid_center_kpc, axis=1))
-        metrics.update(band_errors(fields["rho"], rho_true, region, height,
+        metrics.update(band_errors(fields["rho"], rho_true, region, sample.band_height_kpc(grid),
                                    [float(e) for e in dconf["grid"]["band_edges_kpc"]]))
         if dconf.get("compare_pointwise") and dconf["estimator"] != "pointwise":
             with stage(log, "pointwise comparison (well-sampled region)"):
@@ -185,7 +184,8 @@ def run(conf: Conf) -> dict:
         if sample.name == "slab" and sun_fields is not None:
             dm = rho_dm_at_sun(float(sun_fields["rho"][0]), float(sun_fields["rho_err"][0]),
                                float(sample.sun_kpc[2]), baryon_model(dconf["baryons"]))
-            dm["rho_dm_true_gev_cm3"] = float(dconf["slab"]["rho_dm_msun_pc3"]) * 37.96516457291571
+            dm["rho_dm_true_gev_cm3"] = (float(dconf["slab"]["rho_dm_msun_pc3"])
+                                         * MSUN_PC3_TO_GEV_CM3)
             metrics.update(dm)
         log.info("density errors in the well-sampled region: %s", json.dumps(metrics))
 

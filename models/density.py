@@ -6,15 +6,16 @@ standardized inside the module, so every method takes and returns physical units
 
 n(x) is one of two models (config ``n_model``):
 
-- ``flow`` (default): a 3D MAF after a learned logistic-mixture CDF per coordinate
+- ``flow``: a 3D MAF after a learned logistic-mixture CDF per coordinate
   (:class:`LogisticMixtureCDF`; a logistic density is a sech^2 sheet, so a few components give
   a disk's peaked n(z), which an affine MAF alone smooths by ~20 % in density).
 - ``energy``: ``log n = E(x) - log Q``, E a smooth SiLU MLP and Q its integral over the
   selection ball (so it needs one). Only derivatives of log n enter the CBE; an MLP's are
   smooth and free to be zero (a slab is flat in x, y), where the mixture flow's carry bumps and
   0.03-0.18 /kpc spurious slopes along the plane that the disk's rotation (v_y ~ 200 km/s)
-  turns into CBE residuals. On the slab mock it trains 3x faster and halves the density p90,
-  but smooths the midplane, so its median is no better (docs/density_experiments.md, round 3).
+  turns into CBE residuals. A plain MLP is too smooth along z where a disk's cold population
+  fades; ``height_octaves`` > 0 feeds it sines of the height too (:class:`HeightEncoding`),
+  which on the slab mock halves the density error (docs/density_experiments.md, round 5).
 
 With a ball (a selection within a radius of the Sun), n is a truncated density: q is free
 outside the ball and ``log n = log q - log Q``, ``Q = int_ball q``, with Q estimated during
@@ -38,6 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from gaialake.density.potential import HeightEncoding, scalar_mlp  # noqa: F401 (re-export)
 
 __all__ = ["LogisticMixtureCDF", "PhaseSpaceFlows", "build_flows", "flow_config",
            "tensor_batches", "train_flows",
@@ -110,7 +113,8 @@ class PhaseSpaceFlows(nn.Module):
     ``config`` keys: x_loc, x_scale (kpc), v_loc, v_scale (km/s; 3 floats each),
     ball_center_kpc (3 floats or None), ball_radius_kpc (float or None: the support of n),
     n_model (flow or energy), n_hidden (energy MLP widths, None: hidden), marginal_components
-    (int, 0: none; flow only), transforms (int), hidden (list of int), activation (silu, elu,
+    (int, 0: none; flow only), height_octaves (int, 0: none; energy only: :class:`HeightEncoding`
+    of the input), transforms (int), hidden (list of int), activation (silu, elu,
     tanh, relu, gelu), kind (maf: masked autoregressive affine; nsf: neural spline). See
     :func:`flow_config`.
     """
@@ -133,16 +137,19 @@ class PhaseSpaceFlows(nn.Module):
             raise ValueError(f"density flows: n_model {self.n_model!r} is not flow or energy")
         if self.n_model == "energy" and self.ball_radius is None:
             raise ValueError("density flows: n_model 'energy' needs a ball (its normalization)")
+        octaves = int(config.get("height_octaves") or 0)
+        if octaves and self.n_model != "energy":
+            raise ValueError("density flows: height_octaves needs n_model 'energy' (a flow's "
+                             "input must stay 3D)")
         if act not in _ACTIVATIONS:
             raise ValueError(f"density flows: activation {act!r} not in {sorted(_ACTIVATIONS)}")
         self.n_marginal = LogisticMixtureCDF(3, k) if k > 0 and self.n_model == "flow" else None
         if self.n_model == "flow":
             self.n_flow = _flow(kind, 3, 0, t, h, act)
         else:
-            from gaialake.density.potential import scalar_mlp
-
-            # log n up to a constant, of the standardized position
-            self.n_energy = scalar_mlp(tuple(config.get("n_hidden") or h), _ACTIVATIONS[act])
+            # log n up to a constant, of the (height-encoded) standardized position
+            self.n_energy = scalar_mlp(tuple(config.get("n_hidden") or h), _ACTIVATIONS[act],
+                                       octaves)
         self.v_flow = _flow(kind, 3, 3, t, h, act)
 
     def _c(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,7 +219,7 @@ def build_flows(config: dict) -> PhaseSpaceFlows:
 def flow_config(x: np.ndarray, v: np.ndarray, *, kind: str = "maf", transforms: int = 5,
                 hidden: Iterable[int] = (64, 64), activation: str = "silu",
                 marginal_components: int = 0, n_model: str = "flow",
-                n_hidden: Iterable[int] | None = None,
+                n_hidden: Iterable[int] | None = None, height_octaves: int = 0,
                 ball_center_kpc: Iterable[float] | None = None,
                 ball_radius_kpc: float | None = None) -> dict:
     """A :class:`PhaseSpaceFlows` config whose standardization comes from stars ``x``, ``v``."""
@@ -224,6 +231,7 @@ def flow_config(x: np.ndarray, v: np.ndarray, *, kind: str = "maf", transforms: 
             "ball_radius_kpc": None if ball_radius_kpc is None else float(ball_radius_kpc),
             "marginal_components": int(marginal_components), "kind": kind, "n_model": n_model,
             "n_hidden": None if n_hidden is None else [int(h) for h in n_hidden],
+            "height_octaves": int(height_octaves),
             "transforms": int(transforms), "hidden": [int(h) for h in hidden],
             "activation": activation}
 

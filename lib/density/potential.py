@@ -28,7 +28,7 @@ from . import G_KPC_KMS2_MSUN as G
 from . import MSUN_PC3_IN_KPC3
 
 __all__ = ["SplinePotential", "fit_spline_potential", "MLPPotential", "fit_mlp_potential",
-           "potential_fields", "scalar_mlp"]
+           "potential_fields", "scalar_mlp", "HeightEncoding"]
 
 _FOUR_PI_G = 4.0 * math.pi * G
 
@@ -146,9 +146,36 @@ def fit_spline_potential(x: np.ndarray, v: np.ndarray, gx: np.ndarray, gv: np.nd
     return pot, {"penalty": best, "holdout_mse": scores}
 
 
-def scalar_mlp(hidden: tuple[int, ...], activation: type[nn.Module] = nn.SiLU) -> nn.Sequential:
-    """A smooth MLP from a 3D position to one number: 3 -> hidden -> 1."""
-    layers, width = [], 3
+class HeightEncoding(nn.Module):
+    """(c_x, c_y, c_z) -> (c, sin 2^k c_z, cos 2^k c_z for k < octaves), c a standardized
+    position: extra flexibility of the energy n(x) along the height only; 0 octaves: c
+    unchanged.
+
+    A plain SiLU MLP is too smooth in z where the cold disk population fades (the change of
+    d log n/dz between 0.5 and 0.9 kpc comes out 15-45 % high, between 0.9 and 1.3 kpc 15-30 %
+    low, at any size or training length); encoding all three coordinates fixes that but fits the
+    sample's own Poisson structure along the plane (docs/density_experiments.md, rounds 4-5).
+    """
+
+    def __init__(self, octaves: int) -> None:
+        super().__init__()
+        self.register_buffer("frequencies", 2.0 ** torch.arange(int(octaves), dtype=torch.float32))
+
+    @property
+    def width(self) -> int:
+        return 3 + 2 * len(self.frequencies)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        phase = c[..., 2:3] * self.frequencies
+        return torch.cat([c, torch.sin(phase), torch.cos(phase)], -1)
+
+
+def scalar_mlp(hidden: tuple[int, ...], activation: type[nn.Module] = nn.SiLU,
+               height_octaves: int = 0) -> nn.Sequential:
+    """A smooth MLP from a (standardized) 3D position to one number: 3 -> hidden -> 1, with
+    the :class:`HeightEncoding` of ``height_octaves`` first when > 0."""
+    encoding = HeightEncoding(height_octaves)
+    layers, width = ([encoding] if height_octaves else []), encoding.width
     for h in hidden:
         layers += [nn.Linear(width, int(h)), activation()]
         width = int(h)

@@ -37,10 +37,18 @@ class ValidationSample:
     ball_radius_kpc: float | None
     n_drawn: int
     ball_center_kpc: np.ndarray | None = None
+    spherical: bool = False   # the error bands' coordinate: r about the grid centre, else |z|
 
     def __post_init__(self) -> None:
         if self.ball_center_kpc is None and self.ball_radius_kpc is not None:
             self.ball_center_kpc = self.grid_center_kpc
+
+    def band_height_kpc(self, x: np.ndarray) -> np.ndarray:
+        """Where a point (N, 3) kpc sits for the error bands: |z| (kpc) for a disk, the
+        distance from the grid centre for a sphere."""
+        if self.spherical:
+            return np.linalg.norm(np.asarray(x) - self.grid_center_kpc, axis=1)
+        return np.abs(np.asarray(x)[:, 2])
 
     @property
     def density_true(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -67,7 +75,8 @@ def build_validation_sample(dconf: Mapping, seed: int) -> ValidationSample:
         cut = None if cut is None else float(cut)
         keep = np.linalg.norm(x, axis=1) < (np.inf if cut is None else cut)
         return ValidationSample(x[keep], v[keep], np.ones(int(keep.sum())), system, name, sun,
-                                np.zeros(3), float(pc["grid_radius_kpc"]), cut, n)
+                                np.zeros(3), float(pc["grid_radius_kpc"]), cut, n,
+                                spherical=True)
     if name != "slab":
         raise ValueError(f"conf density.mock: {name!r} is not slab or plummer")
     sc = dconf["slab"]
