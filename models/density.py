@@ -14,7 +14,8 @@ n(x) is one of two models (config ``n_model``):
   smooth and free to be zero (a slab is flat in x, y), where the mixture flow's carry bumps and
   0.03-0.18 /kpc spurious slopes along the plane that the disk's rotation (v_y ~ 200 km/s)
   turns into CBE residuals. A plain MLP is too smooth along z where a disk's cold population
-  fades; ``height_octaves`` > 0 feeds it sines of the height too (:class:`HeightEncoding`),
+  fades; ``height_octaves`` > 0 feeds it sines of the height too
+  (:class:`gaialake.density.potential.HeightEncoding`),
   which on the slab mock halves the density error (docs/density_experiments.md, round 5).
 
 With a ball (a selection within a radius of the Sun), n is a truncated density: q is free
@@ -40,7 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gaialake.density.potential import HeightEncoding, scalar_mlp  # noqa: F401 (re-export)
+from gaialake.density.potential import scalar_mlp
 
 __all__ = ["LogisticMixtureCDF", "PhaseSpaceFlows", "build_flows", "flow_config",
            "tensor_batches", "train_flows",
@@ -113,8 +114,8 @@ class PhaseSpaceFlows(nn.Module):
     ``config`` keys: x_loc, x_scale (kpc), v_loc, v_scale (km/s; 3 floats each),
     ball_center_kpc (3 floats or None), ball_radius_kpc (float or None: the support of n),
     n_model (flow or energy), n_hidden (energy MLP widths, None: hidden), marginal_components
-    (int, 0: none; flow only), height_octaves (int, 0: none; energy only: :class:`HeightEncoding`
-    of the input), transforms (int), hidden (list of int), activation (silu, elu,
+    (int, 0: none; flow only), height_octaves (int, 0: none; energy only: sines of the
+    standardized height as extra inputs), transforms (int), hidden (list of int), activation (silu, elu,
     tanh, relu, gelu), kind (maf: masked autoregressive affine; nsf: neural spline). See
     :func:`flow_config`.
     """
