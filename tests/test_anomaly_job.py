@@ -36,6 +36,23 @@ def _to_sky(patch: pd.DataFrame, ra0: float, dec0: float, rng) -> pd.DataFrame:
                          "phot_g_mean_mag": patch.g.to_numpy(), "bp_rp": patch.bp_rp.to_numpy()})
 
 
+def write_toy_sky(spark, conf, near: pd.DataFrame, far: pd.DataFrame, rng) -> tuple:
+    """Put toy patch ``near`` at the first patch centre of a 30 deg grid and ``far`` at the
+    centre farthest from it, restrict ``patches.only`` to those two, and write gaia_source;
+    returns the two centres (rows of the grid)."""
+    from gaialake.delta import write_table
+
+    grid = patch_centers(2, 30.0)
+    a = grid.iloc[0]
+    b = grid.iloc[int(np.argmax(np.hypot(grid.ra - a.ra, grid.dec - a.dec)))]
+    conf.set("patches.only", [int(a.patch_id), int(b.patch_id)])
+    src = pd.concat([_to_sky(near, a.ra, a.dec, rng), _to_sky(far, b.ra, b.dec, rng)],
+                    ignore_index=True)
+    src["hpx"] = pixel_of(src.ra, src.dec, int(conf.get("catalog.partition_order")))
+    write_table(spark.createDataFrame(src), conf, "gaia_source", partition_by=["hpx"])
+    return a, b
+
+
 @pytest.fixture(scope="module")
 def searched(spark, tmp_path_factory):
     from gaialake.conf import load_conf
@@ -43,22 +60,14 @@ def searched(spark, tmp_path_factory):
     from gaialake.jobs import anomaly, patches
 
     tmp = tmp_path_factory.mktemp("anomaly")
-    grid = patch_centers(2, 30.0)
-    a = grid.iloc[0]
-    far = grid.iloc[int(np.argmax(np.hypot(grid.ra - a.ra, grid.dec - a.dec)))]
     conf = load_conf(sets=[f"paths.raw={tmp / 'raw'}", f"paths.warehouse={tmp / 'warehouse'}",
                            f"paths.mlflow={tmp / 'mlruns'}", "spark.shuffle_partitions=4",
                            "streams.pm_axes=[pm_phi]", "streams.pm_range_masyr=[-9.0, 3.0]",
                            "streams.flow={type: maf, transforms: 4, hidden: 32}",
                            "streams.train.max_epochs=12", "streams.min_patch_stars=1000"])
-    conf.set("patches.only", [int(a.patch_id), int(far.patch_id)])
-    rng = np.random.default_rng(3)
     toy = toy_patch(20000, 300, seed=1)
     few = toy_patch(400, 0, seed=2).assign(source_id=lambda d: d.source_id + 10**9)
-    src = pd.concat([_to_sky(toy, a.ra, a.dec, rng), _to_sky(few, far.ra, far.dec, rng)],
-                    ignore_index=True)
-    src["hpx"] = pixel_of(src.ra, src.dec, int(conf.get("catalog.partition_order")))
-    write_table(spark.createDataFrame(src), conf, "gaia_source", partition_by=["hpx"])
+    a, far = write_toy_sky(spark, conf, toy, few, np.random.default_rng(3))
     truth = toy.loc[toy.stream, ["source_id"]].assign(stream="toy")
     write_table(spark.createDataFrame(truth), conf, "truth_streams")
     patches.run(conf)

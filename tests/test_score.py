@@ -12,10 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gaialake.healpix import pixel_of
-from gaialake.patches import patch_centers
 from tests.test_anode_cathode import toy_patch
-from tests.test_anomaly_job import _to_sky
+from tests.test_anomaly_job import write_toy_sky
 
 N_NEW = 40
 
@@ -33,9 +31,6 @@ def scored(spark, tmp_path_factory):
     from gaialake.jobs import anomaly, patches, score
 
     tmp = tmp_path_factory.mktemp("score")
-    grid = patch_centers(2, 30.0)
-    a = grid.iloc[0]
-    far = grid.iloc[int(np.argmax(np.hypot(grid.ra - a.ra, grid.dec - a.dec)))]
     sets = [f"paths.raw={tmp / 'raw'}", f"paths.warehouse={tmp / 'warehouse'}",
             f"paths.mlflow={tmp / 'mlruns'}", "spark.shuffle_partitions=4",
             "streams.pm_axes=[pm_phi]", "streams.pm_range_masyr=[-9.0, 0.0]",
@@ -44,14 +39,9 @@ def scored(spark, tmp_path_factory):
             "streams.min_patch_stars=300", "streams.min_sr_stars=50",
             "streams.max_group_rows=1000"]
     conf = load_conf(sets=sets)
-    conf.set("patches.only", [int(a.patch_id), int(far.patch_id)])
-    rng = np.random.default_rng(4)
     big = toy_patch(3000, 100, seed=11)
     small = toy_patch(700, 0, seed=12).assign(source_id=lambda d: d.source_id + 10**9)
-    src = pd.concat([_to_sky(big, a.ra, a.dec, rng), _to_sky(small, far.ra, far.dec, rng)],
-                    ignore_index=True)
-    src["hpx"] = pixel_of(src.ra, src.dec, int(conf.get("catalog.partition_order")))
-    write_table(spark.createDataFrame(src), conf, "gaia_source", partition_by=["hpx"])
+    a, _ = write_toy_sky(spark, conf, big, small, np.random.default_rng(4))
     patches.run(conf)
     found = anomaly.run(conf)
     t0 = _table(spark, conf)
