@@ -45,6 +45,11 @@ def train_members(conf: Conf, sample, spark=None) -> list:
                                          train_ensemble, train_flows)
 
     fc = conf.get("density.flows")
+    if str(fc["n_model"]) == "energy" and sample.ball_radius_kpc is None:
+        raise ValueError(f"conf density.flows.n_model: 'energy' is normalized on the selection "
+                         f"ball, and the {sample.name} sample has none: set "
+                         "density.plummer.select_radius_kpc (e.g. 3.0) or "
+                         "density.flows.n_model: flow")
     center = sample.ball_center_kpc
     config = flow_config(sample.x, sample.v, kind=str(fc.get("kind", "maf")),
                          transforms=int(fc["transforms"]),

@@ -15,8 +15,8 @@ n(x) is one of two models (config ``n_model``):
   0.03-0.18 /kpc spurious slopes along the plane that the disk's rotation (v_y ~ 200 km/s)
   turns into CBE residuals. A plain MLP is too smooth along z where a disk's cold population
   fades; ``height_octaves`` > 0 feeds it sines of the height too
-  (:class:`gaialake.density.potential.HeightEncoding`),
-  which on the slab mock halves the density error (docs/density_experiments.md, round 5).
+  (:class:`gaialake.density.potential.HeightEncoding`), which on the slab mock halves the
+  density error (docs/density_experiments.md, round 5).
 
 With a ball (a selection within a radius of the Sun), n is a truncated density: q is free
 outside the ball and ``log n = log q - log Q``, ``Q = int_ball q``, with Q estimated during
@@ -115,9 +115,9 @@ class PhaseSpaceFlows(nn.Module):
     ball_center_kpc (3 floats or None), ball_radius_kpc (float or None: the support of n),
     n_model (flow or energy), n_hidden (energy MLP widths, None: hidden), marginal_components
     (int, 0: none; flow only), height_octaves (int, 0: none; energy only: sines of the
-    standardized height as extra inputs), transforms (int), hidden (list of int), activation (silu, elu,
-    tanh, relu, gelu), kind (maf: masked autoregressive affine; nsf: neural spline). See
-    :func:`flow_config`.
+    standardized height as extra inputs), transforms (int), hidden (list of int), activation
+    (silu, elu, tanh, relu, gelu), kind (maf: masked autoregressive affine; nsf: neural
+    spline). See :func:`flow_config`.
     """
 
     def __init__(self, config: dict) -> None:
