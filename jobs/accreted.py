@@ -6,10 +6,10 @@ write ``accreted_catalog``.
    ``<accreted.side_root>/<galaxy>/{raw,warehouse}`` (catalog database ``<db>_sky_<galaxy>``)
    with the ``accreted.side_sky`` settings (re-made when those settings change).
 2. Train (galaxy ``accreted.train_galaxy``): features of the stars passing the quality cuts
-   (:mod:`gaialake.galactocentric`) by ``mapInPandas``, joined with ``truth_origin``, split by a
+   (:mod:`gaialake.accreted.features`) by ``mapInPandas``, joined with ``truth_origin``, split by a
    hash of source_id; each variant's MLP (``5d``, ``6d``) streams its training rows from Spark
-   through Petastorm (:func:`gaialake.feeding.torch_loader`) with class weights, and is
-   Platt-calibrated on the validation rows (:mod:`gaialake.models.accreted`).
+   through Petastorm (:func:`gaialake.io.feeding.torch_loader`) with class weights, and is
+   Platt-calibrated on the validation rows (:mod:`gaialake.models.accreted_net`).
 3. Transfer: for each catalog it scores, the ``5d`` net is fine-tuned on that catalog's own
    radial-velocity stars labelled by the ``6d`` net (no truth; after Ostdiek et al. 2020).
 4. Evaluate: ROC AUC on A's held-out stars and on B; purity/completeness on B against the
@@ -42,7 +42,7 @@ __all__ = ["run", "side_conf", "galaxy_source", "feature_rows", "score_catalog",
 log = get_logger("accreted")
 
 REGISTERED_NAME = "gaialake-accreted"
-BUILDER = "gaialake.models.accreted:build_accreted_model"
+BUILDER = "gaialake.models.accreted_net:build_accreted_model"
 SOURCE_MARKER = "accreted_source.json"
 SCORE_SCHEMA = "source_id long, p_accreted double, variant string, unscored_reason string"
 EXTRA_SCHEMA = ", v_toomre_kms double, v_r double, v_theta double, v_phi double"
@@ -54,7 +54,7 @@ _MODELS: dict = {}  # executor-side cache: (state hash, config) -> model
 
 # ---------------------------------------------------------------- sources ----------------------
 def _has_tables(spark, conf: Conf, *tables: str) -> bool:
-    from gaialake.delta import table_exists
+    from gaialake.io.delta import table_exists
 
     return all(table_exists(spark, conf.table_path(t)) for t in tables)
 
@@ -108,8 +108,8 @@ def _model_from(bc, config: dict):
 
     key = (hashlib.sha1(bc.value).hexdigest(), json.dumps(config, sort_keys=True))
     if key not in _MODELS:
-        from gaialake.models.accreted import build_accreted_model
-        from gaialake.models.tracking import state_from_bytes
+        from gaialake.models.accreted_net import build_accreted_model
+        from gaialake.io.tracking import state_from_bytes
 
         model = build_accreted_model(config)
         model.load_state_dict(state_from_bytes(bc.value))
@@ -120,15 +120,15 @@ def _model_from(bc, config: dict):
 
 def score_catalog(df, state_bytes: bytes, config: dict, *, extra: bool = False):
     """``df`` (DR3 rows with the astrometry columns) scored on executors: source_id and the
-    columns of :func:`gaialake.models.accreted.score_stars` (null p_accreted with a reason for
+    columns of :func:`gaialake.models.accreted_net.score_stars` (null p_accreted with a reason for
     stars failing the cuts or with missing astrometry). Deterministic."""
     bc = df.sparkSession.sparkContext.broadcast(state_bytes)
 
     def score(batches):
         import torch
 
-        from gaialake.feeding import task_device
-        from gaialake.models.accreted import score_stars
+        from gaialake.io.feeding import task_device
+        from gaialake.models.accreted_net import score_stars
 
         task_device()  # torch threads = task cpus
         torch.manual_seed(0)
@@ -147,7 +147,7 @@ def score_catalog(df, state_bytes: bytes, config: dict, *, extra: bool = False):
 def feature_rows(df, config: dict):
     """Stars of ``df`` passing the cuts, with both variants' features (``f5_*``, ``f6_*``;
     null where a variant does not apply)."""
-    from gaialake.galactocentric import VARIANTS, features, phase_space, quality_mask
+    from gaialake.accreted.features import VARIANTS, features, phase_space, quality_mask
 
     cuts = dict(config["cuts"])
     names = {v: [f"f{v[0]}_{c}" for c in VARIANTS[v]] for v in config["variants"]}
@@ -191,7 +191,7 @@ def _split(seed: int, val_fraction: float):
 # ---------------------------------------------------------------- training ---------------------
 def _loader_epochs(loader, steps: int, cols: list[str], label: str):
     """``batches(epoch)`` over an endless Petastorm loader: ``steps`` batches per epoch."""
-    from gaialake.feeding import stack_batch
+    from gaialake.io.feeding import stack_batch
 
     it = iter(loader)
 
@@ -207,8 +207,8 @@ def train_streaming(conf: Conf, rows, names: dict, model, device) -> dict:
     streaming from Spark through Petastorm. Returns per-variant counts and calibration."""
     from pyspark.sql import functions as F
 
-    from gaialake.feeding import stack_batch, torch_loader
-    from gaialake.models.accreted import (fit_platt, raw_logits, set_standardization,
+    from gaialake.io.feeding import stack_batch, torch_loader
+    from gaialake.models.accreted_net import (fit_platt, raw_logits, set_standardization,
                                            train_epochs)
 
     tc = conf.get("accreted.train")
@@ -261,15 +261,15 @@ def transfer_streaming(conf: Conf, spark, source: Conf, base, device):
     labelled by the ``6d`` net (streamed through Petastorm); ``base`` when disabled."""
     import copy
 
-    from gaialake.delta import read_table
-    from gaialake.feeding import torch_loader
-    from gaialake.models.accreted import transfer_epochs
-    from gaialake.models.tracking import state_to_bytes
+    from gaialake.io.delta import read_table
+    from gaialake.io.feeding import torch_loader
+    from gaialake.models.accreted_net import transfer_epochs
+    from gaialake.io.tracking import state_to_bytes
 
     tc = conf.get("accreted.transfer")
     if not tc.get("enabled", True) or not {"5d", "6d"} <= set(base.nets):
         return base
-    from gaialake.galactocentric import FEATURES_5D
+    from gaialake.accreted.features import FEATURES_5D
 
     cols = [f"f5_{c}" for c in FEATURES_5D]
     bc = spark.sparkContext.broadcast(state_to_bytes(base.state_dict()))
@@ -278,8 +278,8 @@ def transfer_streaming(conf: Conf, spark, source: Conf, base, device):
     def teach(batches):
         import pandas as pd
 
-        from gaialake.feeding import task_device
-        from gaialake.models.accreted import teacher_rows
+        from gaialake.io.feeding import task_device
+        from gaialake.models.accreted_net import teacher_rows
 
         task_device()
         model = _model_from(bc, config)
@@ -319,8 +319,8 @@ def evaluate(conf: Conf, spark, source: Conf, model, split: str | None = None):
     ``split`` 'val' keeps the held-out stars of training only."""
     from pyspark.sql import functions as F
 
-    from gaialake.delta import read_table
-    from gaialake.models.tracking import state_to_bytes
+    from gaialake.io.delta import read_table
+    from gaialake.io.tracking import state_to_bytes
 
     scored = score_catalog(read_table(spark, source, "gaia_source"),
                            state_to_bytes(model.state_dict()), model.config, extra=True)
@@ -341,7 +341,7 @@ def evaluate(conf: Conf, spark, source: Conf, model, split: str | None = None):
 
 
 def _metrics(pdf, cut_kms: float, prefix: str) -> dict:
-    from gaialake.accreted_eval import compare_with_baseline, roc_auc
+    from gaialake.accreted.evaluation import compare_with_baseline, roc_auc
 
     out = {}
     y = pdf["accreted"].to_numpy(bool)
@@ -368,12 +368,12 @@ def run(conf: Conf) -> dict:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from gaialake.accreted_eval import threshold_for_purity
-    from gaialake.delta import read_table, write_table
-    from gaialake.feeding import task_device
-    from gaialake.models import tracking
-    from gaialake.models.accreted import build_accreted_model, model_config
-    from gaialake.spark import get_spark
+    from gaialake.accreted.evaluation import threshold_for_purity
+    from gaialake.io.delta import read_table, write_table
+    from gaialake.io.feeding import task_device
+    from gaialake.io import tracking
+    from gaialake.models.accreted_net import build_accreted_model, model_config
+    from gaialake.io.spark import get_spark
 
     ac = conf.get("accreted")
     torch.set_num_threads(int(ac.get("torch_threads", 1)))
@@ -422,7 +422,7 @@ def run(conf: Conf) -> dict:
             log.warning("no threshold reaches purity %.2f on %s: the catalog selects nothing",
                         ac["target_purity"], ac["eval_galaxy"])
 
-        from gaialake.models.tracking import state_to_bytes
+        from gaialake.io.tracking import state_to_bytes
 
         state = state_to_bytes(model_main.state_dict())
         version = tracking.log_torch_model(
@@ -470,9 +470,9 @@ def _figures(conf: Conf, spark, scored, eval_b, threshold: float, cut_kms: float
     figure on B."""
     from pyspark.sql import functions as F
 
-    from gaialake.accreted_eval import (cut_metrics, plot_purity_completeness,
+    from gaialake.accreted.evaluation import (cut_metrics, plot_purity_completeness,
                                         plot_velocity_space)
-    from gaialake.delta import read_table
+    from gaialake.io.delta import read_table
 
     out_dir = Path(conf.report_path("accreted.figures_dir"))
     six = scored.where(F.col("variant") == "6d")

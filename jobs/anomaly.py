@@ -2,7 +2,7 @@
 
 One Spark task per (patch, pm axis, signal region) group (``groupBy(...).applyInPandas``):
 the task trains the control-region flow and scores the group's fiducial SR stars with every
-method of ``streams.methods`` (:func:`gaialake.models.search.score_group`), on ``cuda`` when
+method of ``streams.methods`` (:func:`gaialake.streams.search.score_group`), on ``cuda`` when
 Spark gave it a GPU, else on CPU with torch threads = task cpus. Tasks return score rows and
 one model row (weights, metrics, loss curves, or the reason the group was skipped); nothing
 else comes back to the driver. The groups are repartitioned by their key and adaptive
@@ -11,17 +11,17 @@ executors instead of running in one Python worker.
 
 The driver then does every MLflow write: a parent run for the search, a child run per patch
 (params, metrics, loss curves, weights as artifacts), and registers ``gaialake-anode`` /
-``gaialake-cathode`` (:mod:`gaialake.models.scorer`) with alias ``champion``. When the sky has
+``gaialake-cathode`` (:mod:`gaialake.streams.scorer`) with alias ``champion``. When the sky has
 truth (``truth_streams``), the member-vs-background ROC AUC per injected stream is logged.
 
 Groups larger than task memory (more than ``streams.max_group_rows`` rows; 0 turns this off)
 do not go through ``applyInPandas``: :func:`stream_group` trains their flows in a driver-side
-loop fed by Petastorm (:func:`gaialake.feeding.torch_loader`, ``make_spark_converter`` ->
+loop fed by Petastorm (:func:`gaialake.io.feeding.torch_loader`, ``make_spark_converter`` ->
 ``make_torch_dataloader``), so no process ever holds the group as one pandas frame:
 
 - the feature map is fitted on a seeded sample of at most ``streams.stream.sample_rows`` rows;
 - executors map every row (``mapInPandas``) and split it by a seeded hash of ``source_id``
-  (:func:`gaialake.models.search.hash_unit`): validation (at most ``streams.stream.val_rows``
+  (:func:`gaialake.streams.search.hash_unit`): validation (at most ``streams.stream.val_rows``
   rows, held in memory) and training (streamed, reshuffled every epoch);
 - ANODE's log R is computed on executors with the two flows broadcast;
 - CATHODE's k-fold classifier is trained on at most ``streams.stream.classifier_rows`` signal-
@@ -45,13 +45,13 @@ import pandas as pd
 
 from gaialake.cli import job_main
 from gaialake.conf import Conf
-from gaialake.delta import read_table, table_exists, write_table
+from gaialake.io.delta import read_table, table_exists, write_table
 from gaialake.jobs.patches import job_run_id
 from gaialake.log import get_logger, stage
-from gaialake.models.search import (SearchSettings, group_seeds, hash_unit, score_group,
+from gaialake.streams.search import (SearchSettings, group_seeds, hash_unit, score_group,
                                     train_flow_batches)
-from gaialake.regions import FeatureMap, SignalRegion, features, signal_regions_from_conf
-from gaialake.spark import get_spark
+from gaialake.streams.regions import FeatureMap, SignalRegion, features, signal_regions_from_conf
+from gaialake.io.spark import get_spark
 
 __all__ = ["run", "group_task", "stream_group", "StreamSettings", "stream_aucs", "TASK_SCHEMA",
            "SCORE_COLUMNS"]
@@ -247,7 +247,7 @@ def _fit_streamed(conf: Conf, settings: SearchSettings, train_rows, n_train: int
 
     ceil(n_train / batch_size) batches an epoch from a loader that reshuffles every epoch.
     """
-    from gaialake.feeding import stack_batch, torch_loader
+    from gaialake.io.feeding import stack_batch, torch_loader
     from gaialake.models.flows import build_flow
 
     tc = settings.train
@@ -275,11 +275,11 @@ def _anode_scorer(flow_config: dict, states):
     """mapInPandas function: mapped rows -> (source_id, method, score = log R)."""
 
     def fn(batches):
-        from gaialake.models.anode import anode_log_ratio
+        from gaialake.streams.anode import anode_log_ratio
         from gaialake.models.flows import build_flow
-        from gaialake.models.tracking import state_from_bytes
+        from gaialake.io.tracking import state_from_bytes
 
-        from gaialake.feeding import task_device
+        from gaialake.io.feeding import task_device
 
         device = task_device()
         flows = []
@@ -319,14 +319,14 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
     ``rows``: the search's rows (``patch_stars`` x signal regions); ``group``: patch_id,
     pm_axis, sr_index, sr_lo, sr_hi, count. Appends the group's rows in ``TASK_SCHEMA`` (scores
     and the one model row) to the Parquet at ``out_path`` and returns the model payload.
-    Seeds are those of :func:`gaialake.models.search.score_group`.
+    Seeds are those of :func:`gaialake.streams.search.score_group`.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from gaialake.feeding import task_device
-    from gaialake.models.cathode import cathode_scores
-    from gaialake.models.tracking import state_to_bytes
+    from gaialake.io.feeding import task_device
+    from gaialake.streams.cathode import cathode_scores
+    from gaialake.io.tracking import state_to_bytes
 
     spark = rows.sparkSession
     t0 = time.perf_counter()
@@ -453,8 +453,8 @@ def _log_to_mlflow(conf: Conf, settings: SearchSettings, models: list[dict]) -> 
     """Child run per patch, then the registered models; returns group counts."""
     import mlflow
 
-    from gaialake.models import tracking
-    from gaialake.models.scorer import group_key, state_for_groups
+    from gaialake.io import tracking
+    from gaialake.streams.scorer import group_key, state_for_groups
 
     by_patch: dict[int, list[dict]] = defaultdict(list)
     for g in models:
@@ -501,9 +501,9 @@ def _log_to_mlflow(conf: Conf, settings: SearchSettings, models: list[dict]) -> 
                   for g in trained]
         state = state_for_groups(method, groups, {g["key"]: g["weights"] for g in trained})
         config = {"method": method, "flow": settings.flow, "groups": groups,
-                  "predict": "gaialake.models.scorer:predict"}
+                  "predict": "gaialake.streams.scorer:predict"}
         with stage(log, f"register gaialake-{method}"):
-            v = tracking.log_torch_model(f"{method}_model", "gaialake.models.scorer:build_search_model",
+            v = tracking.log_torch_model(f"{method}_model", "gaialake.streams.scorer:build_search_model",
                                          config, state, registered_name=f"gaialake-{method}")
         versions[method] = getattr(v, "version", None)
     summary = {"groups": len(models), "groups_trained": len(trained), "groups_skipped": skipped,

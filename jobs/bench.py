@@ -7,7 +7,7 @@ Every figure is a ratio against a baseline measured in the same run on the same 
   synthetic bulk files; rows/s per core and peak memory (process trees); and the arrow writer
   against Spark's Delta writer (the slowest stage before it was fixed);
 - training: Spark + Petastorm feeding vs a bare torch/zuko loop over in-memory tensors, and
-  scoring stars/s per core (``gaialake.bench_train`` when present);
+  scoring stars/s per core (``gaialake.bench.train_bench`` when present);
 - scaling: generate / ingest / patches at each size in ``bench.scales`` (time, peak memory);
 - the full ``make run`` (``gaialake pipeline``) on the default sky, seconds per stage;
 - projection: the full DR3 run from the measured per-core rates.
@@ -25,8 +25,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gaialake.bench_ingest import measure_hats_import
-from gaialake.benchkit import Measure, machine_line, measure_command, versions_line
+from gaialake.bench.ingest_bench import measure_hats_import
+from gaialake.bench.kit import Measure, machine_line, measure_command, versions_line
 from gaialake.cli import job_main
 from gaialake.conf import REPO_ROOT, Conf
 from gaialake.log import get_logger
@@ -65,7 +65,7 @@ def bench_ingest(conf: Conf, work: Path, n_stars: float, cores: int) -> dict:
     sky = [f"--set=sky.n_stars={n_stars}", f"--set=sky.stars_per_file={per_file}"]
     gen = _job("generate", _sets(work, sky))
     files = sorted((work / "raw").glob("GaiaSource_*.csv.gz"))
-    base = measure_command([sys.executable, "-m", "gaialake.bench_ingest", "pyarrow",
+    base = measure_command([sys.executable, "-m", "gaialake.bench.ingest_bench", "pyarrow",
                             str(work / "raw"), str(work / "pyarrow_parquet")])
     rows = int(base.output.strip().splitlines()[-1])
     ing = _job("ingest", _sets(work))
@@ -180,9 +180,9 @@ def bench_pipeline(root: Path) -> dict:
 
 
 def bench_training(conf: Conf, n_rows: int) -> dict:
-    if importlib.util.find_spec("gaialake.bench_train") is None:
+    if importlib.util.find_spec("gaialake.bench.train_bench") is None:
         return {}
-    from gaialake import bench_train
+    from gaialake.bench import train_bench as bench_train
 
     out = {"train": bench_train.run_train_bench(conf, n_rows)}
     if hasattr(bench_train, "run_score_bench"):
@@ -206,7 +206,7 @@ def run(conf: Conf) -> dict:
         log.info("bench: make run (gaialake pipeline) per stage")
         results["pipeline"] = bench_pipeline(root)
     (root / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    from gaialake.bench_report import write_benchmarks_md
+    from gaialake.bench.markdown import write_benchmarks_md
 
     path = write_benchmarks_md(results, REPO_ROOT / "BENCHMARKS.md")
     log.info("wrote %s", path)

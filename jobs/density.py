@@ -31,7 +31,7 @@ log = get_logger("density")
 
 def _tracking():
     try:
-        from gaialake.models import tracking
+        from gaialake.io import tracking
     except ImportError:  # pragma: no cover - tracking is part of the package
         return None
     return tracking
@@ -41,7 +41,7 @@ def train_members(conf: Conf, sample, spark=None) -> list:
     """K flows members on Poisson-bootstrap weights, fed from memory or through Petastorm."""
     import torch
 
-    from gaialake.models.density import (build_flows, flow_config, loader_batches,
+    from gaialake.models.phase_space import (build_flows, flow_config, loader_batches,
                                          train_ensemble, train_flows)
 
     fc = conf.get("density.flows")
@@ -73,7 +73,7 @@ def train_members(conf: Conf, sample, spark=None) -> list:
         raise ValueError(f"conf density.feed: {feed!r} is not memory or petastorm")
     import pandas as pd
 
-    from gaialake.feeding import torch_loader
+    from gaialake.io.feeding import torch_loader
 
     rng = np.random.default_rng(seed)
     pdf = pd.DataFrame({"x": sample.x[:, 0], "y": sample.x[:, 1], "z": sample.x[:, 2],
@@ -100,7 +100,7 @@ def train_members(conf: Conf, sample, spark=None) -> list:
 
 def _device():
     try:
-        from gaialake.feeding import task_device
+        from gaialake.io.feeding import task_device
 
         return task_device()
     except ImportError:  # pragma: no cover
@@ -140,7 +140,7 @@ def run(conf: Conf) -> dict:
         st.extra = f"{sample.name}, {sample.n_drawn} drawn"
     spark = None
     if dconf["feed"] == "petastorm" or dconf.get("write_table", True):
-        from gaialake.spark import get_spark
+        from gaialake.io.spark import get_spark
 
         spark = get_spark(conf)
     tracking = _tracking()
@@ -205,7 +205,7 @@ def run(conf: Conf) -> dict:
         plots_dir = Path(conf.report_path("density.plots_dir"))
         figures = plot_density_validation(table, plots_dir, sample.name)
         if spark is not None and dconf.get("write_table", True):
-            from gaialake.delta import write_table
+            from gaialake.io.delta import write_table
 
             with stage(log, "write density_grid") as st:
                 write_table(spark.createDataFrame(table), conf, "density_grid",
@@ -221,14 +221,14 @@ def run(conf: Conf) -> dict:
 def _log_mlflow(tracking, metrics: dict, figures: list, members, potentials, dconf) -> None:
     import mlflow
 
-    from gaialake.models.density import density_model_config
+    from gaialake.models.phase_space import density_model_config
 
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()
                         if isinstance(v, (int, float)) and np.isfinite(v)})
     for fig in figures:
         mlflow.log_artifact(str(fig), "figures")
     if dconf["estimator"] == "potential" and dconf["potential"]["kind"] == "mlp":
-        from gaialake.models.density import build_density_model
+        from gaialake.models.phase_space import build_density_model
 
         config = density_model_config(members, potentials)
         model = build_density_model(config)
@@ -236,7 +236,7 @@ def _log_mlflow(tracking, metrics: dict, figures: list, members, potentials, dco
             dst.load_state_dict(src.state_dict())
         for dst, src in zip(model.potentials, potentials):
             dst.load_state_dict(src.state_dict())
-        tracking.log_torch_model("density", "gaialake.models.density:build_density_model",
+        tracking.log_torch_model("density", "gaialake.models.phase_space:build_density_model",
                                  config, model.state_dict(), registered_name="gaialake-density")
 
 

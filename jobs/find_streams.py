@@ -1,16 +1,16 @@
 """``gaialake find_streams``: anomaly scores -> ``stream_candidates`` and ``stream_members``.
 
-Via Machinae's line finding (:mod:`gaialake.linefind`) runs on executors, one task per
+Via Machinae's line finding (:mod:`gaialake.streams.linefind`) runs on executors, one task per
 (patch, pm_axis, signal region, method) group of ``anomaly_scores`` joined to the fiducial
 stars of ``patch_stars`` (``applyInPandas``; adaptive coalescing is off for the stage so groups
 spread over executors). Only the protoclusters (a few rows per group) come back to the driver,
 which merges them into candidates across signal regions and patches
-(:mod:`gaialake.candidates`), sets the false-positive threshold from a stream-free run's
+(:mod:`gaialake.streams.candidates`), sets the false-positive threshold from a stream-free run's
 candidates (``find_streams.null_candidates``: the ``stream_candidates`` table of a run with
 ``sky.streams=off``; its most significant candidate, at least
 ``find_streams.min_candidate_significance``), labels candidates that follow a known track, and
 on a synthetic sky measures purity and completeness against ``truth_streams``
-(:mod:`gaialake.recovery`). Both tables are rewritten whole; figures and ``summary.json``
+(:mod:`gaialake.streams.recovery`). Both tables are rewritten whole; figures and ``summary.json``
 (false-positive summary per method, recovery per injected stream) go to
 ``find_streams.plots_dir`` and, with MLflow, to the job's run.
 
@@ -26,16 +26,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gaialake.candidates import (CANDIDATE_COLUMNS, MEMBER_COLUMNS, MergeParams,
+from gaialake.streams.candidates import (CANDIDATE_COLUMNS, MEMBER_COLUMNS, MergeParams,
                                  false_positive_summary, merge_protoclusters)
 from gaialake.cli import job_main
 from gaialake.conf import Conf
-from gaialake.delta import read_table, table_exists, write_table
-from gaialake.linefind import LineFindParams, protocluster_spark_schema, protoclusters_frame
+from gaialake.io.delta import read_table, table_exists, write_table
+from gaialake.streams.linefind import LineFindParams, protocluster_spark_schema, protoclusters_frame
 from gaialake.log import get_logger, stage
-from gaialake.nullsky import null_candidates_path
-from gaialake.patches import from_patch_frame, patch_centers, to_patch_frame
-from gaialake.spark import get_spark
+from gaialake.streams.nullsky import null_candidates_path
+from gaialake.streams.patch_grid import from_patch_frame, patch_centers, to_patch_frame
+from gaialake.io.spark import get_spark
 
 __all__ = ["run", "find_protoclusters_spark", "CANDIDATES_SCHEMA", "MEMBERS_SCHEMA"]
 
@@ -110,7 +110,7 @@ def _member_stars(spark, conf: Conf, stars, members: pd.DataFrame,
 
 
 def _tracks(spark, conf: Conf):
-    from gaialake.recovery import galstreams_tracks, truth_tracks
+    from gaialake.streams.recovery import galstreams_tracks, truth_tracks
 
     source = str(conf.get("find_streams.known_tracks.source", "auto"))
     if source == "none":
@@ -135,7 +135,7 @@ def _tracks(spark, conf: Conf):
 def _recovery(spark, conf: Conf, stars, members: pd.DataFrame):
     from pyspark.sql import functions as F
 
-    from gaialake.recovery import member_recovery
+    from gaialake.streams.recovery import member_recovery
 
     if not table_exists(spark, conf.table_path("truth_streams")):
         return None, None
@@ -152,7 +152,7 @@ def _plots(conf: Conf, spark, stars, candidates: pd.DataFrame, member_stars: pd.
            threshold: float) -> list[Path]:
     from pyspark.sql import functions as F
 
-    from gaialake.streamplots import plot_candidate, plot_candidate_map
+    from gaialake.streams.plots import plot_candidate, plot_candidate_map
 
     out_dir = Path(conf.report_path("find_streams.plots_dir"))
     paths = [plot_candidate_map(candidates, out_dir / "candidates_sky.png", threshold,
@@ -195,7 +195,7 @@ def run(conf: Conf) -> dict:
     from pyspark.sql import functions as F
 
     from gaialake.jobs.patches import job_run_id
-    from gaialake.recovery import match_known_tracks
+    from gaialake.streams.recovery import match_known_tracks
 
     spark = get_spark(conf)
     params = LineFindParams.from_conf(conf)

@@ -7,7 +7,7 @@
    ``<paths.raw>/GaiaSource_AAAAAA-BBBBBB.csv.gz`` and returns its truth rows;
 3. driver: Delta tables ``truth_origin`` (source_id, origin, component, run_id) and
    ``truth_streams`` (source_id, stream, run_id); the model's parameters go to
-   ``<paths.raw>/sky_model.json`` (and to MLflow when ``gaialake.models.tracking`` exists).
+   ``<paths.raw>/sky_model.json`` (and to MLflow when ``gaialake.io.tracking`` exists).
 
 Re-running replaces the output: bulk files of an earlier generate run (recognised by its
 ``sky_model.json`` in ``paths.raw``) are removed first, the truth tables are overwritten.
@@ -24,12 +24,12 @@ from contextlib import nullcontext
 
 from gaialake.cli import job_main
 from gaialake.conf import Conf
-from gaialake.delta import write_table
+from gaialake.io.delta import write_table
 from gaialake.log import get_logger, stage
-from gaialake.bulkfile import write_bulk_file
-from gaialake.schema import DR3_COLUMNS
+from gaialake.io.bulkfile import write_bulk_file
+from gaialake.io.dr3schema import DR3_COLUMNS
 from gaialake.sky.skymodel import SkyModel, build_sky_model, sample_range
-from gaialake.spark import get_spark
+from gaialake.io.spark import get_spark
 
 log = get_logger("generate")
 
@@ -40,7 +40,7 @@ PARAMS_FILE = "sky_model.json"
 def _tracking_run(conf: Conf):
     """MLflow parent run of the job when the tracking module exists, else a null context."""
     try:
-        from gaialake.models import tracking
+        from gaialake.io import tracking
     except ImportError:
         return nullcontext(None), None
     return tracking.job_run(conf, "generate"), tracking

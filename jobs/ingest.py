@@ -3,7 +3,7 @@
 Stages, per batch of ``ingest.files_per_batch`` files not yet in ``ingest_log``:
 
 1. parse: one Spark task per file (gzip does not split); pyarrow parses blocks typed from the
-   file's ECSV header and validates rows (``gaialake.bulkfile``); staged to Parquet once.
+   file's ECSV header and validates rows (``gaialake.io.bulkfile``); staged to Parquet once.
 2. dedupe: a ``source_id`` seen twice (in the batch, or already in the table from another file)
    keeps its first occurrence (by file name, line); later ones are quarantined.
 3. write ``gaia_source`` (``hpx`` partitions, sorted by ``hpx29``) and ``gaia_source_quarantine``,
@@ -11,7 +11,7 @@ Stages, per batch of ``ingest.files_per_batch`` files not yet in ``ingest_log``:
    ``ingest_log``, the completion marker. ``ingest.writer``: ``arrow`` (local warehouses) has one
    Spark task per file write its rows with pyarrow into the table's ``hpx=<k>/`` folders, with
    Delta's statistics, and the driver commits them and the removal of the batch's old rows in one
-   Delta commit (:func:`gaialake.delta.commit_files`); ``spark`` uses Spark's Delta writer
+   Delta commit (:func:`gaialake.io.delta.commit_files`); ``spark`` uses Spark's Delta writer
    (``replaceWhere``), 1.3-1.5x slower (BENCHMARKS.md). A run killed anywhere redoes the
    unfinished batch and ends with exactly the right rows (files it wrote but never committed
    are no part of the table; ``VACUUM`` deletes them); re-running on ingested files changes
@@ -25,17 +25,17 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from gaialake.bulkfile import BulkFileError, read_header, read_lines
-from gaialake.catalogio import (ADD_FILE_DDL, STAGE_RESULT_DDL, BulkFile, list_bulk_files,
+from gaialake.io.bulkfile import BulkFileError, read_header, read_lines
+from gaialake.io.catalogio import (ADD_FILE_DDL, STAGE_RESULT_DDL, BulkFile, list_bulk_files,
                                 spark_schema_ddl, stage_files_arrow, write_table_files_arrow)
 from gaialake.cli import job_main
 from gaialake.conf import Conf
-from gaialake.delta import (commit_files, in_predicate, read_table, register_table, table_exists,
+from gaialake.io.delta import (commit_files, in_predicate, read_table, register_table, table_exists,
                             table_layout, write_table)
-from gaialake.healpix import MAX_ORDER
+from gaialake.astro.healpix import MAX_ORDER
 from gaialake.log import get_logger, stage
-from gaialake.schema import Column
-from gaialake.spark import get_spark
+from gaialake.io.dr3schema import Column
+from gaialake.io.spark import get_spark
 
 log = get_logger("ingest")
 
@@ -259,7 +259,7 @@ def _write_arrow(spark, conf: Conf, staging: str, staged: list[str], names: list
                  shift: int, run_id: str) -> None:
     """pyarrow writes each staged file's valid rows (less ``dups``) into the table's ``hpx``
     folders, one Spark task per file; the driver commits them in one Delta commit that also
-    removes the rows of ``names`` ingested before (:func:`gaialake.delta.commit_files`)."""
+    removes the rows of ``names`` ingested before (:func:`gaialake.io.delta.commit_files`)."""
     path = conf.table_path(TABLE)
     lines: dict[str, list[int]] = {}
     for r in (dups.select("source_file", "line_number").collect() if dups is not None else []):

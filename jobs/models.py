@@ -9,7 +9,7 @@ import sys
 
 from gaialake.cli import job_main
 from gaialake.conf import Conf
-from gaialake.models.tracking import ALIAS, configure
+from gaialake.io.tracking import ALIAS, configure
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ conf's, so the two searches are the same search.
 The stream sky's ``find_streams`` then reads this run's ``stream_candidates``
 (``find_streams.null_candidates: auto``), e.g. ``SELECT * FROM
 gaialake_nostreams.stream_candidates``. A run that finishes records the fingerprint of its
-settings (:func:`gaialake.nullsky.fingerprint`) in the table ``null_sky_state``; a later run
+settings (:func:`gaialake.streams.nullsky.fingerprint`) in the table ``null_sky_state``; a later run
 with the same fingerprint is skipped (the stream-free sky is a calibration: it changes only
 with its settings), ``null_sky.force: true`` re-runs it. Re-running is idempotent: every stage is.
 """
@@ -24,10 +24,10 @@ import sys
 
 from gaialake.cli import job_main, run_job
 from gaialake.conf import Conf
-from gaialake.delta import read_table, table_exists, write_table
+from gaialake.io.delta import read_table, table_exists, write_table
 from gaialake.log import get_logger
-from gaialake.nullsky import fingerprint, null_sky_conf
-from gaialake.spark import get_spark
+from gaialake.streams.nullsky import fingerprint, null_sky_conf
+from gaialake.io.spark import get_spark
 
 log = get_logger("null_sky")
 

@@ -1,11 +1,11 @@
 """``gaialake patches``: ``gaia_source`` -> ``patch_stars``, the stars of each sky patch in its frame.
 
-For each patch of the grid (:func:`gaialake.patches.patch_centers`), the ``hpx`` partitions
-touching its disc come from :func:`gaialake.healpix.disc_pixels` at ``catalog.partition_order``;
+For each patch of the grid (:func:`gaialake.streams.patch_grid.patch_centers`), the ``hpx`` partitions
+touching its disc come from :func:`gaialake.astro.healpix.disc_pixels` at ``catalog.partition_order``;
 the (patch, pixel) pairs are a small broadcast table joined to ``gaia_source`` on ``hpx``, so
 Delta reads only those partitions and a star lands once in every patch whose pixels hold it.
 Each task then filters exactly by angular distance, applies the cuts and rotates positions and
-proper motions into the patch frame (:func:`gaialake.patches.select_patch_stars`).
+proper motions into the patch frame (:func:`gaialake.streams.patch_grid.select_patch_stars`).
 ``patch_stars`` is rewritten whole (partitioned by ``patch_id``).
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ import pandas as pd
 
 from gaialake.cli import job_main
 from gaialake.conf import Conf
-from gaialake.delta import read_table, write_table
-from gaialake.healpix import disc_pixels
+from gaialake.io.delta import read_table, write_table
+from gaialake.astro.healpix import disc_pixels
 from gaialake.log import get_logger, stage
-from gaialake.patches import PATCH_COLUMNS, PatchCuts, patch_centers, select_patch_stars
-from gaialake.spark import get_spark
+from gaialake.streams.patch_grid import PATCH_COLUMNS, PatchCuts, patch_centers, select_patch_stars
+from gaialake.io.spark import get_spark
 
 __all__ = ["run", "patch_grid", "job_run_id", "PATCH_STARS_SCHEMA"]
 
@@ -39,11 +39,11 @@ SOURCE_COLUMNS = ["source_id", "ra", "dec", "pmra", "pmdec", "parallax", "phot_g
 
 @contextmanager
 def job_run_id(conf: Conf, job: str, **tags) -> Iterator[str]:
-    """The MLflow parent run of a job (gaialake.models.tracking when present), as its run_id."""
+    """The MLflow parent run of a job (gaialake.io.tracking when present), as its run_id."""
     try:
-        from gaialake.models import tracking
+        from gaialake.io import tracking
     except ImportError:
-        log.warning("gaialake.models.tracking not available: %s runs without MLflow", job)
+        log.warning("gaialake.io.tracking not available: %s runs without MLflow", job)
         yield uuid.uuid4().hex
         return
     tracking.configure(conf)

@@ -18,10 +18,10 @@ import pandas as pd
 
 from gaialake.cli import job_main
 from gaialake.conf import Conf
-from gaialake.delta import read_table, table_exists
+from gaialake.io.delta import read_table, table_exists
 from gaialake.log import get_logger
-from gaialake.report_html import Section, render_report
-from gaialake.spark import get_spark
+from gaialake.report.html import Section, render_report
+from gaialake.io.spark import get_spark
 
 log = get_logger("report")
 SKY_ORDER = 6

@@ -1,8 +1,8 @@
 """``gaialake score``: a registered stream-search model scores ``patch_stars`` (``anomaly_scores``).
 
 The driver loads ``gaialake-<score.method>@<score.alias>`` (``score.method`` null: the
-``streams.method``) with :func:`gaialake.models.tracking.load_torch_state` and broadcasts its
-config and weights; executors rebuild the :class:`gaialake.models.scorer.SearchModel` once per
+``streams.method``) with :func:`gaialake.io.tracking.load_torch_state` and broadcasts its
+config and weights; executors rebuild the :class:`gaialake.streams.scorer.SearchModel` once per
 Python worker and score the ``patch_stars`` rows of the model's patches (``mapInPandas``, on
 ``cuda`` when Spark gave the task a GPU). Each star is scored by every group (patch, pm axis,
 signal region) whose patch and signal region hold it, as the anomaly job does.
@@ -42,10 +42,10 @@ import pandas as pd
 
 from gaialake.cli import job_main
 from gaialake.conf import Conf
-from gaialake.delta import read_table, table_exists, write_table
+from gaialake.io.delta import read_table, table_exists, write_table
 from gaialake.jobs.patches import job_run_id
 from gaialake.log import get_logger, stage
-from gaialake.spark import get_spark
+from gaialake.io.spark import get_spark
 
 __all__ = ["run", "score_stars", "score_frame", "resolve_method", "SCORE_SCHEMA", "MODES"]
 
@@ -74,7 +74,7 @@ def score_stars(module, stars: pd.DataFrame) -> pd.DataFrame:
     Pure (pandas in, pandas out): groups are looked up by patch_id, so a batch costs its rows
     times the groups of its own patches.
     """
-    from gaialake.regions import SignalRegion
+    from gaialake.streams.regions import SignalRegion
 
     by_patch: dict[int, list[dict]] = {}
     for g in module.config["groups"]:
@@ -104,8 +104,8 @@ _MODULES: dict[str, object] = {}
 def _module(key: str, payload):
     """The SearchModel of a broadcast (config, state bytes), built once per Python worker."""
     if key not in _MODULES:
-        from gaialake.models.scorer import build_search_model
-        from gaialake.models.tracking import state_from_bytes
+        from gaialake.streams.scorer import build_search_model
+        from gaialake.io.tracking import state_from_bytes
 
         config, state = payload.value
         module = build_search_model(config)
@@ -119,12 +119,12 @@ def score_frame(stars, config: dict, state: dict, key: str):
     """``stars`` (a Spark DataFrame of patch_stars rows) scored on executors: (DataFrame in
     ``SCORE_SCHEMA``, the broadcast to unpersist). ``key`` names the model version (cache key
     of the rebuilt module in each Python worker)."""
-    from gaialake.models.tracking import state_to_bytes
+    from gaialake.io.tracking import state_to_bytes
 
     payload = stars.sparkSession.sparkContext.broadcast((config, state_to_bytes(state)))
 
     def fn(batches):
-        from gaialake.feeding import task_device
+        from gaialake.io.feeding import task_device
 
         module = _module(key, payload)
         module.to(task_device())
@@ -137,7 +137,7 @@ def score_frame(stars, config: dict, state: dict, key: str):
 def run(conf: Conf) -> dict:
     from pyspark.sql import functions as F
 
-    from gaialake.models.tracking import load_torch_state
+    from gaialake.io.tracking import load_torch_state
 
     method = resolve_method(conf)
     alias = str(conf.get("score.alias"))

@@ -1,8 +1,8 @@
 """``gaialake sql "<query>"``: run SQL over the gaialake catalog and print the result.
 
 Tables are ``gaialake.<table>``. ``CONE(ra, dec, radius_deg)`` in a WHERE clause is a cone
-search that reads only the HEALPix partitions it overlaps (``gaialake.cone``). Works while another job holds the local metastore (the
-session then registers the warehouse's Delta tables itself; see ``gaialake.spark``).
+search that reads only the HEALPix partitions it overlaps (``gaialake.astro.cone``). Works while another job holds the local metastore (the
+session then registers the warehouse's Delta tables itself; see ``gaialake.io.spark``).
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from gaialake.cli import job_main
-from gaialake.cone import expand_cones
+from gaialake.astro.cone import expand_cones
 from gaialake.conf import Conf
-from gaialake.spark import get_spark
+from gaialake.io.spark import get_spark
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

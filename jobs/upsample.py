@@ -3,22 +3,22 @@
 Stages (conf section ``upsample``):
 
 1. **particles**: a star-particle snapshot (``upsample.snapshot``: Parquet or HDF5, see
-   :mod:`gaialake.particles`) or, when null, the default synthetic galaxy near the Sun; split
+   :mod:`gaialake.upsample.particles`) or, when null, the default synthetic galaxy near the Sun; split
    (seeded) into ``train`` / ``val`` (the flow's early-stopping set; both are the *training
    particles*) and ``heldout``; written to Delta ``star_particles``.
 2. **flow**: GalaxyFlow trained mass-weighted on the ``train`` rows, fed by the Petastorm loader
-   (``gaialake.feeding.torch_loader``; ``upsample.feed: memory`` trains from an in-memory copy),
+   (``gaialake.io.feeding.torch_loader``; ``upsample.feed: memory`` trains from an in-memory copy),
    on the GPU when there is one; logged to MLflow and registered ``gaialake-galaxyflow``
    (alias champion).
 3. **sample**: ``multiple`` x (training particles) stars, drawn by ``mapInPandas`` over
    ``sample_partitions`` partitions, partition p seeded with ``conf.seed_for("upsample", p)``.
-4. **baseline**: the EnBiD-like kernel upsampler (:mod:`gaialake.enbid`): kernels from the
+4. **baseline**: the EnBiD-like kernel upsampler (:mod:`gaialake.upsample.enbid`): kernels from the
    training particles in one task (k-NN needs them all), children spawned by partition.
 5. **mock**: Delta ``upsampled_mock`` (x, y, z kpc, vx, vy, vz km/s, age Gyr, feh dex,
    particle_id, split, method, parent_id, run_id): ``method`` is ``galaxyflow`` or ``enbid``;
    ``split`` is the row's role in the 3-sample test (``fit``: trains the classifier, ``eval``:
    scored, ``mock``: the rest); ``parent_id``: the EnBiD child's particle.
-6. **3-sample test** (:mod:`gaialake.three_sample`): AUC table to MLflow, Delta ``upsample_auc``
+6. **3-sample test** (:mod:`gaialake.upsample.three_sample`): AUC table to MLflow, Delta ``upsample_auc``
    and ``<upsample.report_dir>/auc.json`` + ``auc.md``.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ _ID_STRIDE = 1 << 32          # particle_id of a mock star: partition * 2^32 + r
 
 def load_particles(conf: Conf):
     """The snapshot of ``upsample.snapshot``, or the default synthetic galaxy when null."""
-    from gaialake.particles import make_galaxy, read_snapshot
+    from gaialake.upsample.particles import make_galaxy, read_snapshot
 
     uc = conf.get("upsample")
     radius = uc.get("radius_kpc")
@@ -106,7 +106,7 @@ def flow_sampler(config: dict, state: bytes, seeds: dict[int, int], f_fit: float
 
     def fn(frames):
         from gaialake.models.galaxyflow import build_galaxyflow
-        from gaialake.models.tracking import state_from_bytes
+        from gaialake.io.tracking import state_from_bytes
 
         device = _device()
         model = build_galaxyflow(config)
@@ -128,7 +128,7 @@ def enbid_kernels_fn(columns: list[str], k: int, eta: float, kernel: str):
     def fn(frames):
         import pandas as pd
 
-        from gaialake.enbid import kernel_cholesky
+        from gaialake.upsample.enbid import kernel_cholesky
 
         pdf = pd.concat(list(frames), ignore_index=True)
         if len(pdf) == 0:
@@ -146,8 +146,8 @@ def enbid_spawner(columns: list[str], multiple: float, mean_mass: float, seeds: 
     def fn(frames):
         from pyspark import TaskContext
 
-        from gaialake.enbid import spawn
-        from gaialake.particles import SUN_POSITION_KPC
+        from gaialake.upsample.enbid import spawn
+        from gaialake.upsample.particles import SUN_POSITION_KPC
 
         part = TaskContext.get().partitionId()
         rng = np.random.default_rng(seeds[part])
@@ -172,7 +172,7 @@ def enbid_spawner(columns: list[str], multiple: float, mean_mass: float, seeds: 
 
 def _device():
     try:
-        from gaialake.feeding import task_device
+        from gaialake.io.feeding import task_device
 
         return task_device()
     except ImportError:  # pragma: no cover
@@ -183,7 +183,7 @@ def _device():
 
 def _tracking():
     try:
-        from gaialake.models import tracking
+        from gaialake.io import tracking
     except ImportError:  # pragma: no cover
         return None
     return tracking
@@ -205,7 +205,7 @@ def _train_flow(conf: Conf, spark, train_df, val_pdf, columns: list[str], config
     say = log.info
     feed = str(uc.get("feed", "petastorm"))
     try:
-        from gaialake.feeding import stack_batch, torch_loader
+        from gaialake.io.feeding import stack_batch, torch_loader
     except ImportError:  # pragma: no cover - feeding is part of the package
         feed = "memory"
     if feed == "memory":
@@ -241,10 +241,10 @@ def run(conf: Conf) -> dict:
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, DoubleType
 
-    from gaialake.delta import read_table, write_table
+    from gaialake.io.delta import read_table, write_table
     from gaialake.models.galaxyflow import BUILDER, galaxyflow_config
-    from gaialake.spark import get_spark
-    from gaialake.three_sample import three_sample_test
+    from gaialake.io.spark import get_spark
+    from gaialake.upsample.three_sample import three_sample_test
 
     uc = conf.get("upsample")
     torch.set_num_threads(int(uc.get("torch_threads", 1)))
@@ -292,7 +292,7 @@ def run(conf: Conf) -> dict:
         seeds = {p: conf.seed_for("upsample", p) % 2**62 for p in range(n_parts)}
 
         with stage(log, "sample flow") as st:
-            from gaialake.models.tracking import state_to_bytes
+            from gaialake.io.tracking import state_to_bytes
 
             counts = np.full(n_parts, n_mock // n_parts)
             counts[: n_mock % n_parts] += 1

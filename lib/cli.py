@@ -13,8 +13,8 @@ import sys
 import time
 from typing import Sequence
 
-from .conf import Conf, load_conf
-from .log import get_logger
+from gaialake.conf import Conf, load_conf
+from gaialake.log import get_logger
 
 __all__ = ["PIPELINE", "main", "job_main", "run_job"]
 

@@ -34,14 +34,14 @@ import torch
 
 import zuko
 
-from gaialake.particles import SUN_POSITION_KPC
+from gaialake.upsample.particles import SUN_POSITION_KPC
 
 __all__ = ["GalaxyFlow", "galaxyflow_config", "build_flow", "build_galaxyflow", "FitSettings", "FitResult",
            "fit_galaxyflow", "fit_on_batches", "weighted_nll", "LOG_COLUMNS", "BUILDER"]
 
 #: Columns modelled in log space (strictly positive).
 LOG_COLUMNS = ("age",)
-#: Dotted builder for gaialake.models.tracking.log_torch_model.
+#: Dotted builder for gaialake.io.tracking.log_torch_model.
 BUILDER = "gaialake.models.galaxyflow:build_galaxyflow"
 
 

@@ -1,6 +1,6 @@
 """Writes the notebooks of this folder (run: python notebooks/build.py); they are committed.
 
-Each notebook reads the outputs of one science job through gaialake.deltaread (no Spark) from
+Each notebook reads the outputs of one science job through gaialake.io.deltaread (no Spark) from
 the warehouse named by conf: GAIALAKE_CONF (a YAML file) and GAIALAKE_SET ("k=v;k=v").
 """
 from pathlib import Path
@@ -13,7 +13,7 @@ SETUP = '''import os
 import matplotlib.pyplot as plt
 import numpy as np
 from gaialake.conf import load_conf
-from gaialake.deltaread import read_delta
+from gaialake.io.deltaread import read_delta
 
 conf = load_conf(os.environ.get("GAIALAKE_CONF") or None,
                  [s for s in os.environ.get("GAIALAKE_SET", "").split(";") if s])

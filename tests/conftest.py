@@ -17,7 +17,7 @@ def session_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def spark(session_dir):
     """The one local SparkSession of the test run (2 cores, small shuffles)."""
-    from gaialake.spark import get_spark
+    from gaialake.io.spark import get_spark
 
     conf = load_conf(sets=[f"paths.metastore={session_dir / 'metastore'}",
                            "spark.shuffle_partitions=4", "spark.driver_memory=4g"])

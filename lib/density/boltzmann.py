@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import G_KPC_KMS2_MSUN as G
-from . import MSUN_PC3_IN_KPC3
+from gaialake.density import G_KPC_KMS2_MSUN as G
+from gaialake.density import MSUN_PC3_IN_KPC3
 
 __all__ = ["log_f_gradients", "acceleration_lstsq", "divergence_density", "relative_error"]
 

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from .boltzmann import divergence_density, log_f_gradients, relative_error
-from .potential import fit_mlp_potential, fit_spline_potential
+from gaialake.density.boltzmann import divergence_density, log_f_gradients, relative_error
+from gaialake.density.potential import fit_mlp_potential, fit_spline_potential
 
 __all__ = ["grid_points", "count_stars", "fit_potentials", "estimate_fields", "error_summary",
            "band_errors"]

@@ -28,8 +28,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from . import G_KPC_KMS2_MSUN as G
-from . import MSUN_PC3_IN_KPC3
+from gaialake.density import G_KPC_KMS2_MSUN as G
+from gaialake.density import MSUN_PC3_IN_KPC3
 
 __all__ = ["PlummerSphere", "SlabComponent", "TracerPopulation", "SlabMock", "sample_absolute_mag",
            "slab_from_lists"]

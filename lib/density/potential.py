@@ -24,8 +24,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from . import G_KPC_KMS2_MSUN as G
-from . import MSUN_PC3_IN_KPC3
+from gaialake.density import G_KPC_KMS2_MSUN as G
+from gaialake.density import MSUN_PC3_IN_KPC3
 
 __all__ = ["SplinePotential", "fit_spline_potential", "MLPPotential", "fit_mlp_potential",
            "potential_fields", "scalar_mlp", "HeightEncoding"]

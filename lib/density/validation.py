@@ -15,8 +15,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from scipy.special import ndtri
 
-from .mocks import PlummerSphere, SlabMock, sample_absolute_mag, slab_from_lists
-from .selection import (SolarParameters, completeness_weights, distance_kpc,
+from gaialake.density.mocks import PlummerSphere, SlabMock, sample_absolute_mag, slab_from_lists
+from gaialake.density.selection import (SolarParameters, completeness_weights, distance_kpc,
                         icrs_to_galactocentric, observe)
 
 __all__ = ["ValidationSample", "build_validation_sample"]

@@ -5,10 +5,10 @@ Modules, one job each:
 - :mod:`~gaialake.sky.photometry`: isochrones and luminosity functions (absolute G, BP-RP).
 - :mod:`~gaialake.sky.galaxy`: the smooth components (thin/thick disk, bulge, in-situ halo),
   their densities, and the galaxy parameter sets ``A`` / ``B``.
-- :mod:`~gaialake.sky.accreted`: accreted halo components (Gaia-Enceladus-like, Nyx-like, ...).
+- :mod:`~gaialake.sky.debris`: accreted halo components (Gaia-Enceladus-like, Nyx-like, ...).
 - :mod:`~gaialake.sky.kinematics`: the potential (gala MilkyWayPotential2022), solar parameters,
   velocity sampling and Galactocentric <-> ICRS transforms.
-- :mod:`~gaialake.sky.streams`: mock streams made with gala in the same potential (cached).
+- :mod:`~gaialake.sky.stream_mocks`: mock streams made with gala in the same potential (cached).
 - :mod:`~gaialake.sky.observe`: DR3-like errors vs G, source_id, the DR3 152-column table.
 - :mod:`~gaialake.sky.skymodel`: expected counts per HEALPix pixel, file ranges, and sampling
   the stars of one range (what one Spark task does).

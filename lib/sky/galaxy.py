@@ -22,7 +22,7 @@ Dust: A_V per kpc = 0.8 exp(-(R - R0)/3 kpc - |z|/0.1 kpc) mag/kpc, integrated a
 sight (a smooth dust disk; no clouds).
 
 Galaxy ``A`` and ``B`` share the disks and bulge and differ in their halo: see
-:mod:`~gaialake.sky.accreted` for the accreted components and :data:`IN_SITU_HALO` here.
+:mod:`~gaialake.sky.debris` for the accreted components and :data:`IN_SITU_HALO` here.
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def galaxy_components(galaxy: str) -> list[Component]:
     """The components of galaxy ``A`` or ``B`` (disks, bulge, in-situ halo, accreted debris)."""
     from dataclasses import replace
 
-    from .accreted import accreted_components
+    from gaialake.sky.debris import accreted_components
 
     if galaxy not in GALAXIES:
         raise ValueError(f"sky.galaxy must be one of {GALAXIES}, got {galaxy!r}")

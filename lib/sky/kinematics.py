@@ -205,7 +205,7 @@ def galactocentric_to_observed(xyz_kpc: np.ndarray, vxyz_kms: np.ndarray,
 
     Returns ra, dec, l, b, ecl_lon, ecl_lat (deg), distance (kpc), pmra (mu_alpha*), pmdec
     (mas/yr), radial_velocity (km/s). The same numbers as astropy's SkyCoord transforms
-    (``tests/test_sky_science.py`` checks it), at numpy speed.
+    (``tests/sky/test_sky_science.py`` checks it), at numpy speed.
     """
     x = tf.M.T @ (xyz_kpc - tf.t[:, None])
     v = tf.M.T @ (vxyz_kms - tf.v_sun[:, None])

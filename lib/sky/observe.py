@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ..healpix import pixel_of
-from ..schema import DR3_COLUMNS, arrow_type
+from gaialake.astro.healpix import pixel_of
+from gaialake.io.dr3schema import DR3_COLUMNS, arrow_type
 
 __all__ = ["parallax_error_mas", "pm_errors_masyr", "g_error_mag", "bprp_band_error_mag",
            "rv_error_kms", "observe", "assign_source_ids", "dr3_table", "DR3_SOLUTION_ID",

@@ -22,8 +22,8 @@ import sys
 
 import numpy as np
 
-from ..conf import Conf, load_conf
-from ..log import get_logger
+from gaialake.conf import Conf, load_conf
+from gaialake.log import get_logger
 
 __all__ = ["make_figures", "plot_model_map", "plot_count_map", "plot_errors_vs_g", "plot_streams"]
 
@@ -59,7 +59,7 @@ def plot_count_map(counts: np.ndarray, order: int, path: str, title: str = "") -
 
 def plot_model_map(conf: Conf, path: str, order: int = 5) -> str:
     """Mollweide map of the model's expected star counts (log10 per pixel) over the full sky."""
-    from .skymodel import build_sky_model, expected_counts
+    from gaialake.sky.skymodel import build_sky_model, expected_counts
 
     full = conf.with_overrides(["sky.region=full", f"sky.model_order={order}", "sky.streams=off",
                                 "sky.stars_per_file=1e15", "sky.sample_order=" + str(order)])
@@ -80,7 +80,7 @@ def _median_from_hist(hist: np.ndarray) -> np.ndarray:
 
 def plot_errors_vs_g(hists: dict[str, np.ndarray], path: str, rv_g_limit: float = 14.5) -> str:
     """Median errors in G bins (from 2-D histograms over G_EDGES x ERR_EDGES) with model curves."""
-    from .observe import parallax_error_mas, pm_errors_masyr, rv_error_kms
+    from gaialake.sky.observe import parallax_error_mas, pm_errors_masyr, rv_error_kms
 
     plt = _matplotlib()
     g = 0.5 * (G_EDGES[:-1] + G_EDGES[1:])
@@ -114,7 +114,7 @@ def plot_streams(members: dict[str, tuple[np.ndarray, np.ndarray]], path: str,
     import astropy.coordinates as coord
     import astropy.units as u
 
-    from .streams import STREAMS, galstreams_track, stream_frame, track_in_frame
+    from gaialake.sky.stream_mocks import STREAMS, galstreams_track, stream_frame, track_in_frame
 
     plt = _matplotlib()
     fig, ax = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw=dict(width_ratios=[1.2, 1]))
@@ -146,8 +146,8 @@ def plot_streams(members: dict[str, tuple[np.ndarray, np.ndarray]], path: str,
 
 def _member_ids(conf: Conf) -> dict[int, str]:
     try:
-        from ..delta import read_table
-        from ..spark import get_spark
+        from gaialake.io.delta import read_table
+        from gaialake.io.spark import get_spark
 
         df = read_table(get_spark(conf), conf, "truth_streams")
         return {int(r[0]): r[1] for r in df.select("source_id", "stream").collect()}
@@ -159,7 +159,7 @@ def make_figures(conf: Conf, count_order: int = 7, max_background: int = 200000)
     """Write the note's figures for the sky in ``paths.raw``; returns their paths."""
     import pyarrow.compute as pc
 
-    from ..bulkfile import parse_bulk_file
+    from gaialake.io.bulkfile import parse_bulk_file
 
     raw = conf.path("paths.raw")
     files = sorted(glob.glob(os.path.join(raw, "GaiaSource_*.csv.gz")))

@@ -33,14 +33,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..conf import Conf
-from ..healpix import order_npix, pixel_center_radec, pixel_of
-from ..log import get_logger
-from .galaxy import Component, component_density_cyl, dust_av_per_kpc, galaxy_components
-from .kinematics import (Transforms, circular_velocity_table, galactocentric_to_observed,
+from gaialake.conf import Conf
+from gaialake.astro.healpix import order_npix, pixel_center_radec, pixel_of
+from gaialake.log import get_logger
+from gaialake.sky.galaxy import Component, component_density_cyl, dust_av_per_kpc, galaxy_components
+from gaialake.sky.kinematics import (Transforms, circular_velocity_table, galactocentric_to_observed,
                          icrs_to_galactocentric, sample_velocities, transforms)
-from .observe import assign_source_ids, dr3_table, observe
-from .photometry import distance_modulus, extinction_bands, population
+from gaialake.sky.observe import assign_source_ids, dr3_table, observe
+from gaialake.sky.photometry import distance_modulus, extinction_bands, population
 
 __all__ = ["FileRange", "SkyModel", "build_sky_model", "region_pixels", "los_weights",
            "expected_counts", "file_ranges", "auto_sample_order", "sample_range", "TRUTH_COLUMNS", "STREAM_FEH"]
@@ -91,7 +91,7 @@ class SkyModel:
 
     def parameters(self) -> dict:
         """The model's parameters as plain data (logged next to the raw files)."""
-        from .kinematics import SOLAR_PARAMETERS
+        from gaialake.sky.kinematics import SOLAR_PARAMETERS
 
         return {
             "galaxy": self.galaxy, "components": [c.to_dict() for c in self.components],
@@ -197,7 +197,7 @@ def file_ranges(pixels: np.ndarray, counts: np.ndarray, order: int, stars_per_fi
 
 def _stream_members(conf: Conf, region_set: np.ndarray, order: int, tf: Transforms,
                     natural_fraction: float) -> dict[str, dict[str, np.ndarray]]:
-    from .streams import STREAMS, mock_stream
+    from gaialake.sky.stream_mocks import STREAMS, mock_stream
 
     if str(conf.get("sky.streams", "on")).lower() in ("off", "false", "0", "no"):
         return {}

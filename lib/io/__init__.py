@@ -1,0 +1,12 @@
+"""Catalog and model I/O: the only place Spark, Delta, Petastorm and MLflow are touched.
+
+- :mod:`~gaialake.io.dr3schema`: the Gaia DR3 ``gaia_source`` columns and ESA's ECSV header.
+- :mod:`~gaialake.io.bulkfile`: read/write ``GaiaSource_*.csv.gz`` with pyarrow (no Spark).
+- :mod:`~gaialake.io.catalogio`: list bulk files, turn parsed blocks into Spark rows.
+- :mod:`~gaialake.io.spark`: the Spark session factory (local, standalone, Databricks).
+- :mod:`~gaialake.io.delta`: Delta tables: write with idempotent replace, register, read.
+- :mod:`~gaialake.io.deltafiles`: Delta data files written by pyarrow on executors.
+- :mod:`~gaialake.io.deltaread`: read a Delta snapshot without Spark.
+- :mod:`~gaialake.io.feeding`: a task's torch device and Petastorm loaders over DataFrames.
+- :mod:`~gaialake.io.tracking`: MLflow runs, torch models as pyfunc wrappers, the registry.
+"""

@@ -1,0 +1,240 @@
+"""MLflow: runs, torch models as pyfunc wrappers, the registry (DESIGN §6).
+
+Executors never write to MLflow: they return weights and metrics as rows, and the driver logs
+them here. A zuko flow cannot be traced by MLflow's pytorch flavor (its forward returns a
+distribution), so models are logged as :class:`TorchStateModel`, an ``mlflow.pyfunc`` wrapper
+around a ``state_dict`` and a JSON config; ``config["builder"]`` is the dotted
+``"module:function"`` that rebuilds the torch module from the config.
+
+Example::
+
+    with job_run(conf, "anomaly") as run:
+        version = log_torch_model("flow", "gaialake.models.flows:build_flow", cfg, sd,
+                                  registered_name="gaialake-anode")
+    module = load_torch_model(conf, "gaialake-anode")          # alias "champion"
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+__all__ = ["tracking_uri", "configure", "job_run", "child_run", "log_metrics", "log_figures",
+           "log_torch_model",
+           "load_torch_state", "load_torch_model", "build_module", "TorchStateModel",
+           "flatten", "state_to_bytes", "state_from_bytes"]
+
+ALIAS = "champion"
+
+
+def tracking_uri(conf) -> str:
+    uri = conf.get("mlflow.tracking_uri", None)
+    if uri:
+        return str(uri)
+    root = Path(conf.path("paths.mlflow"))
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def configure(conf) -> str:
+    """Point MLflow at the conf's tracking/registry store and experiment; returns the URI."""
+    import mlflow
+
+    uri = tracking_uri(conf)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    name = str(conf.get("mlflow.experiment"))
+    if uri.startswith("sqlite:") and mlflow.get_experiment_by_name(name) is None:
+        artifacts = Path(conf.path("paths.mlflow")) / "artifacts"
+        mlflow.create_experiment(name, artifact_location=artifacts.as_uri())
+    mlflow.set_experiment(name)
+    return uri
+
+
+def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+@contextmanager
+def job_run(conf, job: str, **tags: str) -> Iterator[Any]:
+    """A parent MLflow run for one job; logs the resolved conf (params + conf.yaml)."""
+    import mlflow
+
+    configure(conf)
+    with mlflow.start_run(run_name=job, tags={"gaialake.job": job, **tags}) as run:
+        params = {k: str(v)[:500] for k, v in flatten(dict(conf)).items()}
+        items = list(params.items())
+        for i in range(0, len(items), 90):
+            mlflow.log_params(dict(items[i:i + 90]))
+        mlflow.log_text(conf.to_yaml(), "conf.yaml")
+        yield run
+
+
+@contextmanager
+def child_run(name: str, **tags: str) -> Iterator[Any]:
+    """A nested run (e.g. one per patch) under the active job run."""
+    import mlflow
+
+    with mlflow.start_run(run_name=name, nested=True, tags=tags) as run:
+        yield run
+
+
+def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
+    """Log the finite numbers of ``metrics`` to the active run (nothing without one); keys
+    have ``:`` replaced (MLflow refuses it), other values are passed over."""
+    import math
+
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    clean = {k.replace(":", "_"): float(v) for k, v in metrics.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    if clean:
+        mlflow.log_metrics(clean, step=step)
+
+
+def log_figures(paths, folder: str = "figures") -> None:
+    """Log files (figures, tables) as artifacts of the active run under ``folder``."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    for path in paths:
+        mlflow.log_artifact(str(path), folder)
+
+
+def state_to_bytes(state_dict: Mapping[str, Any]) -> bytes:
+    """A torch state_dict as bytes (what executors return in rows)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(dict(state_dict), buf)
+    return buf.getvalue()
+
+
+def state_from_bytes(data: bytes) -> dict[str, Any]:
+    import torch
+
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def build_module(config: Mapping[str, Any]):
+    """Rebuild a torch module from a config whose ``builder`` is ``"module:function"``."""
+    module_name, func = str(config["builder"]).split(":")
+    return getattr(importlib.import_module(module_name), func)(config)
+
+
+class _PyFunc:
+    """Lazily defined so importing this module does not import mlflow."""
+
+
+def _pyfunc_class():
+    import mlflow.pyfunc
+
+    class TorchStateModel(mlflow.pyfunc.PythonModel):
+        """pyfunc wrapper: artifacts ``state`` (torch state_dict) and ``config`` (JSON).
+
+        ``predict`` calls ``config["predict"]`` (``"module:function"``, taking the module and a
+        pandas DataFrame) when the model defines one.
+        """
+
+        def load_context(self, context) -> None:
+            import torch
+
+            self.config = json.loads(Path(context.artifacts["config"]).read_text())
+            self.module = build_module(self.config)
+            self.module.load_state_dict(torch.load(context.artifacts["state"], map_location="cpu",
+                                                   weights_only=True))
+            self.module.eval()
+
+        def predict(self, context, model_input, params=None):
+            if "predict" not in self.config:
+                raise NotImplementedError(f"model {self.config.get('builder')} has no predict "
+                                          "function in its config; load it with load_torch_model")
+            module_name, func = self.config["predict"].split(":")
+            return getattr(importlib.import_module(module_name), func)(self.module, model_input)
+
+    return TorchStateModel
+
+
+def __getattr__(name: str):
+    if name == "TorchStateModel":
+        return _pyfunc_class()
+    raise AttributeError(name)
+
+
+def log_torch_model(artifact_name: str, builder: str, config: Mapping[str, Any],
+                    state_dict: Mapping[str, Any] | bytes, *, registered_name: str | None = None,
+                    alias: str | None = ALIAS, metadata: Mapping[str, Any] | None = None):
+    """Log a torch module as a pyfunc model in the active run; register it when asked.
+
+    Returns the registered ``ModelVersion`` (alias set) or None when not registered.
+    """
+    import mlflow
+    import torch
+    from mlflow import MlflowClient
+
+    cfg = {**dict(config), "builder": builder}
+    state = state_from_bytes(state_dict) if isinstance(state_dict, bytes) else dict(state_dict)
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save(state, os.path.join(tmp, "state.pt"))
+        Path(tmp, "config.json").write_text(json.dumps(cfg, default=str))
+        info = mlflow.pyfunc.log_model(
+            name=artifact_name, python_model=_pyfunc_class()(),
+            artifacts={"state": os.path.join(tmp, "state.pt"),
+                       "config": os.path.join(tmp, "config.json")},
+            pip_requirements=["torch", "zuko", "gaialake"], metadata=dict(metadata or {}))
+    if registered_name is None:
+        return None
+    version = mlflow.register_model(info.model_uri, registered_name)
+    if alias:
+        MlflowClient().set_registered_model_alias(registered_name, alias, version.version)
+    return version
+
+
+def load_torch_state(conf, registered_name: str, alias: str = ALIAS):
+    """(config, state_dict, version) of a registered model: what the driver ships to executors."""
+    import mlflow
+    import torch
+    from mlflow import MlflowClient
+
+    configure(conf)
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(registered_name, alias)
+    except mlflow.exceptions.MlflowException as err:
+        raise LookupError(f"no model {registered_name!r} with alias {alias!r} in "
+                          f"{tracking_uri(conf)}: run the job that trains it first "
+                          f"(`gaialake models list` shows what is registered)") from err
+    path = mlflow.artifacts.download_artifacts(f"models:/{registered_name}/{version.version}")
+    art = Path(path) / "artifacts"
+    config = json.loads((art / "config.json").read_text())
+    state = torch.load(art / "state.pt", map_location="cpu", weights_only=True)
+    return config, state, version
+
+
+def load_torch_model(conf, registered_name: str, alias: str = ALIAS):
+    """The torch module registered under ``registered_name@alias`` (eval mode, on CPU).
+
+    Its config is attached as ``module.gaialake_config``.
+    """
+    config, state, version = load_torch_state(conf, registered_name, alias)
+    module = build_module(config)
+    module.load_state_dict(state)
+    module.eval()
+    module.gaialake_config = config
+    module.gaialake_version = version.version
+    return module

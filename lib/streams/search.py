@@ -1,0 +1,167 @@
+"""One stream-search group: a patch, a proper-motion axis and one signal region (SR).
+
+:func:`score_group` is pure (pandas in, pandas out) and is what each Spark task runs: it maps
+the features (:class:`gaialake.streams.regions.FeatureMap`), trains the control-region flow P_CR(x|m)
+once, then scores the SR stars of the fiducial disc with each method in ``settings.methods``:
+``cathode`` (:mod:`gaialake.streams.cathode`, the default) and ``anode``
+(:mod:`gaialake.streams.anode`), which share that CR flow. It returns the scores, the weights of
+the flows (state dicts) and metrics; it never writes anywhere.
+
+For a group larger than task memory, ``gaialake anomaly`` streams the rows through Petastorm
+instead (``streams.max_group_rows``); the pure pieces of that path are here:
+:func:`~gaialake.models.flows.train_flow_batches` (re-exported here: the one training loop,
+which :func:`~gaialake.models.flows.train_flow` feeds with in-memory shuffles) and
+:func:`hash_unit` (a seeded hash of ``source_id`` to [0, 1) that splits rows into validation,
+training and folds without a shuffle of the whole group).
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gaialake.conf import Conf
+from gaialake.streams.regions import FeatureMap, SignalRegion, features
+from gaialake.streams.anode import anode_log_ratio, fit_sr_flow
+from gaialake.streams.cathode import cathode_scores
+from gaialake.models.flows import build_flow, train_flow, train_flow_batches
+from gaialake.models.train import TrainSettings
+
+__all__ = ["SearchSettings", "GroupResult", "score_group", "METHODS", "group_seeds",
+           "train_flow_batches", "hash_unit"]
+
+METHODS = ("cathode", "anode")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The ``streams`` conf section as one object (see conf/default.yaml)."""
+
+    methods: tuple[str, ...] = METHODS
+    flow: dict = field(default_factory=lambda: {"type": "maf", "transforms": 5, "hidden": 64})
+    train: TrainSettings = TrainSettings()
+    folds: int = 5
+    oversample: int = 4
+    classifier: dict = field(default_factory=dict)
+    min_patch_stars: int = 2000
+    min_sr_stars: int = 200
+    fmap: FeatureMap = field(default_factory=FeatureMap)
+
+    @classmethod
+    def from_conf(cls, conf: Conf) -> "SearchSettings":
+        methods = tuple(conf.get("streams.methods"))
+        bad = [m for m in methods if m not in METHODS]
+        if bad or conf.get("streams.method") not in METHODS:
+            raise ValueError(f"streams.methods / streams.method: unknown {bad or conf.get('streams.method')}; "
+                             f"use {METHODS}")
+        return cls(methods=methods, flow=dict(conf.get("streams.flow")),
+                   train=TrainSettings.from_dict(dict(conf.get("streams.train"))),
+                   folds=int(conf.get("streams.cathode.folds")),
+                   oversample=int(conf.get("streams.cathode.oversample")),
+                   classifier=dict(conf.get("streams.cathode.classifier", {}) or {}),
+                   min_patch_stars=int(conf.get("streams.min_patch_stars")),
+                   min_sr_stars=int(conf.get("streams.min_sr_stars")),
+                   fmap=FeatureMap.from_conf(conf))
+
+
+@dataclass
+class GroupResult:
+    """Scores (source_id, method, score) of the fiducial SR stars, weights per role (``cr``,
+    ``sr``: flow state dicts; ``classifiers``: the pickled k-fold CATHODE classifiers), the
+    fitted feature map, metrics and loss curves, and the
+    reason when the group was skipped (then ``scores`` is empty)."""
+
+    scores: pd.DataFrame
+    weights: dict = field(default_factory=dict)
+    feature_map: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict)
+    skipped: str = ""
+
+
+def _empty_scores() -> pd.DataFrame:
+    return pd.DataFrame({"source_id": pd.Series([], dtype="int64"),
+                         "method": pd.Series([], dtype="object"),
+                         "score": pd.Series([], dtype="float64")})
+
+
+def score_group(stars: pd.DataFrame, sr: SignalRegion, settings: SearchSettings, seed: int,
+                device: torch.device | None = None) -> GroupResult:
+    """Train and score one (patch, axis, SR) group.
+
+    ``stars``: the patch's stars (columns of ``patch_stars``: source_id, phi, lam, pm_phi,
+    pm_lam, g, bp_rp, fiducial), those outside the pm range of the search already removed.
+    A group with fewer than ``min_patch_stars`` stars, or fewer than ``min_sr_stars`` in the SR,
+    is skipped with the reason in ``skipped``.
+    """
+    n = len(stars)
+    if n < settings.min_patch_stars:
+        return GroupResult(_empty_scores(), skipped=f"{n} stars < min_patch_stars "
+                                                    f"{settings.min_patch_stars}")
+    x, m = features(stars, sr.axis)
+    in_sr = sr.contains(m)
+    n_sr, n_cr = int(in_sr.sum()), int((~in_sr).sum())
+    if n_sr < settings.min_sr_stars:
+        return GroupResult(_empty_scores(), skipped=f"{n_sr} SR stars < min_sr_stars "
+                                                    f"{settings.min_sr_stars}")
+    fmap = FeatureMap(disc_radius_deg=settings.fmap.disc_radius_deg,
+                      bounds=dict(settings.fmap.bounds)).fit(x, m)
+    z, c = fmap.transform(x, m)
+    flow_config = {**settings.flow, "features": z.shape[1], "context": 1}
+    seeds = group_seeds(seed)
+
+    cr_flow = build_flow(flow_config, seed=int(seeds[0]))
+    cr_fit = train_flow(cr_flow, z[~in_sr], c[~in_sr], settings.train, int(seeds[0]), device)
+    metrics = {"n_stars": n, "n_sr": n_sr, "n_cr": n_cr,
+               **{f"cr_{k}": v for k, v in cr_fit.metrics().items()}}
+    weights = {"cr": cr_fit.state_dict}
+    curves = {"cr_train_loss": cr_fit.train_loss, "cr_val_loss": cr_fit.val_loss}
+
+    fid = stars["fiducial"].to_numpy(bool)[in_sr]
+    ids = stars["source_id"].to_numpy(np.int64)[in_sr][fid]
+    z_sr, c_sr = z[in_sr], c[in_sr]
+    parts = []
+    if "cathode" in settings.methods:
+        s, cm, classifiers = cathode_scores(z_sr, c_sr, cr_flow, seed=int(seeds[1]),
+                                            n_folds=settings.folds,
+                                            oversample=settings.oversample,
+                                            classifier=settings.classifier)
+        metrics.update(cm)
+        weights["classifiers"] = pickle.dumps(classifiers)
+        parts.append(pd.DataFrame({"source_id": ids, "method": "cathode", "score": s[fid]}))
+    if "anode" in settings.methods:
+        sr_flow, sr_fit = fit_sr_flow(z_sr, c_sr, flow_config, settings.train, int(seeds[2]),
+                                      device)
+        metrics.update({f"sr_{k}": v for k, v in sr_fit.metrics().items()})
+        weights["sr"] = sr_fit.state_dict
+        curves.update({"sr_train_loss": sr_fit.train_loss, "sr_val_loss": sr_fit.val_loss})
+        parts.append(pd.DataFrame({"source_id": ids, "method": "anode",
+                                   "score": anode_log_ratio(sr_flow, cr_flow, z_sr[fid],
+                                                            c_sr[fid])}))
+    metrics["n_scored"] = int(len(ids))
+    scores = pd.concat(parts, ignore_index=True) if parts else _empty_scores()
+    return GroupResult(scores, weights=weights, feature_map=fmap.to_dict(), metrics=metrics,
+                       curves=curves)
+
+
+def group_seeds(seed: int) -> np.ndarray:
+    """The three seeds of a group (CR flow, CATHODE, ANODE SR flow), the same in both paths."""
+    return np.random.default_rng(seed).integers(2**62, size=3)
+
+
+def hash_unit(source_id: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded hash of int64 ``source_id`` to float64 in [0, 1) (splitmix64 finaliser).
+
+    Stable across processes and partitions, so a row's split (validation, fold, sample) does
+    not depend on where or in what order it is read.
+    """
+    with np.errstate(over="ignore"):
+        z = np.asarray(source_id, np.int64).astype(np.uint64)
+        z = z + np.uint64((int(seed) * 0x9E3779B97F4A7C15) % 2**64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(2**53)

@@ -1,0 +1,42 @@
+"""`make bench`'s make-run section: stage seconds from a pipeline log, the table and the projection."""
+from __future__ import annotations
+
+from gaialake.bench.markdown import write_benchmarks_md
+from gaialake.jobs.bench import stage_seconds
+
+LOG = """12:00:00 INFO gaialake.cli: job generate: start
+12:00:50 INFO gaialake.cli: job generate: done in 50.0 s {"files": 10}
+12:00:50 INFO gaialake.cli: job null_sky: start
+12:00:50 INFO gaialake.cli: job generate: start
+12:01:30 INFO gaialake.cli: job generate: done in 40.0 s {"files": 10}
+12:01:30 INFO gaialake.cli: job find_streams: start
+12:01:50 INFO gaialake.cli: job find_streams: done in 20.0 s {"candidates": 3}
+12:01:50 INFO gaialake.cli: job null_sky: done in 60.0 s {"candidates": 3}
+12:01:50 INFO gaialake.cli: job find_streams: start
+12:02:20 INFO gaialake.gaialake.find_streams: figures: done in 9.0 s
+12:02:20 INFO gaialake.cli: job find_streams: done in 30.0 s {"candidates": 5}
+"""
+
+
+def test_stage_seconds_keeps_the_stream_free_run_apart():
+    assert stage_seconds(LOG) == {"generate": 50.0, "null_sky.generate": 40.0,
+                                  "null_sky.find_streams": 20.0, "null_sky": 60.0,
+                                  "find_streams": 30.0}
+
+
+def test_pipeline_table_and_projection(tmp_path):
+    ingest = {"rows": 1000, "files": 1, "raw_bytes": 1 << 20, "cores": 2, "pyarrow_s": 1.0,
+              "pyarrow_rows_s_core": 500.0, "pyarrow_peak_mib": 100.0, "parquet_bytes": 1 << 20,
+              "ingest_s": 10.0, "ingest_rows_s_core": 50.0, "ingest_peak_mib": 900.0,
+              "delta_bytes": 200_000, "ingest_stage_s": 5.0, "ingest_stage_rows_s_core": 100.0,
+              "ratio_wall": 0.1, "ratio_stage": 0.2, "generate_stars_s_core": 1e4,
+              "generate_s": 3.0, "generate_peak_mib": 800.0}
+    pipe = {"seconds": 150.0, "peak_mib": 3000.0, "stages": stage_seconds(LOG), "sky_scale": 0.02,
+            "rows": 1_000_000, "patches": 5, "patch_rows": 90_000, "anomaly_task_seconds": 600.0}
+    text = write_benchmarks_md({"date": "d", "machine": "m", "versions": "v", "ingest": ingest,
+                                "pipeline": pipe}, tmp_path / "B.md").read_text()
+    rows = text[text.index("## `make run` per stage"):]
+    assert "| generate | 50 | 36 % |" in rows and "| find_streams | 30 | 21 % |" in rows
+    assert rows.index("| null_sky | 60 |") < rows.index("null_sky / generate | 40 |")
+    # 600 task-s over 5 patches, 50x the stars per real patch, 96 patches: 160 core-hours
+    assert "anomaly 160 core-hours" in text
