@@ -5,7 +5,8 @@ STAMP   := .venv/.installed
 PYTEST  ?= $(PY) -m pytest
 ARGS    ?=
 # hats-import, the HATS importer that `make bench` measures ingest against, in its own venv: it
-# needs numpy >= 2 and pandas >= 3 beside our numpy 1.26 (DESIGN §3). Tested on Python 3.11.
+# needs numpy >= 2 and pandas >= 3, which cannot live beside gaialake's numpy 1.26. Tested on
+# Python 3.11. `make bench` runs lib/bench/hats_import.py with .venv-hats/bin/python.
 HATS_PINS  := hats-import==0.11.1 hats==0.11.1 nested-pandas==0.7.2 dask==2026.8.0 \
               distributed==2026.8.0 pandas==3.1.1 pyarrow==26.0.1 numpy==2.4.6
 HATS_STAMP := .venv-hats/.installed

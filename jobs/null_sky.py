@@ -22,27 +22,30 @@ from __future__ import annotations
 
 import sys
 
+from gaialake import tables
 from gaialake.cli import job_main, run_job
 from gaialake.conf import Conf
 from gaialake.io.delta import read_table, table_exists, write_table
+from gaialake.io.spark import get_spark
 from gaialake.log import get_logger
 from gaialake.streams.nullsky import fingerprint, null_sky_conf
-from gaialake.io.spark import get_spark
+
+__all__ = ["run"]
 
 log = get_logger("null_sky")
-
-STATE = "null_sky_state"
 
 
 def _done_before(spark, null: Conf, key: str) -> bool:
     """True when a finished run of the same settings left its candidates and state."""
-    if not (table_exists(spark, null.table_path(STATE))
-            and table_exists(spark, null.table_path("stream_candidates"))):
+    if not (table_exists(spark, null.table_path(tables.NULL_SKY_STATE.name))
+            and table_exists(spark, null.table_path(tables.STREAM_CANDIDATES.name))):
         return False
-    return read_table(spark, null, STATE).where(f"fingerprint = '{key}'").limit(1).count() > 0
+    return read_table(spark, null, tables.NULL_SKY_STATE).where(
+        f"fingerprint = '{key}'").limit(1).count() > 0
 
 
 def run(conf: Conf) -> dict:
+    """Run the stream search's stages on the stream-free sky unless its settings are done."""
     if not conf.get("null_sky.enabled", True):
         log.info("null_sky.enabled is false: no stream-free run")
         return {"skipped": True}
@@ -58,8 +61,8 @@ def run(conf: Conf) -> dict:
     summaries = {name: run_job(name, null) for name in conf.get("null_sky.stages")}
     found = summaries.get("find_streams", {})
     state = spark.createDataFrame([(key, found.get("run_id"), int(found.get("candidates") or 0))],
-                                  "fingerprint string, find_streams_run_id string, candidates int")
-    write_table(state, null, STATE)
+                                  tables.NULL_SKY_STATE.schema)
+    write_table(state, null, tables.NULL_SKY_STATE)
     return {"warehouse": warehouse, "fingerprint": key,
             "stars": summaries.get("ingest", {}).get("rows_kept"),
             "candidates": found.get("candidates"),

@@ -8,164 +8,22 @@ Only small aggregates reach the driver (counts per pixel, histograms of scores).
 """
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from gaialake.cli import job_main
 from gaialake.conf import Conf
-from gaialake.io.delta import read_table, table_exists
-from gaialake.log import get_logger
-from gaialake.report.html import Section, render_report
 from gaialake.io.spark import get_spark
+from gaialake.log import get_logger
+from gaialake.report.html import render_report
+from gaialake.report.sections import build_sections
 
 log = get_logger("report")
-SKY_ORDER = 6
-
-
-def _has(spark, conf: Conf, table: str) -> bool:
-    return table_exists(spark, conf.table_path(table))
-
-
-def _figures(root: Path, name: str) -> list[Path]:
-    return sorted((root / "figures" / name).glob("*.png"))
-
-
-def _sky_map(spark, conf: Conf, out: Path) -> Path:
-    """Mollweide map of star counts per order-6 pixel (aggregated on executors)."""
-    import healpy as hp
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from pyspark.sql import functions as F
-
-    counts = (read_table(spark, conf, "gaia_source")
-              .groupBy(F.shiftright("hpx29", 2 * (29 - SKY_ORDER)).alias("pix")).count().toPandas())
-    m = np.full(hp.nside2npix(1 << SKY_ORDER), hp.UNSEEN)
-    m[counts.pix.to_numpy()] = np.log10(counts["count"].to_numpy())
-    hp.mollview(m, nest=True, coord=["C", "G"], title="gaia_source: log10 stars per order-6 pixel",
-                unit="log10 N", cmap="viridis")
-    hp.graticule(dpar=30, dmer=60, alpha=0.3)
-    path = out / "sky_counts.png"
-    plt.savefig(path, dpi=90)
-    plt.close("all")
-    return path
-
-
-def _roc(spark, conf: Conf, out: Path) -> tuple[Path | None, pd.DataFrame]:
-    """ROC of each score method, stream members vs the rest, from binned counts."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from pyspark.sql import functions as F
-
-    scores = read_table(spark, conf, "anomaly_scores")
-    truth = read_table(spark, conf, "truth_streams").select("source_id", "stream").distinct()
-    joined = scores.join(truth, "source_id", "left").withColumn(
-        "member", F.col("stream").isNotNull())
-    bounds = joined.groupBy("method").agg(F.min("score").alias("lo"), F.max("score").alias("hi"))
-    binned = (joined.join(bounds, "method")
-              .withColumn("bin", F.least(F.lit(399), F.floor(
-                  (F.col("score") - F.col("lo")) / (F.col("hi") - F.col("lo") + 1e-12) * 400)))
-              .groupBy("method", "bin", "member").count().toPandas())
-    rows, fig = [], plt.figure(figsize=(5, 5))
-    for method, g in binned.groupby("method"):
-        pos = g[g.member].set_index("bin")["count"].reindex(range(400), fill_value=0).to_numpy()[::-1]
-        neg = g[~g.member].set_index("bin")["count"].reindex(range(400), fill_value=0).to_numpy()[::-1]
-        if pos.sum() == 0 or neg.sum() == 0:
-            continue
-        tpr = np.concatenate([[0], np.cumsum(pos) / pos.sum()])
-        fpr = np.concatenate([[0], np.cumsum(neg) / neg.sum()])
-        auc = float(np.trapz(tpr, fpr))
-        rows.append({"method": method, "members": int(pos.sum()), "others": int(neg.sum()),
-                     "auc_binned": auc})
-        plt.plot(fpr, tpr, label=f"{method} (AUC {auc:.3f})")
-    if not rows:
-        plt.close(fig)
-        return None, pd.DataFrame(rows)
-    plt.plot([0, 1], [0, 1], "k:", lw=0.8)
-    plt.xlabel("false positive rate (non-members)")
-    plt.ylabel("true positive rate (injected stream members)")
-    plt.legend(loc="lower right")
-    plt.title("anomaly score: members vs background")
-    path = out / "roc_anomaly.png"
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path, pd.DataFrame(rows)
-
-
-def _summary(spark, conf: Conf, section: Section, table: str, caption: str, query: str) -> None:
-    """Add ``query`` (over the table as ``{t}``; 20 rows at most) to ``section`` if the table exists."""
-    if _has(spark, conf, table):
-        view = f"_report_{table}"
-        read_table(spark, conf, table).createOrReplaceTempView(view)
-        section.tables.append((caption, spark.sql(query.format(t=view)).limit(20).toPandas()))
-
-
-def _stream_search_tables(conf: Conf) -> list[tuple[str, pd.DataFrame]]:
-    """find_streams' summary.json: the false-positive threshold from the stream-free sky and the
-    recovery of each injected stream."""
-    path = Path(conf.report_path("find_streams.plots_dir")) / "summary.json"
-    if not path.exists():
-        return []
-    summary = json.loads(path.read_text())
-    out = []
-    if summary.get("false_positive"):
-        fp = pd.DataFrame(summary["false_positive"]).T.rename_axis("method").reset_index()
-        out.append(("False-positive threshold from the stream-free sky (gaialake null_sky)", fp))
-    if summary.get("recovery"):
-        out.append(("Injected streams recovered", pd.DataFrame(summary["recovery"])))
-    return out
-
-
-def build_sections(spark, conf: Conf, root: Path) -> list[Section]:
-    figs = root / "figures" / "report"
-    figs.mkdir(parents=True, exist_ok=True)
-
-    cat = Section("Catalog")
-    if _has(spark, conf, "gaia_source"):
-        cat.figures.append(_sky_map(spark, conf, figs))
-        _summary(spark, conf, cat, "ingest_log", "Ingest",
-                 "SELECT status, count(*) AS files, sum(rows_read) AS rows_read, sum(rows_kept) AS "
-                 "rows_kept, sum(rows_quarantined) AS rows_quarantined FROM {t} GROUP BY status")
-        _summary(spark, conf, cat, "gaia_source_quarantine", "Quarantine reasons",
-                 "SELECT split(reason, ':')[0] AS reason, count(*) AS n FROM {t} GROUP BY 1 "
-                 "ORDER BY n DESC")
-
-    streams = Section("Stellar streams")
-    if _has(spark, conf, "anomaly_scores") and _has(spark, conf, "truth_streams"):
-        roc, table = _roc(spark, conf, figs)
-        if roc is not None:
-            streams.figures.append(roc)
-            streams.tables.append(("Anomaly score vs injected streams", table))
-    _summary(spark, conf, streams, "stream_candidates", "Top stream candidates",
-             "SELECT * EXCEPT (run_id, patch_ids) FROM {t} ORDER BY significance DESC")
-    streams.tables += _stream_search_tables(conf)
-    streams.figures += _figures(root, "streams") + _figures(root, "anomaly")
-
-    acc = Section("Accreted stars", figures=_figures(root, "accreted"))
-    _summary(spark, conf, acc, "accreted_catalog", "Accreted catalog",
-             "SELECT count(*) AS stars, avg(p_accreted) AS mean_p, "
-             "sum(CASE WHEN p_accreted > 0.5 THEN 1 ELSE 0 END) AS p_gt_half FROM {t}")
-
-    dens = Section("Dark-matter density", figures=_figures(root, "density"))
-    _summary(spark, conf, dens, "density_grid", "Density grid",
-             "SELECT count(*) AS points, avg(rho) AS mean_rho, avg(rho_err) AS mean_rho_err FROM {t}")
-
-    up = Section("Upsampled mocks (GalaxyFlow)", figures=_figures(root, "upsample"))
-    _summary(spark, conf, up, "upsample_auc",
-             "3-sample classifier test (seed: 0.952 / 0.950 / 0.508)", "SELECT * FROM {t}")
-
-    sections = [cat, Section("Synthetic sky", figures=_figures(root, "sky")), streams, acc, dens, up]
-    log.info("report sections: %s", ", ".join(f"{s.title} ({len(s.figures)} fig)" for s in sections))
-    return sections
 
 
 def run(conf: Conf) -> dict:
+    """Write ``<paths.report>/index.html``; returns its path and the number of figures."""
     spark = get_spark(conf)
     root = Path(conf.path("paths.report"))
     sections = build_sections(spark, conf, root)

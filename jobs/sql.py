@@ -1,8 +1,9 @@
 """``gaialake sql "<query>"``: run SQL over the gaialake catalog and print the result.
 
 Tables are ``gaialake.<table>``. ``CONE(ra, dec, radius_deg)`` in a WHERE clause is a cone
-search that reads only the HEALPix partitions it overlaps (``gaialake.astro.cone``). Works while another job holds the local metastore (the
-session then registers the warehouse's Delta tables itself; see ``gaialake.io.spark``).
+search that reads only the HEALPix partitions it overlaps (``gaialake.astro.cone``). Works while
+another job holds the local metastore (the session then registers the warehouse's Delta tables
+itself; see ``gaialake.io.spark``).
 """
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ from gaialake.io.spark import get_spark
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments: the query, ``--format`` and ``--limit`` (rows)."""
     parser.add_argument("query", help="SQL, e.g. \"SELECT count(*) FROM gaialake.gaia_source\"")
     parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
     parser.add_argument("--limit", type=int, default=1000, help="rows printed at most")
 
 
 def main(conf: Conf, args: argparse.Namespace) -> int:
+    """Run the query (``CONE(...)`` expanded) and print at most ``--limit`` rows; returns the
+    exit status."""
     spark = get_spark(conf)
     spark.sql(f"USE {conf.get('catalog.database')}")
     query = expand_cones(args.query, int(conf.get("catalog.partition_order")))

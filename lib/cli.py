@@ -54,6 +54,7 @@ def run_job(name: str, conf: Conf) -> dict:
 
 
 def available_jobs() -> list[str]:
+    """The jobs and commands whose module exists, pipeline order first."""
     return [j for j in PIPELINE + COMMANDS if _job_module(j) is not None]
 
 
@@ -94,6 +95,7 @@ def job_main(name: str, argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``gaialake <job> ...`` / ``gaialake pipeline ...``: run it; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: gaialake <job> [--conf FILE] [--set key=value ...]\n"

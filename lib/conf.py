@@ -7,14 +7,15 @@ with ``--set`` are parsed as YAML scalars, so ``--set catalog.partition_order=3`
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
 
-__all__ = ["Conf", "load_conf", "REPO_ROOT", "DEFAULT_CONF"]
+__all__ = ["Conf", "load_conf", "settings_from", "REPO_ROOT", "DEFAULT_CONF"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # a checkout: conf/ beside lib/; an installed wheel: the copy shipped as gaialake/conf/
@@ -55,6 +56,8 @@ class Conf(dict):
     """Nested configuration with dotted-key access."""
 
     def get(self, key: str, default: Any = KeyError) -> Any:  # type: ignore[override]
+        """The value at dotted ``key``; ``default`` when absent, or KeyError naming the
+        missing part when no default is given."""
         node: Any = self
         for part in key.split("."):
             if not isinstance(node, Mapping) or part not in node:
@@ -65,6 +68,7 @@ class Conf(dict):
         return node
 
     def set(self, key: str, value: Any) -> None:
+        """Set the value at dotted ``key``, creating sections on the way."""
         parts = key.split(".")
         node: dict = self
         for part in parts[:-1]:
@@ -108,6 +112,7 @@ class Conf(dict):
         return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
     def to_yaml(self) -> str:
+        """The configuration as YAML text."""
         return yaml.safe_dump(dict(self), sort_keys=False)
 
 
@@ -120,3 +125,37 @@ def load_conf(conf_file: str | Path | None = None, sets: Iterable[str] = ()) -> 
             raise FileNotFoundError(f"--conf {conf_file}: no such file")
         _merge(data, yaml.load(path.read_text(), Loader=_Loader) or {})
     return Conf(data).with_overrides(sets)
+
+
+S = TypeVar("S")
+
+
+def settings_from(cls: type[S], section: Mapping[str, Any] | None, where: str, *,
+                  base: S | None = None, strict: bool = True, **given: Any) -> S:
+    """A settings dataclass from the conf section ``where`` (its dict ``section``).
+
+    Each field takes the section's value, converted to the type of the field's value in
+    ``base`` (default: the class defaults); a missing or null key keeps that value; ``given``
+    wins over both. With ``strict``, a key of the section that is no field fails with
+    ``where.key`` and the known keys named (a typo must not pass silently).
+    """
+    base = base if base is not None else cls()
+    section = dict(section or {})
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(section) - set(names))
+    if strict and unknown:
+        raise KeyError(f"conf {where}.{unknown[0]}: unknown key; known keys: {names}")
+    values: dict[str, Any] = {}
+    for name in names:
+        value = section.get(name)
+        if value is None:
+            continue
+        current = getattr(base, name)
+        try:
+            values[name] = value if current is None else type(current)(value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"conf {where}.{name}: {value!r} is not a "
+                             f"{type(current).__name__}") from err
+    values.update(given)
+    return dataclasses.replace(base, **values)
+

@@ -13,6 +13,8 @@ _FORMAT = "%(asctime)s %(levelname)s gaialake.%(name)s: %(message)s"
 
 
 def get_logger(name: str) -> logging.Logger:
+    """The logger ``gaialake.<name>``; the first call sets up one stderr handler with
+    times."""
     logger = logging.getLogger(f"gaialake.{name}")
     root = logging.getLogger("gaialake")
     if not root.handlers:

@@ -83,7 +83,7 @@ TRUTH_STREAMS = TableSpec(
 PATCH_STARS = TableSpec(
     "patch_stars",
     "patch_id long, source_id long, ra double, dec double, phi double, lam double, "
-    "pm_phi double, pm_lam double, g double, bp_rp double, fiducial boolean",
+    "pm_phi double, pm_lam double, g double, bp_rp double, fiducial boolean, run_id string",
     ("patch_id",), ("patch_id", "source_id"),
     "the stars of each sky patch in its frame: phi, lam (deg), pm_phi, pm_lam (mas/yr)")
 ANOMALY_SCORES = TableSpec(
@@ -105,12 +105,18 @@ STREAM_MEMBERS = TableSpec(
     "candidate_id string, source_id long, score double, n_detections int, run_id string",
     (), ("candidate_id", "source_id"), "the member stars of each candidate")
 NULL_SKY_STATE = TableSpec(
-    "null_sky_state", None, (), (),
+    "null_sky_state", "fingerprint string, find_streams_run_id string, candidates int",
+    (), ("fingerprint",),
     "the stream-free sky's calibration: the settings' fingerprint and its false-positive "
     "threshold")
 ACCRETED_CATALOG = TableSpec(
-    "accreted_catalog", None, (), ("source_id",),
-    "source_id, p_accreted, variant, is_accreted, unscored_reason, model_version, run_id")
+    "accreted_catalog",
+    "source_id long, p_accreted double, variant string, unscored_reason string, "
+    "is_accreted boolean, model_version string, run_id string",
+    (), ("source_id",),
+    "P(accreted) of every gaia_source star (null, with unscored_reason, where it fails the "
+    "quality cuts), the net (5d, 6d) that scored it, and is_accreted = p_accreted >= the "
+    "registered model's threshold")
 DENSITY_GRID = TableSpec(
     "density_grid",
     "x double, y double, z double, rho double, rho_err double, a_x double, a_y double, "
@@ -120,7 +126,9 @@ DENSITY_GRID = TableSpec(
     "x, y, z (kpc, Galactocentric), rho, rho_err (M_sun/pc^3), a (km/s)^2/kpc per cell")
 STAR_PARTICLES = TableSpec(
     "star_particles", None, (), ("particle_id",),
-    "the simulation's star particles: x..vz (kpc, km/s), mass, age, feh, split")
+    "the simulation's star particles: particle_id, x..vz (kpc, km/s), age (Gyr) and feh (dex) "
+    "when the snapshot has them, mass (M_sun), component (synthetic galaxy only), split "
+    "(train, val, heldout), run_id; the columns follow the snapshot")
 UPSAMPLED_MOCK = TableSpec(
     "upsampled_mock",
     "x double, y double, z double, vx double, vy double, vz double, age double, "
@@ -128,7 +136,10 @@ UPSAMPLED_MOCK = TableSpec(
     "run_id string",
     (), ("method", "particle_id"), "upsampled stars by method (galaxyflow, enbid)")
 UPSAMPLE_AUC = TableSpec(
-    "upsample_auc", None, (), (), "the 3-sample test's AUCs")
+    "upsample_auc",
+    "key string, network string, target string, auc double, seed_auc double, "
+    "n_positive long, n_negative long, n_fit long, classifier string, run_id string",
+    (), ("key",), "the 3-sample test's AUCs, one row per classification target")
 
 #: Every table by name.
 TABLES: dict[str, TableSpec] = {t.name: t for t in (

@@ -24,20 +24,18 @@ them inside the particle set's selection (``radius_kpc`` of the Sun) when it has
 from __future__ import annotations
 
 import copy
-import math
-import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
-import zuko
+from gaialake.astro.frame import SUN_POSITION_X_R0_KPC
+from gaialake.models.flows import build_flow
+from gaialake.models.train import TrainResult, TrainSettings, train
 
-from gaialake.upsample.particles import SUN_POSITION_KPC
-
-__all__ = ["GalaxyFlow", "galaxyflow_config", "build_flow", "build_galaxyflow", "FitSettings", "FitResult",
-           "fit_galaxyflow", "fit_on_batches", "weighted_nll", "LOG_COLUMNS", "BUILDER"]
+__all__ = ["GalaxyFlow", "galaxyflow_config", "flow_shape", "build_galaxyflow", "TRAIN_DEFAULTS",
+           "TRAIN_KEYS", "train_settings", "fit_galaxyflow", "train_galaxyflow", "weighted_nll",
+           "mass_weighted_loss", "mass_weighted_val_loss", "LOG_COLUMNS", "BUILDER"]
 
 #: Columns modelled in log space (strictly positive).
 LOG_COLUMNS = ("age",)
@@ -69,21 +67,18 @@ def galaxyflow_config(features: np.ndarray | None, columns: Sequence[str], *,
         raise ValueError(f"column {columns[int(np.argmin(std))]!r} is constant: cannot standardise")
     return {"columns": list(columns), "mean": mean.tolist(), "std": std.tolist(),
             "radius_kpc": radius_kpc,
-            "flow": {"features": len(columns), "transforms": transforms, "hidden": hidden,
-                     "layers": layers, "bins": bins, "passes": passes}}
+            "flow": {"type": "nsf", "features": len(columns), "context": 0,
+                     "transforms": transforms, "hidden": hidden, "layers": layers, "bins": bins,
+                     "passes": passes}}
 
 
-def build_flow(config: dict) -> zuko.flows.Flow:
-    """The zuko neural spline flow of a config's ``flow`` section.
-
-    ``passes=2``: spline coupling layers (halves of the features alternate; sampling costs two
-    network passes per transform); ``passes=None``: fully autoregressive (one pass per feature
-    to sample: slow on CPU)."""
-    passes = config.get("passes", 2)
-    return zuko.flows.NSF(features=int(config["features"]), context=0,
-                          transforms=int(config["transforms"]), bins=int(config["bins"]),
-                          passes=None if passes is None else int(passes),
-                          hidden_features=[int(config["hidden"])] * int(config["layers"]))
+def flow_shape(section: Mapping) -> dict:
+    """The flow's shape from a conf section (``upsample.flow``): transforms, hidden (units),
+    layers, bins, passes (2: spline coupling layers, two network passes per transform to sample;
+    None: fully autoregressive, one pass per feature: slow on CPU)."""
+    return {"transforms": int(section["transforms"]), "hidden": int(section["hidden"]),
+            "layers": int(section["layers"]), "bins": int(section["bins"]),
+            "passes": section.get("passes", 2)}
 
 
 class GalaxyFlow(torch.nn.Module):
@@ -98,7 +93,8 @@ class GalaxyFlow(torch.nn.Module):
         super().__init__()
         self.config = copy.deepcopy(config)
         self.columns: list[str] = list(config["columns"])
-        self.flow = build_flow(config["flow"])
+        # configs registered before the flow section named its type and context are NSFs
+        self.flow = build_flow({"type": "nsf", "context": 0, "passes": 2, **config["flow"]})
         self.register_buffer("mean", torch.tensor(config["mean"], dtype=torch.float32))
         self.register_buffer("std", torch.tensor(config["std"], dtype=torch.float32))
 
@@ -128,7 +124,7 @@ class GalaxyFlow(torch.nn.Module):
         radius = self.config.get("radius_kpc")
         if radius is None:
             return np.ones(len(features), bool)
-        return np.linalg.norm(features[:, :3] - SUN_POSITION_KPC, axis=1) < radius
+        return np.linalg.norm(features[:, :3] - SUN_POSITION_X_R0_KPC, axis=1) < radius
 
     @torch.no_grad()
     def sample(self, n: int, seed: int, *, batch: int = 65_536, max_rounds: int = 50
@@ -168,103 +164,78 @@ def build_galaxyflow(config: dict) -> GalaxyFlow:
 
 
 def weighted_nll(model: GalaxyFlow, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Mass-weighted mean negative log-likelihood in standard space."""
+    """Mass-weighted mean negative log-likelihood (nats) of standard-space rows ``z`` with
+    weights ``w`` (masses, any unit)."""
     return -(model().log_prob(z) * w).sum() / w.sum()
 
 
-@dataclass(frozen=True)
-class FitSettings:
-    """lr (Adam, cosine-annealed to 0), batch_size, epochs (max), patience (epochs without a
-    better validation loss), val_fraction (of the training particles, for early stopping)."""
-
-    lr: float = 2e-3
-    batch_size: int = 512
-    epochs: int = 40
-    patience: int = 8
-    val_fraction: float = 0.1
-    clip: float = 5.0
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FitSettings":
-        names = cls.__dataclass_fields__
-        return cls(**{k: type(getattr(cls, k))(v) for k, v in d.items() if k in names})
+def mass_weighted_loss(model: GalaxyFlow, batch: Sequence[torch.Tensor]
+                       ) -> tuple[torch.Tensor, float]:
+    """The training loss of a ``(z, w)`` batch: :func:`weighted_nll`, weighted by the batch's
+    summed mass ``w``."""
+    z, w = batch
+    return weighted_nll(model, z, w), float(w.sum())
 
 
-@dataclass
-class FitResult:
-    """Best state (by validation loss), loss curves (weighted mean -log p per epoch), seconds."""
-
-    state_dict: dict
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    best_epoch: int = -1
-    samples: int = 0
-    seconds: float = 0.0
-
-    def metrics(self) -> dict:
-        best = self.val_loss[self.best_epoch] if self.best_epoch >= 0 else math.nan
-        return {"best_epoch": self.best_epoch, "best_val_nll": best,
-                "epochs": len(self.train_loss), "train_seconds": self.seconds,
-                "samples_per_s": self.samples / self.seconds if self.seconds else math.nan}
+def mass_weighted_val_loss(z: torch.Tensor, w: torch.Tensor, chunk: int = 8192
+                           ) -> Callable[[GalaxyFlow], float]:
+    """The validation loss over standard-space rows ``z`` with masses ``w``: the mass-weighted
+    mean negative log-likelihood (nats), computed in chunks of ``chunk`` rows."""
+    def val_loss(model: GalaxyFlow) -> float:
+        return float(sum(weighted_nll(model, z[i:i + chunk], w[i:i + chunk])
+                         * w[i:i + chunk].sum() for i in range(0, len(z), chunk)) / w.sum())
+    return val_loss
 
 
-def fit_on_batches(model: GalaxyFlow, epoch_batches: Callable[[int], Iterable[tuple[
-        torch.Tensor, torch.Tensor]]], val: tuple[torch.Tensor, torch.Tensor],
-        settings: FitSettings, steps_per_epoch: int, seed: int,
-        log: Callable[[str], None] | None = None) -> FitResult:
-    """The training loop over any batch source (in-memory tensors or a Petastorm loader).
+#: GalaxyFlow's training: Adam (no weight decay), gradient norm clipped at 5, early stopping on
+#: validation improvements over 1e-4 nats, a progress line every epoch. The cosine decay of the
+#: learning rate over the optimiser steps is set by :func:`train_galaxyflow`, which knows the
+#: steps per epoch.
+TRAIN_DEFAULTS = TrainSettings(lr=2e-3, weight_decay=0.0, batch_size=512, max_epochs=40,
+                               patience=8, min_delta=1e-4, val_fraction=0.1, clip=5.0,
+                               log_every=1)
 
-    ``epoch_batches(epoch)`` yields ``(z, w)`` standard-space batches and mass weights on the
-    model's device; ``val`` is the early-stopping set. The model ends with its best state.
+#: Keys of the conf's flow section (``upsample.flow``) that are training settings, and the
+#: :class:`TrainSettings` field each sets; the section's other keys are :func:`flow_shape`'s.
+TRAIN_KEYS = {"lr": "lr", "batch_size": "batch_size", "epochs": "max_epochs",
+              "patience": "patience", "val_fraction": "val_fraction", "clip": "clip"}
+_SHAPE_KEYS = ("transforms", "hidden", "layers", "bins", "passes")
+
+
+def train_settings(section: Mapping, where: str = "upsample.flow") -> TrainSettings:
+    """GalaxyFlow's :class:`TrainSettings` from the conf's flow section (``upsample.flow``):
+    the :data:`TRAIN_KEYS` over :data:`TRAIN_DEFAULTS` (``epochs`` -> ``max_epochs``); the
+    flow-shape keys are skipped, any other key fails naming ``where.key``."""
+    unknown = sorted(set(section) - set(TRAIN_KEYS) - set(_SHAPE_KEYS))
+    if unknown:
+        raise KeyError(f"conf {where}.{unknown[0]}: unknown key; known keys: "
+                       f"{list(TRAIN_KEYS) + list(_SHAPE_KEYS)}")
+    return TrainSettings.from_dict({TRAIN_KEYS[k]: v for k, v in section.items()
+                                    if k in TRAIN_KEYS}, base=TRAIN_DEFAULTS, where=where)
+
+
+def train_galaxyflow(model: GalaxyFlow,
+                     batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+                     val: tuple[torch.Tensor, torch.Tensor], settings: TrainSettings,
+                     steps_per_epoch: int, seed: int, device: torch.device | None = None,
+                     logger=None) -> TrainResult:
+    """Train ``model`` mass-weighted through :func:`gaialake.models.train.train`.
+
+    ``batches(epoch)`` yields ``(z, w)``: standard-space rows and mass weights (in-memory
+    shuffles, or a Petastorm loader); ``val`` = ``(z, w)`` is the early-stopping set. The
+    learning rate decays as a cosine over ``steps_per_epoch * max_epochs`` optimiser steps.
+    The model ends loaded with its best state.
     """
-    torch.manual_seed(int(seed) % (2**63))
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-        opt, T_max=max(1, settings.epochs * steps_per_epoch))
-    result = FitResult(state_dict=copy.deepcopy(model.state_dict()))
-    best, since = math.inf, 0
-    t0 = time.perf_counter()
-    for epoch in range(settings.epochs):
-        model.train()
-        total, weight = 0.0, 0.0
-        for z, w in epoch_batches(epoch):
-            loss = weighted_nll(model, z, w)
-            if not torch.isfinite(loss):
-                continue
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * float(w.sum())
-            weight += float(w.sum())
-            result.samples += len(z)
-        model.eval()
-        with torch.no_grad():
-            val_loss = float(sum(weighted_nll(model, val[0][i:i + 8192], val[1][i:i + 8192])
-                                 * val[1][i:i + 8192].sum() for i in range(0, len(val[0]), 8192))
-                             / val[1].sum())
-        result.train_loss.append(total / max(weight, 1e-30))
-        result.val_loss.append(val_loss)
-        if log is not None:
-            log(f"epoch {epoch}: train nll {result.train_loss[-1]:.4f} val nll {val_loss:.4f}")
-        if val_loss < best - 1e-4:
-            best, since, result.best_epoch = val_loss, 0, epoch
-            result.state_dict = copy.deepcopy(model.state_dict())
-        else:
-            since += 1
-            if since >= settings.patience:
-                break
-    result.seconds = time.perf_counter() - t0
-    model.load_state_dict(result.state_dict)
-    model.eval()
-    return result
+    settings = settings.replace(schedule="cosine_steps", steps_per_epoch=max(1, steps_per_epoch))
+    return train(model, batches, mass_weighted_loss, settings, seed=seed, device=device,
+                 val_loss=mass_weighted_val_loss(*val), logger=logger, name="galaxyflow")
 
 
 def fit_galaxyflow(model: GalaxyFlow, features: np.ndarray, mass: np.ndarray,
-                   settings: FitSettings, seed: int, device: torch.device | None = None,
-                   log: Callable[[str], None] | None = None) -> FitResult:
-    """Train ``model`` on physical ``features`` ``(n, d)`` with masses ``(n,)`` M_sun in memory."""
+                   settings: TrainSettings, seed: int, device: torch.device | None = None,
+                   logger=None) -> TrainResult:
+    """Train ``model`` in memory on physical ``features`` ``(n, d)`` with masses ``(n,)``
+    (M_sun); a ``val_fraction`` of the rows (drawn with ``seed``) is the early-stopping set."""
     device = device or torch.device("cpu")
     model.to(device)
     gen = torch.Generator().manual_seed(int(seed) % (2**63))
@@ -281,5 +252,6 @@ def fit_galaxyflow(model: GalaxyFlow, features: np.ndarray, mass: np.ndarray,
             idx = order[i:i + settings.batch_size]
             yield z_tr[idx], w_tr[idx]
 
-    steps = max(1, len(z_tr) // settings.batch_size)
-    return fit_on_batches(model, batches, (z[val], w[val]), settings, steps, seed, log)
+    steps = len(z_tr) // settings.batch_size
+    return train_galaxyflow(model, batches, (z[val], w[val]), settings, steps, seed, device,
+                            logger)

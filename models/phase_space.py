@@ -15,7 +15,7 @@ n(x) is one of two models (config ``n_model``):
   0.03-0.18 /kpc spurious slopes along the plane that the disk's rotation (v_y ~ 200 km/s)
   turns into CBE residuals. A plain MLP is too smooth along z where a disk's cold population
   fades; ``height_octaves`` > 0 feeds it sines of the height too
-  (:class:`gaialake.density.potential.HeightEncoding`), which on the slab mock halves the
+  (:class:`gaialake.models.mlp.HeightEncoding`), which on the slab mock halves the
   density error (docs/density_experiments.md, round 5).
 
 With a ball (a selection within a radius of the Sun), n is a truncated density: q is free
@@ -23,8 +23,9 @@ outside the ball and ``log n = log q - log Q``, ``Q = int_ball q``, with Q estim
 training from uniform points in the ball (differentiable), so the hard edge of the selection
 costs nothing and needs no coordinate map.
 
-An ensemble is K such modules trained on Poisson-bootstrap weights of the same stars
-(weights ~ Poisson(1) per star and member), which gives the sampling spread of the density.
+Training is :func:`gaialake.models.train.train` (the one training loop) with the loss
+:func:`flows_loss`; the ensemble of K modules on Poisson-bootstrap weights of the same stars
+(the sampling spread of the density) is :func:`gaialake.density.ensemble.train_ensemble`.
 
 >>> flows = build_flows(flow_config(x, v))            # doctest: +SKIP
 >>> train_flows(flows, tensor_batches(x, v, w, 1024, seed=0), epochs=10)  # doctest: +SKIP
@@ -41,26 +42,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gaialake.density.potential import scalar_mlp
+from gaialake.models.flows import ACTIVATIONS, build_flow
+from gaialake.models.mlp import MLPPotential, scalar_mlp
+from gaialake.models.train import TrainSettings, train
 
 __all__ = ["LogisticMixtureCDF", "PhaseSpaceFlows", "build_flows", "flow_config",
-           "tensor_batches", "train_flows",
-           "train_ensemble", "DensityModel", "build_density_model", "density_model_config",
-           "loader_batches"]
-
-_ACTIVATIONS = {"silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU,
-                "gelu": nn.GELU}
-
-
-def _flow(kind: str, features: int, context: int, transforms: int, hidden: list[int],
-          activation: str):
-    import zuko
-
-    kinds = {"maf": zuko.flows.MAF, "nsf": zuko.flows.NSF}
-    if kind not in kinds:
-        raise ValueError(f"density flows: kind {kind!r} not in {sorted(kinds)}")
-    return kinds[kind](features, context, transforms=transforms, randperm=False,
-                       hidden_features=list(hidden), activation=_ACTIVATIONS[activation])
+           "tensor_batches", "loader_batches", "flows_loss", "train_flows", "DensityModel",
+           "build_density_model", "density_model_config"]
 
 
 class LogisticMixtureCDF(nn.Module):
@@ -100,12 +88,15 @@ class LogisticMixtureCDF(nn.Module):
         k = self.loc.shape[1]
         with torch.no_grad():
             self.loc.copy_(torch.quantile(y, (torch.arange(k) + 0.5) / k, dim=0).T)
-        opt = torch.optim.Adam(self.parameters(), lr=lr)
-        for _ in range(steps):
-            loss = -self.log_pdf(y).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        settings = TrainSettings(lr=lr, weight_decay=0.0, max_epochs=steps, clip=None)
+        train(self, lambda epoch: [(y,)], _marginal_loss, settings, device=y.device,
+              name="marginals")
+
+
+def _marginal_loss(cdf: LogisticMixtureCDF, batch: tuple[torch.Tensor]
+                   ) -> tuple[torch.Tensor, int]:
+    """Mean negative log-likelihood of the mixture marginals at a batch (y,)."""
+    return -cdf.log_pdf(batch[0]).mean(), len(batch[0])
 
 
 class PhaseSpaceFlows(nn.Module):
@@ -142,21 +133,26 @@ class PhaseSpaceFlows(nn.Module):
         if octaves and self.n_model != "energy":
             raise ValueError("density flows: height_octaves needs n_model 'energy' (a flow's "
                              "input must stay 3D)")
-        if act not in _ACTIVATIONS:
-            raise ValueError(f"density flows: activation {act!r} not in {sorted(_ACTIVATIONS)}")
+        if act not in ACTIVATIONS:
+            raise ValueError(f"density flows: activation {act!r} not in {sorted(ACTIVATIONS)}")
+        if kind not in ("maf", "nsf"):
+            raise ValueError(f"density flows: kind {kind!r} not in ['maf', 'nsf']")
+        # zuko flows of 3 features from the one flow builder; p(v|x) has x as context
+        flow_spec = {"type": kind, "features": 3, "transforms": t, "hidden": h,
+                     "activation": act, "randperm": False}
         self.n_marginal = LogisticMixtureCDF(3, k) if k > 0 and self.n_model == "flow" else None
         if self.n_model == "flow":
-            self.n_flow = _flow(kind, 3, 0, t, h, act)
+            self.n_flow = build_flow({**flow_spec, "context": 0})
         else:
             # log n up to a constant, of the (height-encoded) standardized position
-            self.n_energy = scalar_mlp(tuple(config.get("n_hidden") or h), _ACTIVATIONS[act],
+            self.n_energy = scalar_mlp(tuple(config.get("n_hidden") or h), ACTIVATIONS[act],
                                        octaves)
-        self.v_flow = _flow(kind, 3, 3, t, h, act)
+        self.v_flow = build_flow({**flow_spec, "context": 3})
 
     def _c(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.x_loc) / self.x_scale
 
-    def _log_q(self, x: torch.Tensor) -> torch.Tensor:
+    def log_q(self, x: torch.Tensor) -> torch.Tensor:
         """log of the flow density of positions x (kpc), not truncated to the ball (for the
         energy model: unnormalized, ``log n = log q - log Q`` on the ball)."""
         if self.n_model == "energy":
@@ -170,7 +166,7 @@ class PhaseSpaceFlows(nn.Module):
 
     def log_n(self, x: torch.Tensor) -> torch.Tensor:
         """log n(x), x in kpc, n normalized to 1 over its support (per kpc^3)."""
-        return self._log_q(x) - self.log_mass
+        return self.log_q(x) - self.log_mass
 
     def log_ball_mass(self, m: int = 1024) -> torch.Tensor:
         """log Q, Q the flow's mass inside the ball, from m uniform points (differentiable;
@@ -178,7 +174,7 @@ class PhaseSpaceFlows(nn.Module):
         if self.ball_radius is None:
             return torch.zeros((), device=self.x_loc.device)
         volume = 4.0 / 3.0 * math.pi * self.ball_radius**3
-        log_q = self._log_q(self._ball_points(m).to(self.x_loc.device))
+        log_q = self.log_q(self._ball_points(m).to(self.x_loc.device))
         return torch.logsumexp(log_q, 0) - math.log(m) + math.log(volume)
 
     def _ball_points(self, m: int) -> torch.Tensor:
@@ -257,78 +253,41 @@ def tensor_batches(x: np.ndarray, v: np.ndarray, w_n: np.ndarray | None, batch_s
     return epoch
 
 
+def flows_loss(flows: PhaseSpaceFlows, batch: tuple[torch.Tensor, ...], ball_points: int = 1024
+               ) -> tuple[torch.Tensor, int]:
+    """The weighted negative log-likelihood of a batch (x kpc, v km/s, w_n, w_v): the n(x) term
+    (with a ball: -log q + log Q, Q from ``ball_points`` uniform points) plus the p(v|x) term;
+    weight: the batch's rows."""
+    x, v, w, wv = batch
+    loss_n = (-(w * flows.log_q(x)).sum() / w.sum().clamp(min=1e-12)
+              + flows.log_ball_mass(ball_points))
+    loss_v = -(wv * flows.log_p(v, x)).sum() / wv.sum().clamp(min=1e-12)
+    return loss_n + loss_v, len(x)
+
+
 def train_flows(flows: PhaseSpaceFlows, batches: Callable[[int], Iterable[tuple]],
                 epochs: int, *, lr: float = 1e-3, weight_decay: float = 0.0,
                 ball_points: int = 1024,
                 device: torch.device | str = "cpu", log_every: int = 0, logger=None) -> dict:
-    """Fit n(x) and p(v|x) by weighted maximum likelihood; returns the loss history.
+    """Fit n(x) and p(v|x) by weighted maximum likelihood; returns the loss history
+    ({"loss": per-epoch row-weighted mean loss}).
 
     A batch is (x kpc, v km/s, w_n, w_v): w_n weighs the n(x) likelihood (completeness 1/c(d)
     times the bootstrap count), w_v the p(v|x) one (the bootstrap count: the selection does not
     depend on v). With a ball, the n loss is the truncated likelihood -log q + log Q (Q from
     ``ball_points`` uniform points each step), and log Q is stored at the end so log n is
-    normalized. Learning rate decays on a cosine after the first epoch.
+    normalized. AdamW, gradient norm clipped at 10, the learning rate constant in the first
+    epoch and then decaying on a cosine over the remaining steps (counted in the first epoch).
+    The global torch generator is used as it is (callers seed it).
     """
-    flows.to(device).train()
-    opt = torch.optim.AdamW(flows.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = None
-    history: list[float] = []
-    sched = None
-    for epoch in range(epochs):
-        total, norm = 0.0, 0.0
-        for step, (x, v, w, wv) in enumerate(batches(epoch)):
-            x, v, w, wv = x.to(device), v.to(device), w.to(device), wv.to(device)
-            if sched is None and steps_per_epoch is not None:
-                sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-                    opt, T_max=max(1, steps_per_epoch * (epochs - 1)))
-            loss_n = (-(w * flows._log_q(x)).sum() / w.sum().clamp(min=1e-12)
-                      + flows.log_ball_mass(ball_points))
-            loss_v = -(wv * flows.log_p(v, x)).sum() / wv.sum().clamp(min=1e-12)
-            loss = loss_n + loss_v
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(flows.parameters(), 10.0)
-            opt.step()
-            if sched is not None:
-                sched.step()
-            total += float(loss.detach()) * len(x)
-            norm += len(x)
-        if steps_per_epoch is None:
-            steps_per_epoch = step + 1
-        history.append(total / max(norm, 1))
-        if logger is not None and log_every and (epoch + 1) % log_every == 0:
-            logger.info("flows epoch %d/%d: loss %.4f", epoch + 1, epochs, history[-1])
-    flows.eval()
+    settings = TrainSettings(lr=lr, weight_decay=weight_decay, max_epochs=epochs, clip=10.0,
+                             schedule="cosine_steps", constant_epochs=1, log_every=log_every)
+    result = train(flows, batches, lambda f, b: flows_loss(f, b, ball_points), settings,
+                   device=device, logger=logger, name="flows")
     with torch.no_grad():  # normalize n over the ball once, on 2^16 points
         flows.log_mass.copy_(torch.logsumexp(torch.stack(
             [flows.log_ball_mass(4096) for _ in range(16)]), 0) - math.log(16))
-    return {"loss": history}
-
-
-def train_ensemble(x: np.ndarray, v: np.ndarray, weight: np.ndarray | None, config: dict, *,
-                   members: int, epochs: int, batch_size: int, lr: float, seed: int,
-                   bootstrap: bool = True, ball_points: int = 1024,
-                   device: torch.device | str = "cpu",
-                   logger=None) -> list[PhaseSpaceFlows]:
-    """K flows on Poisson(1)-bootstrap weights of the stars (``bootstrap=False``: same stars,
-    different initialisations). Seeds: ``seed + k`` per member."""
-    w0 = np.ones(len(x)) if weight is None else np.asarray(weight, float)
-    out = []
-    for k in range(members):
-        rng = np.random.default_rng(seed + k)
-        torch.manual_seed(seed + k)
-        count = rng.poisson(1.0, len(x)).astype(float) if bootstrap else np.ones(len(x))
-        keep = count > 0
-        flows = build_flows(config)
-        flows.init_marginal(x[keep], seed + k)
-        hist = train_flows(flows, tensor_batches(x[keep], v[keep], (w0 * count)[keep], batch_size,
-                                                 seed + k, w_v=count[keep]),
-                           epochs, lr=lr, ball_points=ball_points, device=device, logger=logger,
-                           log_every=max(1, epochs // 4))
-        if logger is not None:
-            logger.info("ensemble member %d/%d: final loss %.4f", k + 1, members, hist["loss"][-1])
-        out.append(flows.cpu())
-    return out
+    return {"loss": result.train_loss}
 
 
 class DensityModel(nn.Module):
@@ -341,8 +300,6 @@ class DensityModel(nn.Module):
 
     def __init__(self, config: dict) -> None:
         super().__init__()
-        from gaialake.density.potential import MLPPotential
-
         self.config = copy.deepcopy(config)
         self.flows = nn.ModuleList(build_flows(c) for c in config["flows"])
         self.potentials = nn.ModuleList(
@@ -350,6 +307,7 @@ class DensityModel(nn.Module):
             for p in config["potentials"])
 
     def fields(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ensemble mean (rho M_sun/pc^3, a (km/s)^2/kpc) of the potentials at x (N, 3) kpc."""
         out = [p.fields(x) for p in self.potentials]
         return np.mean([r for r, _ in out], 0), np.mean([a for _, a in out], 0)
 

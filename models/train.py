@@ -23,7 +23,7 @@ and batches go (``gaialake.io.feeding.task_device`` picks it in a Spark task).
 >>> batches = lambda epoch: [(x, 3 * x)]
 >>> mse = lambda m, b: (((m(b[0]) - b[1]) ** 2).mean(), len(b[0]))
 >>> result = train(net, batches, mse, TrainSettings(lr=0.1, max_epochs=200), seed=0)
->>> round(float(net.weight), 1)
+>>> round(float(net.weight.detach()), 1)
 3.0
 """
 from __future__ import annotations
@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
+
+from gaialake.conf import settings_from
 
 __all__ = ["TrainSettings", "TrainResult", "train", "SCHEDULES"]
 
@@ -84,20 +86,11 @@ class TrainSettings:
             raise ValueError("a cosine_steps schedule from the first epoch needs steps_per_epoch")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], base: "TrainSettings | None" = None
-                  ) -> "TrainSettings":
-        """Settings from a conf section (keys as the fields), over ``base`` (default: the
-        class defaults); unknown keys are refused with their name."""
-        base = base or cls()
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown training settings {unknown}; known: {sorted(fields)}")
-        values = {}
-        for k, v in d.items():
-            current = getattr(base, k)
-            values[k] = v if v is None or current is None else type(current)(v)
-        return dataclasses.replace(base, **values)
+    def from_dict(cls, d: Mapping[str, Any], base: "TrainSettings | None" = None,
+                  where: str = "train") -> "TrainSettings":
+        """Settings from the conf section ``where`` (keys as the fields), over ``base``
+        (default: the class defaults); unknown keys fail with their name."""
+        return settings_from(cls, d, where, base=base)
 
     def replace(self, **changes: Any) -> "TrainSettings":
         """A copy with ``changes``."""

@@ -2,5 +2,18 @@
 
 - :mod:`~gaialake.accreted.features`: Gaia astrometry to Galactocentric phase space, the
   classifier's feature variants (5d, 6d), quality cuts, the Toomre baseline.
-- :mod:`~gaialake.accreted.evaluation`: ROC AUC, purity/completeness, thresholds, figures.
+- :mod:`~gaialake.accreted.scoring`: the registered model's config, scoring DR3 rows (null
+  scores with a reason), the transfer set of a catalog, the pyfunc ``predict``.
+- :mod:`~gaialake.accreted.training`: training, calibration and transfer on rows in memory.
+- :mod:`~gaialake.accreted.streaming`: the same on Spark: features and scores by
+  ``mapInPandas``, training and transfer streamed through Petastorm, labelled scores for
+  evaluation, the catalog's rows.
+- :mod:`~gaialake.accreted.sources`: a galaxy's catalog and truth (the main warehouse or a
+  side sky of its own).
+- :mod:`~gaialake.accreted.settings`: the ``accreted`` conf section.
+- :mod:`~gaialake.accreted.evaluation`: ROC AUC, purity/completeness, thresholds, metrics,
+  figures.
+
+The torch modules (the per-variant MLP, its training and calibration) are in
+:mod:`gaialake.models.accreted_net`.
 """

@@ -15,7 +15,8 @@ import numpy as np
 
 __all__ = ["roc_auc", "purity_completeness", "threshold_for_purity", "cut_metrics",
            "completeness_at_purity", "compare_with_baseline", "TOOMRE_CUT_KMS",
-           "plot_velocity_space", "plot_purity_completeness"]
+           "plot_velocity_space", "plot_purity_completeness", "labelled_metrics",
+           "catalog_threshold", "catalog_figures"]
 
 TOOMRE_CUT_KMS = 220.0
 
@@ -96,6 +97,75 @@ def compare_with_baseline(p_accreted: np.ndarray, v_toomre_kms: np.ndarray, labe
             "completeness_at_baseline_purity": completeness_at_purity(p, y, base["purity"]),
             "purity_at_baseline_completeness": float(curve["purity"][reach].max())
             if reach.any() else float("nan")}
+
+
+def labelled_metrics(labelled, cut_kms: float, galaxy: str) -> dict[str, float]:
+    """Metrics of labelled, scored stars (pandas: accreted, p_accreted, v_toomre_kms (km/s),
+    variant), for all of them and per variant (suffixes ``""``, ``_5d``, ``_6d``): on the
+    training galaxy ``A`` the AUCs of the classifier and of the Toomre speed, on another the
+    comparison with the Toomre cut at ``cut_kms`` (:func:`compare_with_baseline`); and the
+    numbers of stars and of accreted stars. Keys end in ``_<galaxy><suffix>``."""
+    out = {}
+    y = labelled["accreted"].to_numpy(bool)
+    p = labelled["p_accreted"].to_numpy(float)
+    v = labelled["v_toomre_kms"].to_numpy(float)
+    for name, m in (("", np.ones(len(labelled), bool)),
+                    ("_5d", (labelled["variant"] == "5d").to_numpy()),
+                    ("_6d", (labelled["variant"] == "6d").to_numpy())):
+        if m.sum() == 0 or y[m].all() or not y[m].any():
+            continue
+        if galaxy == "A":
+            out[f"auc_A{name}"] = roc_auc(p[m], y[m])
+            out[f"auc_baseline_A{name}"] = roc_auc(np.nan_to_num(v[m]), y[m])
+        else:
+            compared = compare_with_baseline(p[m], v[m], y[m], cut_kms)
+            out.update({f"{k}_{galaxy}{name}": val for k, val in compared.items()})
+        out[f"n_{galaxy}{name}"] = int(m.sum())
+        out[f"n_accreted_{galaxy}{name}"] = int(y[m].sum())
+    return out
+
+
+def catalog_threshold(labelled, target_purity: float) -> tuple[float, dict[str, float]]:
+    """(the catalog threshold, its metrics) on labelled, scored stars of the held-out galaxy
+    B: the most complete selection p_accreted >= t with purity >= ``target_purity``; 1.0 (and
+    so nothing selected) when none reaches it."""
+    chosen = threshold_for_purity(labelled["p_accreted"].to_numpy(float),
+                                  labelled["accreted"].to_numpy(bool), target_purity)
+    metrics = {"threshold": chosen["threshold"], "purity_B_at_threshold": chosen["purity"],
+               "completeness_B_at_threshold": chosen["completeness"],
+               "target_purity": float(target_purity)}
+    return (chosen["threshold"] if np.isfinite(chosen["threshold"]) else 1.0), metrics
+
+
+def catalog_figures(out_dir: str | Path, velocity, held_out, threshold: float, cut_kms: float,
+                    galaxy: str, held_out_galaxy: str) -> list[Path]:
+    """The figures of a catalog: its ``6d`` stars in (v_r, v_phi) (``velocity``: pandas v_r,
+    v_phi (km/s), p_accreted [, accreted, component]; skipped when empty), and purity vs
+    completeness on the held-out galaxy's labelled stars (``held_out``) for the classifier and
+    the Toomre speed, with the Toomre cut at ``cut_kms`` and the catalog ``threshold``."""
+    out_dir = Path(out_dir)
+    figures = []
+    if len(velocity):
+        truth = velocity["accreted"].fillna(False).to_numpy(bool) if "accreted" in velocity \
+            else None
+        figures.append(plot_velocity_space(
+            velocity["v_r"].to_numpy(float), velocity["v_phi"].to_numpy(float),
+            velocity["p_accreted"].to_numpy(float) >= threshold, out_dir / "velocity_space.png",
+            truth=truth, components=velocity["component"].to_numpy(object)
+            if truth is not None else None,
+            title=f"main catalog, stars with radial velocity: p_accreted >= {threshold:.3f} "
+                  f"(galaxy {galaxy})"))
+    y = held_out["accreted"].to_numpy(bool)
+    p = held_out["p_accreted"].to_numpy(float)
+    v = held_out["v_toomre_kms"].to_numpy(float)
+    base, sel = cut_metrics(v > cut_kms, y), cut_metrics(p >= threshold, y)
+    figures.append(plot_purity_completeness(
+        {"classifier": (p, y), "|v - v_LSR|": (np.nan_to_num(v), y)},
+        out_dir / "purity_completeness_B.png",
+        points={f"Toomre cut {cut_kms:.0f} km/s": (base["completeness"], base["purity"]),
+                "catalog threshold": (sel["completeness"], sel["purity"])},
+        title=f"galaxy {held_out_galaxy} (held-out accretion history)"))
+    return figures
 
 
 def plot_purity_completeness(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,

@@ -1,9 +1,9 @@
 """Gaia astrometry -> Galactocentric positions and velocities, classifier features, quality cuts.
 
 Frame: astropy's ``Galactocentric`` with the solar parameters of
-:data:`gaialake.sky.kinematics.SOLAR_PARAMETERS` (astropy's "v4.0" defaults: R0 = 8.122 kpc,
+:data:`gaialake.astro.frame.SOLAR_PARAMETERS` (astropy's "v4.0" defaults: R0 = 8.122 kpc,
 GRAVITY 2018; z_sun = 20.8 pc, Bennett & Bovy 2019; v_sun = (12.9, 245.6, 7.78) km/s, Drimmel &
-Poggio 2018), the frame the synthetic sky is made in (:func:`~gaialake.sky.kinematics.
+Poggio 2018), the frame the synthetic sky is made in (:func:`~gaialake.astro.frame.
 galactocentric_frame`). ``v_phi`` > 0 is prograde (co-rotating with the disk), as in the sky.
 Distances are 1/parallax (kpc for parallax in mas): adequate under the quality cut
 parallax_over_error > 5 (Ostdiek et al. 2020, arXiv 1907.06652), where the bias is a few per cent.
@@ -35,11 +35,13 @@ from typing import Mapping
 
 import numpy as np
 
-from gaialake.sky.kinematics import SOLAR_PARAMETERS, galactocentric_frame, spherical_velocities
+from gaialake.astro.frame import SOLAR_PARAMETERS, galactocentric_frame
+from gaialake.sky.kinematics import spherical_velocities
 
 __all__ = ["SOLAR_PARAMETERS", "V_LSR_KMS", "KMS_PER_KPC_MASYR", "ASTROMETRY_COLUMNS",
            "FEATURES_5D", "FEATURES_6D", "VARIANTS", "PhaseSpace", "phase_space",
-           "features", "features_5d", "features_6d", "quality_mask", "toomre_speed",
+           "phase_space_of", "features", "features_5d", "features_6d", "quality_mask",
+           "toomre_speed",
            "has_radial_velocity", "velocity_space"]
 
 #: Local standard of rest (km/s): v_sun,y minus the Sun's peculiar V = 12.24 km/s
@@ -115,6 +117,13 @@ def phase_space(ra_deg, dec_deg, parallax_mas, pmra_masyr, pmdec_masyr,
     return out
 
 
+def phase_space_of(data: Mapping) -> PhaseSpace:
+    """:func:`phase_space` of DR3 rows (a DataFrame or dict of arrays with ra, dec (deg),
+    parallax (mas), pmra, pmdec (mas/yr), radial_velocity (km/s))."""
+    return phase_space(_col(data, "ra"), _col(data, "dec"), _col(data, "parallax"),
+                       _col(data, "pmra"), _col(data, "pmdec"), _col(data, "radial_velocity"))
+
+
 @lru_cache(maxsize=1)
 def _sun_position_kpc() -> np.ndarray:
     """The Sun's Galactocentric position (kpc): astropy's image of the ICRS origin."""
@@ -157,8 +166,7 @@ def features(data: Mapping, variant: str, ps: PhaseSpace | None = None) -> np.nd
     if variant not in VARIANTS:
         raise ValueError(f"feature variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     if ps is None:
-        ps = phase_space(_col(data, "ra"), _col(data, "dec"), _col(data, "parallax"),
-                         _col(data, "pmra"), _col(data, "pmdec"), _col(data, "radial_velocity"))
+        ps = phase_space_of(data)
     R = np.hypot(ps["x"], ps["y"])
     abs_z = np.abs(ps["z"])
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -220,8 +228,7 @@ def toomre_speed(data: Mapping, ps: PhaseSpace | None = None) -> np.ndarray:
     """|v - v_LSR| (km/s) where radial_velocity exists, else its part perpendicular to the
     line of sight (a lower bound); NaN where the astrometry is missing."""
     if ps is None:
-        ps = phase_space(_col(data, "ra"), _col(data, "dec"), _col(data, "parallax"),
-                         _col(data, "pmra"), _col(data, "pmdec"), _col(data, "radial_velocity"))
+        ps = phase_space_of(data)
     full = np.sqrt(ps["vx"] ** 2 + (ps["vy"] - V_LSR_KMS) ** 2 + ps["vz"] ** 2)
     dx, dy, dz = ps["vtx"], ps["vty"] - V_LSR_KMS, ps["vtz"]
     dot = dx * ps["ux"] + dy * ps["uy"] + dz * ps["uz"]
@@ -234,7 +241,6 @@ def velocity_space(data: Mapping, ps: PhaseSpace | None = None) -> dict[str, np.
     """Spherical Galactocentric (v_r, v_theta, v_phi) in km/s (v_phi > 0 prograde), NaN
     without radial_velocity: the axes of the science plot."""
     if ps is None:
-        ps = phase_space(_col(data, "ra"), _col(data, "dec"), _col(data, "parallax"),
-                         _col(data, "pmra"), _col(data, "pmdec"), _col(data, "radial_velocity"))
+        ps = phase_space_of(data)
     vr, vth, vph = _spherical(ps, "v")
     return {"v_r": vr, "v_theta": vth, "v_phi": vph}

@@ -1,4 +1,4 @@
-"""HEALPix arithmetic in one place (nested scheme throughout; DESIGN §4).
+"""HEALPix arithmetic in one place (nested scheme throughout).
 
 - ``hpx29``: the order-29 nested pixel of (ra, dec), as HATS' ``_healpix_29``.
 - ``hpx``: the partition column, ``hpx29 >> 2*(29 - k)`` at ``catalog.partition_order`` k.
@@ -41,6 +41,7 @@ def source_id_pixel12(source_id: np.ndarray | int) -> np.ndarray | int:
 
 
 def order_npix(order: int) -> int:
+    """Number of HEALPix pixels at ``order`` (12 * 4**order)."""
     return 12 * 4**order
 
 

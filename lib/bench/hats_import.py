@@ -1,8 +1,8 @@
 """hats-import baseline of ``make bench``: Gaia DR3 bulk files -> one HATS catalog.
 
 A standalone script for the hats virtual environment (``.venv-hats``, made by ``make``; its
-numpy >= 2 and pandas >= 3 cannot live beside our pins, DESIGN §3), so it imports nothing from
-gaialake::
+numpy >= 2 and pandas >= 3 cannot live beside gaialake's numpy 1.26), so it imports nothing
+from gaialake::
 
     .venv-hats/bin/python lib/bench/hats_import.py RAW OUT CORES
 

@@ -1,5 +1,8 @@
 """Ingest benchmark: ``gaialake ingest`` vs two baselines on the same bulk files.
 
+:func:`bench_ingest` generates the files, runs the baselines and ``gaialake ingest`` (twice:
+the arrow writer, then Spark's Delta writer in its own warehouse) and returns the measures.
+
 - pyarrow CSV -> Parquet, the single-pass floor: ``python -m gaialake.bench.ingest_bench pyarrow RAW
   OUT`` (pyarrow's multithreaded CSV reader, types from the ECSV header, one Parquet file per
   bulk file);
@@ -9,20 +12,30 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import sys
 from pathlib import Path
 
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from gaialake.bench.kit import measure_command
+from gaialake import tables
+from gaialake.bench.kit import dir_bytes, job_sets, job_summary, measure_command, measure_job
+from gaialake.conf import REPO_ROOT
 from gaialake.io.bulkfile import open_bulk, read_header
 from gaialake.io.dr3schema import FALSE_VALUES, NULL_VALUES, TRUE_VALUES, arrow_type
+from gaialake.log import get_logger
 
-__all__ = ["pyarrow_csv_to_parquet", "hats_summary", "measure_hats_import", "HATS_SCRIPT"]
+__all__ = ["pyarrow_csv_to_parquet", "hats_summary", "measure_hats_import", "HATS_SCRIPT",
+           "HATS_PYTHON", "bench_ingest", "bench_hats", "batch_seconds"]
+
+log = get_logger("bench")
 
 #: The hats-import script (run by the hats venv's python, never imported here).
 HATS_SCRIPT = Path(__file__).with_name("hats_import.py")
+#: The python of hats-import's own virtual environment (``make .venv-hats`` creates it).
+HATS_PYTHON = REPO_ROOT / ".venv-hats" / "bin" / "python"
 _SUMMARY = "hats_import_summary "  # hats_import.SUMMARY and a space: its summary line's start
 
 
@@ -69,6 +82,74 @@ def measure_hats_import(python: Path, raw: Path, out: Path, cores: int) -> dict:
     catalog = [f for f in (out / "gaia").rglob("*") if f.is_file()]
     return {**summary, "seconds": m.seconds, "peak_mib": m.peak_mib,
             "bytes": sum(f.stat().st_size for f in catalog)}
+
+
+def bench_ingest(work: Path, n_stars: float, cores: int) -> dict:
+    """gaialake ingest vs pyarrow CSV -> Parquet, vs hats-import, and vs itself with Spark's
+    Delta writer (``ingest.writer=spark``, before the arrow writer) on the same ``n_stars``
+    generated stars under ``work`` (emptied first): seconds, peak MiB, bytes, rows/s per core
+    and the ratios."""
+    if work.exists():
+        shutil.rmtree(work)
+    per_file = max(n_stars / (2 * cores), 1e4)
+    sky = [f"--set=sky.n_stars={n_stars}", f"--set=sky.stars_per_file={per_file}"]
+    gen = measure_job("generate", job_sets(work, sky))
+    files = sorted((work / "raw").glob("GaiaSource_*.csv.gz"))
+    base = measure_command([sys.executable, "-m", "gaialake.bench.ingest_bench", "pyarrow",
+                            str(work / "raw"), str(work / "pyarrow_parquet")])
+    rows = int(base.output.strip().splitlines()[-1])
+    ing = measure_job("ingest", job_sets(work))
+    summ = job_summary(ing, "ingest")
+    stage = batch_seconds(ing.output)
+    delta_bytes = dir_bytes(work / "wh" / tables.GAIA_SOURCE.name)
+    # before the fix of the slowest stage: Spark's Delta writer, same files, its own warehouse
+    before = measure_job("ingest", job_sets(work / "spark_writer", ["--set=ingest.writer=spark"],
+                                            raw=work / "raw"))
+    out = {
+        "rows": rows, "files": len(files), "raw_bytes": sum(f.stat().st_size for f in files),
+        "generate_s": gen.seconds, "generate_peak_mib": gen.peak_mib,
+        "pyarrow_s": base.seconds, "pyarrow_peak_mib": base.peak_mib,
+        "ingest_s": ing.seconds, "ingest_stage_s": stage, "ingest_peak_mib": ing.peak_mib,
+        "ingest_rows_kept": summ.get("rows_kept"), "delta_bytes": delta_bytes,
+        "parquet_bytes": dir_bytes(work / "pyarrow_parquet"), "cores": cores,
+    }
+    out["pyarrow_rows_s_core"] = rows / base.seconds / cores
+    out["ingest_rows_s_core"] = rows / ing.seconds / cores
+    out["ingest_stage_rows_s_core"] = rows / stage / cores if stage else None
+    out["ratio_wall"] = out["ingest_rows_s_core"] / out["pyarrow_rows_s_core"]
+    out["ratio_stage"] = (out["ingest_stage_rows_s_core"] / out["pyarrow_rows_s_core"]) if stage else None
+    out["generate_stars_s_core"] = rows / gen.seconds / cores
+    out["spark_writer_s"], out["spark_writer_stage_s"] = before.seconds, batch_seconds(before.output)
+    out["spark_writer_peak_mib"] = before.peak_mib
+    out["writer_speedup_wall"] = before.seconds / ing.seconds
+    out["writer_speedup_stage"] = (out["spark_writer_stage_s"] / stage
+                                   if stage and out["spark_writer_stage_s"] else None)
+    out["hats"] = bench_hats(work, rows, cores, out["ingest_rows_s_core"],
+                             out["ingest_stage_rows_s_core"])
+    return out
+
+
+def batch_seconds(output: str) -> float:
+    """Seconds of an ingest's batches in its log (the stage, without the JVM's start)."""
+    return sum(float(s) for s in re.findall(
+        r"batch \d+/\d+ \(\d+ files\): done [0-9,]+ rows in ([0-9.]+) s", output))
+
+
+def bench_hats(work: Path, rows: int, cores: int, ingest_rate: float,
+               stage_rate: float | None) -> dict:
+    """hats-import on the files under ``work/raw``, with as many dask workers as cores: rows/s
+    per core and gaialake's rates (rows/s per core) over it (> 1: gaialake faster);
+    ``{"error": ...}`` when it cannot run."""
+    hats = measure_hats_import(HATS_PYTHON, work / "raw", work / "hats", cores)
+    if "error" in hats:
+        log.warning("hats-import not measured: %s", hats["error"])
+        return hats
+    hats["rows_s_core"] = rows / hats["seconds"] / cores
+    hats["pipeline_rows_s_core"] = rows / hats["pipeline_s"] / cores
+    hats["ratio_wall"] = ingest_rate / hats["rows_s_core"]
+    hats["ratio_stage"] = stage_rate / hats["pipeline_rows_s_core"] if stage_rate else None
+    hats["rows_match"] = hats["rows"] == rows
+    return hats
 
 
 if __name__ == "__main__":

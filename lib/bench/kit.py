@@ -1,18 +1,25 @@
 """Measuring for ``make bench``: wall time and peak RSS of a process tree, side by side."""
 from __future__ import annotations
 
+import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import version
+from pathlib import Path
+from typing import Sequence
 
 import psutil
 
-__all__ = ["Measure", "measure_command", "machine_line", "versions_line"]
+from gaialake.conf import REPO_ROOT
+
+__all__ = ["Measure", "measure_command", "machine_line", "versions_line", "job_sets",
+           "measure_job", "job_summary", "stage_seconds", "dir_bytes"]
 
 
 @dataclass
@@ -63,15 +70,63 @@ def measure_command(argv: list[str], env: dict | None = None, cwd: str | None = 
 
 
 def machine_line() -> str:
+    """The machine: host name, cores, memory (GiB), architecture, Python version."""
     mem = psutil.virtual_memory().total / 2**30
     return (f"{platform.node()}: {os.cpu_count()} cores, {mem:.0f} GiB, {platform.machine()}, "
             f"Python {platform.python_version()}")
 
 
 def versions_line() -> str:
+    """The versions of the packages the measures depend on."""
     names = ["pyspark", "delta-spark", "pyarrow", "numpy", "torch", "zuko", "petastorm", "mlflow"]
     return ", ".join(f"{n} {version(n)}" for n in names)
 
 
 def python() -> str:
+    """The interpreter running this process (the one the jobs run under)."""
     return sys.executable
+
+
+def job_sets(work: Path, extra: Sequence[str] = (), raw: Path | None = None) -> list[str]:
+    """--set arguments that put a job's files under ``work`` (bulk files in ``raw``, default
+    ``work/raw``), then ``extra``."""
+    return [f"--set=paths.raw={raw or work / 'raw'}", f"--set=paths.warehouse={work / 'wh'}",
+            f"--set=paths.metastore={work / 'ms'}", f"--set=paths.mlflow={work / 'mlruns'}",
+            f"--set=paths.report={work / 'report'}", *extra]
+
+
+def measure_job(job: str, sets: Sequence[str]) -> Measure:
+    """Run ``gaialake <job>`` as its own process (``python -m gaialake.cli``), as a user runs it,
+    and measure it."""
+    return measure_command([sys.executable, "-m", "gaialake.cli", job, *sets], cwd=str(REPO_ROOT),
+                           env={"PYTHONUNBUFFERED": "1"})
+
+
+def job_summary(m: Measure, job: str) -> dict:
+    """The job's seconds (``job_seconds``) and summary dict from its ``job <name>: done`` log
+    line; empty when the log has none."""
+    match = re.search(rf"job {job}: done in ([0-9.]+) s (\{{.*\}})", m.output)
+    return {"job_seconds": float(match[1]), **json.loads(match[2])} if match else {}
+
+
+def stage_seconds(output: str) -> dict[str, float]:
+    """Seconds of each job in a pipeline's log, nested jobs as ``parent.job`` (null_sky's)."""
+    stack: list[str] = []
+    out: dict[str, float] = {}
+    for line in output.splitlines():
+        m = re.search(r"job (\w+): (start|done in ([0-9.]+) s)", line)
+        if not m:
+            continue
+        if m[2] == "start":
+            stack.append(m[1])
+            continue
+        name = ".".join(stack) if stack and stack[-1] == m[1] else m[1]
+        out[name] = float(m[3])
+        if stack and stack[-1] == m[1]:
+            stack.pop()
+    return out
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes of the files under ``path``."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

@@ -71,6 +71,8 @@ def _writer_ratio(ing: dict) -> list[str]:
 
 
 def write_benchmarks_md(results: dict, path: Path) -> Path:
+    """Write BENCHMARKS.md from one run's ``results`` (:mod:`gaialake.jobs.bench`) to
+    ``path``; returns it."""
     ing = results["ingest"]
     hats = ing.get("hats") or {"error": "not measured in this run"}
     lines = [
@@ -92,7 +94,7 @@ def write_benchmarks_md(results: dict, path: Path) -> Path:
         f"{_f(ing['ingest_stage_rows_s_core'])} | | |",
         *_hats_rows(hats), *_spark_writer_rows(ing), "",
         f"**Ratio (ingest per core / pyarrow per core): {ing['ratio_wall']:.2f}x whole process, "
-        f"{_f(ing['ratio_stage'], '{:.2f}')}x stage** (DESIGN §8 budget: >= 0.5x).", "",
+        f"{_f(ing['ratio_stage'], '{:.2f}')}x stage** (budget: >= 0.5x).", "",
         _hats_ratio(hats, ing["rows"]), "", *_writer_ratio(ing),
         f"Synthetic sky generation: {_f(ing['generate_stars_s_core'])} stars/s per core "
         f"({ing['generate_s']:.1f} s including Spark start, peak {ing['generate_peak_mib']:.0f} MiB).", "",
@@ -173,7 +175,7 @@ def _pipeline_lines(pipe: dict) -> list[str]:
     lines = ["## `make run` per stage (default sky, one `gaialake pipeline` process)", "",
              f"{_f(pipe.get('rows'))} stars; {pipe.get('patches')} patches searched "
              f"({_f(pipe.get('patch_rows'))} patch rows). Whole run {pipe['seconds'] / 60:.1f} min, "
-             f"peak {pipe['peak_mib']:.0f} MiB (DESIGN §8 budget: 15 min).", "",
+             f"peak {pipe['peak_mib']:.0f} MiB (budget: 15 min).", "",
              "| stage | seconds | share |", "|---|---:|---:|"]
     top = {k: v for k, v in pipe["stages"].items() if "." not in k}
     total = sum(top.values()) or 1.0

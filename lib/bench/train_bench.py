@@ -1,18 +1,19 @@
-"""Training-feed and scoring benchmarks of the stream search (issue 9; ``gaialake bench``).
+"""Training-feed and scoring benchmarks of the stream search (``gaialake bench``).
 
 :func:`run_train_bench`: the same conditional MAF (:func:`gaialake.models.flows.build_flow`,
-``bench_train.flow``, default ``streams.flow``) trained with the same optimiser step (a) by a bare torch/zuko loop over
-in-memory tensors and (b) fed by Spark + Petastorm (:func:`gaialake.io.feeding.torch_loader`) over
-the same rows in a Delta table. The epochs of the two alternate (a, b, a, b, ...) after one
-untimed warm-up epoch each, so both see the same machine load; the overhead ratio is
-(a) samples/s over (b) samples/s (DESIGN §8 budget: <= 1.15). CPU seconds of this process
-(torch, and Petastorm's reader threads) are reported beside wall seconds: on a shared machine
-wall time is inflated, CPU time much less.
+``bench_train.flow``, default ``streams.flow``) trained with the same optimiser step (a) by a
+bare torch/zuko loop over in-memory tensors and (b) fed by Spark + Petastorm
+(:func:`gaialake.io.feeding.torch_loader`) over the same rows in a Delta table. The epochs of
+the two alternate (a, b, a, b, ...) after one untimed warm-up epoch each, so both see the same
+machine load; the overhead ratio is (a) samples/s over (b) samples/s (the budget: <= 1.15).
+CPU seconds of this process (torch, and Petastorm's reader threads) are reported beside wall
+seconds: on a shared machine wall time is inflated, CPU time much less.
 
 :func:`run_score_bench`: stars/s per core of the registered-model scoring path
-(:func:`gaialake.jobs.score.score_stars`) for ANODE and CATHODE, in one process with one torch
-thread, and through Spark (``mapInPandas``, :func:`gaialake.jobs.score.score_frame`); plus the
-training seconds per epoch of one group and the minutes per patch they imply.
+(:func:`gaialake.streams.scorer.score_stars`) for ANODE and CATHODE, in one process with one
+torch thread, and through Spark (``mapInPandas``,
+:func:`gaialake.streams.search_spark.score_frame`); plus the training seconds per epoch of
+one group and the minutes per patch they imply.
 
 Both run on a GPU machine as they are: the device is :func:`gaialake.io.feeding.task_device`
 (``cuda`` when ``torch.cuda.is_available()`` on the driver). Both return flat dicts of numbers
@@ -293,7 +294,8 @@ def run_score_bench(conf: Conf, n_rows: int) -> dict:
     training seconds per epoch per star, times the stars of a patch (``n_rows``) times
     ``streams.train.max_epochs`` times the groups of a patch (axes x signal regions), / 60.
     """
-    from gaialake.jobs.score import score_frame, score_stars
+    from gaialake.streams.scorer import score_stars
+    from gaialake.streams.search_spark import score_frame
     from gaialake.streams.regions import signal_regions_from_conf
     from gaialake.io.spark import get_spark
 

@@ -1,22 +1,30 @@
-"""Dark-matter density from the collisionless Boltzmann equation (issue 10).
+"""Dark-matter density from the collisionless Boltzmann equation (CBE).
 
 Modules, one job each:
 
 - :mod:`gaialake.density.mocks`: equilibrium systems with exact truth (Plummer sphere with its
   isotropic DF; an isothermal-tracer slab in a known vertical potential, disk-like).
 - :mod:`gaialake.density.selection`: Galactocentric Cartesian phase space from Gaia observables
-  (astropy, documented solar parameters), selection within a radius of the Sun, completeness.
+  (astropy, the solar parameters of :mod:`gaialake.astro.frame`), selection within a radius of
+  the Sun, completeness.
+- :mod:`gaialake.density.validation`: a mock observed and selected like Gaia 6D data (the
+  validation sample).
+- :mod:`gaialake.density.ensemble`: the Poisson-bootstrap ensemble of phase-space flows
+  (:mod:`gaialake.models.phase_space`), fed from memory or through Petastorm.
 - :mod:`gaialake.density.boltzmann`: derivatives of log f, accelerations by least squares,
-  density from the divergence, and from a neural potential fitted to the CBE.
+  density from the divergence.
+- :mod:`gaialake.density.potential`: a smooth potential fitted to the CBE (B-splines, or the
+  MLP of :mod:`gaialake.models.mlp`).
+- :mod:`gaialake.density.measure`: grids, star counts, the estimators per member, errors
+  against the truth.
 - :mod:`gaialake.density.baryons`: a local baryon budget (McKee et al. 2015) and rho_DM at the Sun.
+- :mod:`gaialake.density.plots`: recovered vs true density figures.
+- :mod:`gaialake.density.pipeline`: the steps of the ``gaialake density`` job from its conf.
 
 Units: kpc, km/s, M_sun; densities in M_sun/pc^3 unless a name says otherwise.
 """
 from __future__ import annotations
 
-#: Gravitational constant in kpc (km/s)^2 / M_sun.
-G_KPC_KMS2_MSUN = 4.300917270e-6
-#: 1 M_sun/pc^3 in M_sun/kpc^3.
-MSUN_PC3_IN_KPC3 = 1.0e9
+from gaialake.astro.constants import G_KPC_KMS2_MSUN, MSUN_PC3_IN_KPC3
 
 __all__ = ["G_KPC_KMS2_MSUN", "MSUN_PC3_IN_KPC3"]

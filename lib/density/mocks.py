@@ -15,7 +15,7 @@ known in closed form, sampled exactly:
   ``f_k ∝ exp(-Phi(z)/s_zk^2) N(v_z; 0, s_zk) N(v_x; 0, s_Rk) N(v_y; v_phi_k, s_phik)``,
   uniform in (x, y): a steady state of the slab (no planar force). The total mass density that
   the CBE recovers is ``sum_i rho_i sech^2(z/h_i) + rho_DM``. z is Galactocentric (plane at 0),
-  the Sun at (-R0, 0, z_sun); see :mod:`gaialake.density.selection` for the solar parameters.
+  the Sun at (-R0, 0, z_sun) by default; see :mod:`gaialake.astro.frame` for the solar parameters.
 
 Units: kpc, km/s, M_sun; ``density_msun_pc3`` in M_sun/pc^3, accelerations in (km/s)^2/kpc.
 Samples are float64 numpy arrays; ``log_f`` takes torch tensors (for autograd in tests).
@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from gaialake.astro.frame import SUN_POSITION_X_R0_KPC
 from gaialake.density import G_KPC_KMS2_MSUN as G
 from gaialake.density import MSUN_PC3_IN_KPC3
 
@@ -123,7 +124,7 @@ class SlabMock:
     components: tuple[SlabComponent, ...]
     rho_dm_msun_pc3: float
     populations: tuple[TracerPopulation, ...]
-    sun_kpc: tuple[float, float, float] = (-8.122, 0.0, 0.0208)
+    sun_kpc: tuple[float, float, float] = tuple(SUN_POSITION_X_R0_KPC.tolist())
     radius_kpc: float = 3.0
 
     # --- the potential and its truth -------------------------------------------------------

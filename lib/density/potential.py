@@ -10,25 +10,27 @@ flows' derivatives that the pointwise divergence amplifies. Two forms of Phi:
   is linear in the coefficients and the fit is one penalised least-squares solve (P-splines,
   Eilers & Marx 1996) with a third-difference penalty (it shrinks towards a constant density,
   not towards zero). The penalty weight is chosen by the CBE residual on held-out stars.
-- :class:`MLPPotential`: a SiLU MLP trained by Adam on the same residual, as the "deep
-  potential" of Green, Ting & Kamdar (2023, ApJ 942, 26; arXiv:2011.04673).
+- :class:`~gaialake.models.mlp.MLPPotential`: a SiLU MLP trained by Adam on the same residual,
+  as the "deep potential" of Green, Ting & Kamdar (2023, ApJ 942, 26; arXiv:2011.04673).
 
 Positions kpc, velocities km/s; Phi in (km/s)^2, a in (km/s)^2/kpc, rho in M_sun/pc^3.
 """
 from __future__ import annotations
 
 import math
+from typing import Iterator
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch import nn
 
 from gaialake.density import G_KPC_KMS2_MSUN as G
 from gaialake.density import MSUN_PC3_IN_KPC3
+from gaialake.models.mlp import MLPPotential
+from gaialake.models.train import TrainSettings, train
 
 __all__ = ["SplinePotential", "fit_spline_potential", "MLPPotential", "fit_mlp_potential",
-           "potential_fields", "scalar_mlp", "HeightEncoding"]
+           "potential_fields"]
 
 _FOUR_PI_G = 4.0 * math.pi * G
 
@@ -146,86 +148,12 @@ def fit_spline_potential(x: np.ndarray, v: np.ndarray, gx: np.ndarray, gv: np.nd
     return pot, {"penalty": best, "holdout_mse": scores}
 
 
-class HeightEncoding(nn.Module):
-    """(c_x, c_y, c_z) -> (c, sin 2^k c_z, cos 2^k c_z for k < octaves), c a standardized
-    position: extra flexibility of the energy n(x) along the height only; 0 octaves: c
-    unchanged.
-
-    A plain SiLU MLP is too smooth in z where the cold disk population fades (the change of
-    d log n/dz between 0.5 and 0.9 kpc comes out 15-45 % high, between 0.9 and 1.3 kpc 15-30 %
-    low, at any size or training length); encoding all three coordinates fixes that but fits the
-    sample's own Poisson structure along the plane (docs/density_experiments.md, rounds 4-5).
-    """
-
-    def __init__(self, octaves: int) -> None:
-        super().__init__()
-        self.register_buffer("frequencies", 2.0 ** torch.arange(int(octaves), dtype=torch.float32))
-
-    @property
-    def width(self) -> int:
-        return 3 + 2 * len(self.frequencies)
-
-    def forward(self, c: torch.Tensor) -> torch.Tensor:
-        phase = c[..., 2:3] * self.frequencies
-        return torch.cat([c, torch.sin(phase), torch.cos(phase)], -1)
-
-
-def scalar_mlp(hidden: tuple[int, ...], activation: type[nn.Module] = nn.SiLU,
-               height_octaves: int = 0) -> nn.Sequential:
-    """A smooth MLP from a (standardized) 3D position to one number: 3 -> hidden -> 1, with
-    the :class:`HeightEncoding` of ``height_octaves`` first when > 0."""
-    encoding = HeightEncoding(height_octaves)
-    layers, width = ([encoding] if height_octaves else []), encoding.width
-    for h in hidden:
-        layers += [nn.Linear(width, int(h)), activation()]
-        width = int(h)
-    return nn.Sequential(*layers, nn.Linear(width, 1))
-
-
-class MLPPotential(nn.Module):
-    """Phi(x) = V^2 * MLP((x - loc) / L): a smooth (SiLU) potential in (km/s)^2 of x in kpc.
-
-    ``length_kpc`` is one scale per axis (the stars' spread), so a thin disk is as easy to
-    represent as a sphere; derivatives carry the per-axis factors.
-    """
-
-    def __init__(self, loc_kpc, length_kpc, velocity_kms: float,
-                 hidden: tuple[int, ...] = (64, 64, 64)) -> None:
-        super().__init__()
-        self.register_buffer("loc", torch.as_tensor(loc_kpc, dtype=torch.float32))
-        length = torch.as_tensor(length_kpc, dtype=torch.float32).reshape(-1)
-        self.register_buffer("length", length.expand(3).clone())
-        self.velocity = float(velocity_kms)
-        self.net = scalar_mlp(hidden)
-
-    def scaled(self, xs: torch.Tensor) -> torch.Tensor:
-        """Phi / V^2 as a function of the scaled position (x - loc) / L."""
-        return self.net(xs).squeeze(-1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.velocity**2 * self.scaled((x - self.loc) / self.length)
-
-    def fields(self, x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-        """(rho M_sun/pc^3, a = -grad Phi (km/s)^2/kpc) at ``x`` (N, 3) kpc, by autograd."""
-        rhos, accs = [], []
-        xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-        v2 = self.velocity**2
-        for s in range(0, len(xt), chunk):
-            xs = ((xt[s:s + chunk] - self.loc) / self.length).requires_grad_(True)
-            with torch.enable_grad():
-                grad = torch.autograd.grad(self.scaled(xs).sum(), xs, create_graph=True)[0]
-                lap = sum(torch.autograd.grad(grad[:, k].sum(), xs, retain_graph=True)[0][:, k]
-                          / self.length[k] ** 2 for k in range(3))
-            accs.append((-grad.detach() * v2 / self.length).numpy())
-            rhos.append((lap.detach() * v2 / _FOUR_PI_G / MSUN_PC3_IN_KPC3).numpy())
-        return np.concatenate(rhos), np.concatenate(accs)
-
-
 def fit_mlp_potential(x: np.ndarray, v: np.ndarray, gx: np.ndarray, gv: np.ndarray, *,
                       steps: int = 2000, batch: int = 2048, lr: float = 2e-3,
                       hidden: tuple[int, ...] = (64, 64, 64), seed: int = 0,
                       device: torch.device | str = "cpu", logger=None) -> MLPPotential:
-    """An :class:`MLPPotential` minimising the mean squared CBE residual (Adam, cosine lr).
+    """An :class:`MLPPotential` minimising the mean squared CBE residual (Adam, cosine lr over
+    ``steps`` batches of ``batch`` stars drawn with replacement), by the one training loop.
 
     The residual is taken in units of V / mean(L): b = (v/V).(g_x Lbar) and
     c_k = V g_v,k Lbar / L_k, so residual = b - grad_s(Phi/V^2) . c is O(1).
@@ -240,22 +168,27 @@ def fit_mlp_potential(x: np.ndarray, v: np.ndarray, gx: np.ndarray, gv: np.ndarr
     xs = ((x - loc) / length).to(device)
     b = ((v / velocity) * (gx * lbar)).sum(-1).to(device)
     c = (gv * velocity * lbar / length).to(device)
-    opt = torch.optim.Adam(phi.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     gen = torch.Generator().manual_seed(seed)
-    for step in range(steps):
-        idx = torch.randint(0, len(xs), (min(batch, len(xs)),), generator=gen).to(device)
-        xb = xs[idx].requires_grad_(True)
-        grad = torch.autograd.grad(phi.scaled(xb).sum(), xb, create_graph=True)[0]
-        loss = (b[idx] - (grad * c[idx]).sum(-1)).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if logger is not None and (step + 1) % max(1, steps // 4) == 0:
-            logger.info("potential step %d/%d: CBE loss %.4g", step + 1, steps,
-                        float(loss.detach()))
+
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        for _ in range(steps):
+            idx = torch.randint(0, len(xs), (min(batch, len(xs)),), generator=gen).to(device)
+            yield xs[idx], b[idx], c[idx]
+
+    # all steps in one "epoch": a cosine decay over the steps, no clipping, Adam
+    settings = TrainSettings(lr=lr, weight_decay=0.0, max_epochs=1, clip=None,
+                             schedule="cosine_steps", steps_per_epoch=steps,
+                             log_every=1 if logger is not None else 0)
+    train(phi, batches, _cbe_loss, settings, device=device, logger=logger, name="potential")
     return phi.cpu().eval()
+
+
+def _cbe_loss(phi: MLPPotential, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
+    """Mean squared CBE residual b - grad_s(Phi/V^2) . c of a batch (xs, b, c)."""
+    xs, b, c = batch
+    xb = xs.requires_grad_(True)
+    grad = torch.autograd.grad(phi.scaled(xb).sum(), xb, create_graph=True)[0]
+    return (b - (grad * c).sum(-1)).pow(2).mean(), len(xb)
 
 
 def potential_fields(phi, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

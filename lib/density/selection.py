@@ -1,10 +1,8 @@
 """6D stars near the Sun in Galactocentric Cartesian coordinates, and their completeness.
 
-Solar parameters (astropy's ``Galactocentric`` v4.0 defaults, used unless conf overrides them):
-distance to the Galactic centre R0 = 8.122 kpc (GRAVITY Collaboration 2018, A&A 615, L15),
-height above the plane z_sun = 20.8 pc (Bennett & Bovy 2019, MNRAS 482, 1417), solar velocity
-(U, V+v_c, W) = (12.9, 245.6, 7.78) km/s (Drimmel & Poggio 2018, RNAAS 2, 210). In this frame
-the Sun is at x = -sqrt(R0^2 - z_sun^2), y = 0, z = z_sun, and the disk rotates towards +y.
+Solar parameters: :class:`gaialake.astro.frame.SolarParameters` (astropy's ``Galactocentric``
+v4.0 defaults, with their sources there; conf ``density.solar`` may override them). In this
+frame the Sun is at x = -sqrt(R0^2 - z_sun^2), y = 0, z = z_sun, and the disk rotates towards +y.
 
 Completeness: a catalog limited at apparent magnitude ``g_limit`` (e.g. the RVS sample) of a
 population with a Gaussian luminosity function N(M_mean, M_sigma) holds, at distance d, the
@@ -15,49 +13,14 @@ depend on them, so p(v|x) needs no weights.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
-
 import numpy as np
 from scipy.special import ndtr
+
+from gaialake.astro.frame import SolarParameters, galactocentric_frame
 
 __all__ = ["SolarParameters", "galactocentric_frame", "icrs_to_galactocentric",
            "galactocentric_to_icrs", "within_radius", "completeness_gaussian_lf",
            "completeness_weights", "observe", "distance_kpc"]
-
-
-@dataclass(frozen=True)
-class SolarParameters:
-    """The Sun in the Galactocentric frame (defaults: astropy v4.0, references in module doc)."""
-
-    galcen_distance_kpc: float = 8.122
-    z_sun_pc: float = 20.8
-    v_sun_kms: tuple[float, float, float] = (12.9, 245.6, 7.78)
-
-    @classmethod
-    def from_conf(cls, section: Mapping | None) -> "SolarParameters":
-        """From a conf mapping with keys galcen_distance_kpc, z_sun_pc, v_sun_kms."""
-        section = dict(section or {})
-        return cls(float(section.get("galcen_distance_kpc", 8.122)),
-                   float(section.get("z_sun_pc", 20.8)),
-                   tuple(float(v) for v in section.get("v_sun_kms", (12.9, 245.6, 7.78))))
-
-    @property
-    def position_kpc(self) -> np.ndarray:
-        """The Sun's Galactocentric Cartesian position (kpc)."""
-        z = self.z_sun_pc / 1000.0
-        return np.array([-np.sqrt(self.galcen_distance_kpc**2 - z**2), 0.0, z])
-
-
-def galactocentric_frame(solar: SolarParameters):
-    """The astropy ``Galactocentric`` frame for ``solar``."""
-    import astropy.coordinates as coord
-    import astropy.units as u
-
-    return coord.Galactocentric(galcen_distance=solar.galcen_distance_kpc * u.kpc,
-                                z_sun=solar.z_sun_pc * u.pc,
-                                galcen_v_sun=coord.CartesianDifferential(
-                                    list(solar.v_sun_kms) * u.km / u.s))
 
 
 def icrs_to_galactocentric(ra_deg, dec_deg, parallax_mas, pmra_masyr, pmdec_masyr, rv_kms,

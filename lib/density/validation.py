@@ -16,8 +16,9 @@ import numpy as np
 from scipy.special import ndtri
 
 from gaialake.density.mocks import PlummerSphere, SlabMock, sample_absolute_mag, slab_from_lists
-from gaialake.density.selection import (SolarParameters, completeness_weights, distance_kpc,
-                        icrs_to_galactocentric, observe)
+from gaialake.astro.frame import SolarParameters
+from gaialake.density.selection import (completeness_weights, distance_kpc,
+                                        icrs_to_galactocentric, observe)
 
 __all__ = ["ValidationSample", "build_validation_sample"]
 
@@ -52,10 +53,12 @@ class ValidationSample:
 
     @property
     def density_true(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The mock's true mass density (M_sun/pc^3) as a function of x (N, 3) kpc."""
         return self.system.density_msun_pc3
 
     @property
     def acceleration_true(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The mock's true acceleration ((km/s)^2/kpc) as a function of x (N, 3) kpc."""
         return self.system.acceleration
 
 

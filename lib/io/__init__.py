@@ -3,6 +3,8 @@
 - :mod:`~gaialake.io.dr3schema`: the Gaia DR3 ``gaia_source`` columns and ESA's ECSV header.
 - :mod:`~gaialake.io.bulkfile`: read/write ``GaiaSource_*.csv.gz`` with pyarrow (no Spark).
 - :mod:`~gaialake.io.catalogio`: list bulk files, turn parsed blocks into Spark rows.
+- :mod:`~gaialake.io.catalogload`: a batch of bulk files into ``gaia_source``: staging,
+  duplicates, the Spark and arrow writers, the ``ingest_log`` records.
 - :mod:`~gaialake.io.spark`: the Spark session factory (local, standalone, Databricks).
 - :mod:`~gaialake.io.delta`: Delta tables: write with idempotent replace, register, read.
 - :mod:`~gaialake.io.deltafiles`: Delta data files written by pyarrow on executors.

@@ -41,6 +41,8 @@ class BulkFileError(Exception):
 
 
 def staged_schema(columns: Sequence[Column]) -> pa.Schema:
+    """The Arrow schema of staged rows: the file's columns, then ``hpx29``, ``source_file``,
+    ``line_number``, ``reason`` (null: valid) and ``raw_line``; a clash of names fails."""
     clash = {c.name for c in columns} & {n for n, _ in STAGE_EXTRA}
     if clash:
         raise BulkFileError(f"column names {sorted(clash)} are reserved for ingest bookkeeping")
@@ -79,6 +81,7 @@ class _Lines:
         self.stream, self.buf = stream, b""
 
     def readline(self) -> bytes:
+        """The next line, its newline included (``b""`` at the end)."""
         while b"\n" not in self.buf:
             more = self.stream.read(1 << 16)
             if not more:

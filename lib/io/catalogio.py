@@ -22,6 +22,8 @@ PATTERN = "GaiaSource_*.csv.gz"
 
 @dataclass(frozen=True)
 class BulkFile:
+    """One bulk file: its full ``path`` (or URI), ``name`` (the ``source_file`` key) and
+    ``size`` (bytes)."""
     path: str       # full path or URI
     name: str       # basename: the source_file key
     size: int       # bytes

@@ -23,6 +23,7 @@ def qualified(conf: Conf, table: TableSpec | str) -> str:
 
 
 def table_exists(spark, path: str) -> bool:
+    """Whether a Delta table is at ``path``."""
     from delta.tables import DeltaTable
 
     return DeltaTable.isDeltaTable(spark, path)

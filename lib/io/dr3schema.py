@@ -79,6 +79,7 @@ class EcsvHeader:
 
     @property
     def names(self) -> list[str]:
+        """The column names in file order."""
         return [c.name for c in self.columns]
 
 
@@ -139,6 +140,7 @@ def write_ecsv_header(columns: Sequence[Column], out: IO[str]) -> None:
 
 
 def arrow_type(datatype: str) -> pa.DataType:
+    """Arrow type of an ECSV datatype."""
     return _ARROW[datatype]
 
 
@@ -148,10 +150,12 @@ def spark_type(datatype: str) -> str:
 
 
 def arrow_schema(columns: Iterable[Column]) -> pa.Schema:
+    """Arrow schema of the columns, in order."""
     return pa.schema([pa.field(c.name, _ARROW[c.datatype]) for c in columns])
 
 
 def header_text(columns: Sequence[Column]) -> str:
+    """The ECSV header (``#`` lines) of a file with these columns, as text."""
     buf = io.StringIO()
     write_ecsv_header(columns, buf)
     return buf.getvalue()

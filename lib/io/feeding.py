@@ -1,6 +1,6 @@
 """Feeding torch from Spark: the device of a task, and Petastorm loaders over DataFrames.
 
-Two ways to feed torch (DESIGN §6): per group (``applyInPandas``: the group's rows arrive as a
+Two ways to feed torch: per group (``applyInPandas``: the group's rows arrive as a
 pandas DataFrame inside the task; use :func:`task_device`) and streaming (:func:`torch_loader`:
 Petastorm's ``make_spark_converter`` -> ``make_torch_dataloader``, for more rows than memory).
 Petastorm needs ``df._jdf`` and so does not run over Spark Connect; this module is the one place

@@ -242,6 +242,7 @@ def register_warehouse(spark, conf: Conf) -> list[str]:
 
 
 def stop_spark() -> None:
+    """Stop the active Spark session, if any."""
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()

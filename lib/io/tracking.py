@@ -1,4 +1,4 @@
-"""MLflow: runs, torch models as pyfunc wrappers, the registry (DESIGN §6).
+"""MLflow: runs, torch models as pyfunc wrappers, the registry.
 
 Executors never write to MLflow: they return weights and metrics as rows, and the driver logs
 them here. A zuko flow cannot be traced by MLflow's pytorch flavor (its forward returns a
@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 __all__ = ["tracking_uri", "configure", "job_run", "child_run", "log_metrics", "log_figures",
-           "log_torch_model",
+           "log_params", "set_tags", "log_text", "log_dict", "log_torch_model", "list_models",
+           "promote",
            "load_torch_state", "load_torch_model", "build_module", "TorchStateModel",
            "flatten", "state_to_bytes", "state_from_bytes"]
 
@@ -33,6 +34,8 @@ ALIAS = "champion"
 
 
 def tracking_uri(conf) -> str:
+    """The MLflow store: ``mlflow.tracking_uri`` when set, else a SQLite file under
+    ``paths.mlflow``."""
     uri = conf.get("mlflow.tracking_uri", None)
     if uri:
         return str(uri)
@@ -57,6 +60,7 @@ def configure(conf) -> str:
 
 
 def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as one level with dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
@@ -106,7 +110,44 @@ def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
         mlflow.log_metrics(clean, step=step)
 
 
-def log_figures(paths, folder: str = "figures") -> None:
+def log_params(params: Mapping[str, Any]) -> None:
+    """Log ``params`` (values as strings, at most 500 characters) to the active run (nothing
+    without one)."""
+    import mlflow
+
+    if mlflow.active_run() is not None and params:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    """Set ``tags`` (values as strings, at most 250 characters) on the active run (nothing
+    without one)."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        for k, v in tags.items():
+            mlflow.set_tag(k, str(v)[:250])
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    """Log ``text`` as the artifact ``artifact_file`` (a path in the run, e.g. ``a/b.csv``) of
+    the active run (nothing without one); a dict is logged as JSON with :func:`log_dict`."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.log_text(text, artifact_file)
+
+
+def log_dict(obj: Mapping[str, Any], artifact_file: str) -> None:
+    """Log ``obj`` as the JSON (or YAML, by suffix) artifact ``artifact_file`` of the active
+    run (nothing without one)."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.log_dict(dict(obj), artifact_file)
+
+
+def log_figures(paths, folder: str | None = "figures") -> None:
     """Log files (figures, tables) as artifacts of the active run under ``folder``."""
     import mlflow
 
@@ -126,6 +167,7 @@ def state_to_bytes(state_dict: Mapping[str, Any]) -> bytes:
 
 
 def state_from_bytes(data: bytes) -> dict[str, Any]:
+    """A torch state_dict from :func:`state_to_bytes`'s bytes (tensors on CPU)."""
     import torch
 
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -238,3 +280,33 @@ def load_torch_model(conf, registered_name: str, alias: str = ALIAS):
     module.gaialake_config = config
     module.gaialake_version = version.version
     return module
+
+
+def list_models(conf) -> list[dict]:
+    """Every registered model version of the conf's registry: name, version, aliases (comma
+    separated), run id, creation time (ms since the epoch); sorted by name and version."""
+    from mlflow import MlflowClient
+
+    configure(conf)
+    client = MlflowClient()
+    rows = []
+    for model in client.search_registered_models():
+        by_version: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            by_version.setdefault(str(version), []).append(alias)
+        for v in client.search_model_versions(f"name = '{model.name}'"):
+            rows.append({"name": model.name, "version": int(v.version),
+                         "aliases": ",".join(sorted(by_version.get(str(v.version), []))),
+                         "run_id": v.run_id, "created": v.creation_timestamp})
+    return sorted(rows, key=lambda r: (r["name"], r["version"]))
+
+
+def promote(conf, name: str, version: str, alias: str = ALIAS) -> None:
+    """Point ``alias`` (default ``champion``, what scoring jobs load) of the registered model
+    ``name`` at ``version``; an unknown version fails with MLflow's message."""
+    from mlflow import MlflowClient
+
+    configure(conf)
+    client = MlflowClient()
+    client.get_model_version(name, str(version))
+    client.set_registered_model_alias(name, alias, str(version))

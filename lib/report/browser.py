@@ -14,6 +14,7 @@ _FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no
 
 
 def chromium() -> str:
+    """The Chromium executable on PATH; fails naming the package to install."""
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
         if path:
@@ -37,5 +38,7 @@ def dump_dom(page: Path) -> str:
 
 
 def screenshot(page: Path, png: Path, size: str = "1280,2400") -> Path:
+    """Render ``page`` headless into ``png`` at ``size`` ("width,height" in pixels);
+    returns ``png``."""
     _run([f"--screenshot={Path(png).resolve()}", f"--window-size={size}", Path(page).resolve().as_uri()])
     return png

@@ -31,14 +31,13 @@ from typing import Callable
 
 import numpy as np
 
+# the Sun's distance from the Galactic centre and height above the plane (kpc)
+from gaialake.astro.frame import R0_KPC, Z_SUN_KPC
+
 __all__ = ["Component", "R0_KPC", "Z_SUN_KPC", "THIN_DISK", "THICK_DISK", "BULGE", "IN_SITU_HALO",
            "galaxy_components", "component_density", "component_density_cyl", "dust_av_per_kpc", "GALAXIES",
            "LOCAL_HALO_DENSITY"]
 
-#: Galactocentric distance of the Sun and its height above the plane (kpc), as in
-#: :data:`gaialake.sky.kinematics.SOLAR_PARAMETERS` (astropy's v4.0 Galactocentric defaults).
-R0_KPC = 8.122
-Z_SUN_KPC = 0.0208
 
 #: Total local number density of the stellar halo (stars/pc^3): 0.5 % of 0.08.
 LOCAL_HALO_DENSITY = 4.0e-4
@@ -65,6 +64,7 @@ class Component:
     feh: float = -1.5
 
     def to_dict(self) -> dict:
+        """The component's parameters as plain values (densities in stars/pc^3)."""
         return {"name": self.name, "origin": self.origin, "density": self.density,
                 "rho0_stars_pc3": self.rho0, "density_params": dict(self.density_params),
                 "kinematics": self.kinematics, "kin_params": dict(self.kin_params),

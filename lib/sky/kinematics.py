@@ -1,9 +1,8 @@
 """Kinematics in gala's MilkyWayPotential2022, solar parameters, Galactocentric <-> ICRS.
 
-Frame: astropy's ``Galactocentric`` with the explicit solar parameters of
-:data:`SOLAR_PARAMETERS` (astropy's "v4.0" defaults: R0 = 8.122 kpc, GRAVITY 2018; z_sun = 20.8
-pc, Bennett & Bovy 2019; v_sun = (12.9, 245.6, 7.78) km/s, Drimmel & Poggio 2018, Reid & Brunthaler
-2004). In this frame the Sun is at x = -R0 and the disk rotates towards +y at the Sun, i.e. with
+Frame: astropy's ``Galactocentric`` with the solar parameters of :mod:`gaialake.astro.frame`
+(astropy's "v4.0" defaults: R0 = 8.122 kpc, GRAVITY 2018; z_sun = 20.8 pc, Bennett & Bovy 2019;
+v_sun = (12.9, 245.6, 7.78) km/s, Drimmel & Poggio 2018, Reid & Brunthaler 2004). In this frame the Sun is at x = -R0 and the disk rotates towards +y at the Sun, i.e. with
 L_z < 0. Everything here calls the co-rotating sense **prograde** and reports ``v_phi`` > 0 for it.
 
 Kinematic models (velocities in km/s, positions in kpc):
@@ -30,27 +29,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gaialake.astro.frame import R0_KPC, SOLAR_PARAMETERS, galactocentric_frame
+
 __all__ = ["SOLAR_PARAMETERS", "galactocentric_frame", "potential", "circular_velocity_table",
            "Transforms", "transforms", "icrs_to_galactocentric", "sample_velocities", "galactocentric_to_observed",
            "spherical_velocities", "cylindrical_velocities"]
 
-SOLAR_PARAMETERS = {
-    "galcen_ra_deg": 266.4051, "galcen_dec_deg": -28.936175, "galcen_distance_kpc": 8.122,
-    "z_sun_pc": 20.8, "galcen_v_sun_kms": (12.9, 245.6, 7.78), "roll_deg": 0.0,
-}
-
-
-def galactocentric_frame():
-    """astropy ``Galactocentric`` frame with :data:`SOLAR_PARAMETERS`."""
-    import astropy.coordinates as coord
-    import astropy.units as u
-
-    p = SOLAR_PARAMETERS
-    return coord.Galactocentric(
-        galcen_coord=coord.ICRS(ra=p["galcen_ra_deg"] * u.deg, dec=p["galcen_dec_deg"] * u.deg),
-        galcen_distance=p["galcen_distance_kpc"] * u.kpc, z_sun=p["z_sun_pc"] * u.pc,
-        galcen_v_sun=coord.CartesianDifferential(list(p["galcen_v_sun_kms"]) * u.km / u.s),
-        roll=p["roll_deg"] * u.deg)
 
 
 @lru_cache(maxsize=1)
@@ -133,7 +117,7 @@ def _interp_vc(R: np.ndarray, vc_table: tuple[np.ndarray, np.ndarray]) -> np.nda
 
 def sample_velocities(rng: np.random.Generator, kind: str, params: dict, x: np.ndarray,
                       y: np.ndarray, z: np.ndarray, vc_table: tuple[np.ndarray, np.ndarray],
-                      R_d: float | None = None, R0: float = 8.122) -> np.ndarray:
+                      R_d: float | None = None, R0: float = R0_KPC) -> np.ndarray:
     """Galactocentric Cartesian velocities (3, n) in km/s of stars at x, y, z (kpc).
 
     ``kind``/``params`` as in the module docstring; ``R_d`` (kpc) for the ``disk`` model.

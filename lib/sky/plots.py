@@ -1,4 +1,4 @@
-"""The note's figures of the synthetic sky: counts map, errors vs G, injected streams.
+"""Figures of the synthetic sky: counts map, errors vs G, injected streams.
 
 :func:`make_figures` reads the bulk files of ``paths.raw`` one at a time (a few columns; only
 histograms and the stream members are kept, never the catalog) and the member ids from the
@@ -146,17 +146,19 @@ def plot_streams(members: dict[str, tuple[np.ndarray, np.ndarray]], path: str,
 
 def _member_ids(conf: Conf) -> dict[int, str]:
     try:
+        from gaialake import tables
         from gaialake.io.delta import read_table
         from gaialake.io.spark import get_spark
 
-        df = read_table(get_spark(conf), conf, "truth_streams")
+        df = read_table(get_spark(conf), conf, tables.TRUTH_STREAMS)
         return {int(r[0]): r[1] for r in df.select("source_id", "stream").collect()}
     except FileNotFoundError:
         return {}
 
 
 def make_figures(conf: Conf, count_order: int = 7, max_background: int = 200000) -> list[str]:
-    """Write the note's figures for the sky in ``paths.raw``; returns their paths."""
+    """Write the figures of the sky in ``paths.raw`` under ``sky.figures_dir``; returns their
+    paths."""
     import pyarrow.compute as pc
 
     from gaialake.io.bulkfile import parse_bulk_file
@@ -209,6 +211,8 @@ def make_figures(conf: Conf, count_order: int = 7, max_background: int = 200000)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m gaialake.sky.plots [--conf FILE] [--set key=value ...]``: write the
+    figures; returns the exit status."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m gaialake.sky.plots", description=__doc__.split("\n")[0])

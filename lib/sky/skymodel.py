@@ -67,6 +67,7 @@ class FileRange:
 
     @property
     def file_name(self) -> str:
+        """The bulk file's name, ``GaiaSource_<lo8>-<hi8>.csv.gz``."""
         return f"GaiaSource_{self.lo8:06d}-{self.hi8:06d}.csv.gz"
 
 

@@ -1,10 +1,10 @@
 """Stream candidates: protoclusters merged across signal regions and neighbouring patches.
 
-Each protocluster (:mod:`gaialake.streams.linefind`) is a line segment in its own patch frame. To compare
-segments found in different patch frames, each is carried to ICRS (:func:`gaialake.streams.patch_grid.
-from_patch_frame`): sample points along the segment give its great circle (the pole: the
-normal of the plane the points lie closest to, by SVD) and its midpoint; its mean proper motion
-is carried to ICRS at the midpoint as a 3-d tangent vector.
+Each protocluster (:mod:`gaialake.streams.linefind`) is a line segment in its own patch frame.
+To compare segments found in different patch frames, each is carried to ICRS
+(:func:`gaialake.streams.patch_grid.from_patch_frame`): sample points along the segment give
+its great circle (the pole: the normal of the plane the points lie closest to, by SVD) and its
+midpoint; its mean proper motion is carried to ICRS at the midpoint as a 3-d tangent vector.
 
 Two protoclusters of the same method *match* when either
 
@@ -37,7 +37,7 @@ import pandas as pd
 from gaialake.conf import Conf
 
 __all__ = ["MergeParams", "segment_geometry", "match_matrix", "merge_protoclusters",
-           "false_positive_summary", "CANDIDATE_COLUMNS", "MEMBER_COLUMNS"]
+           "false_positive_summary", "apply_thresholds", "CANDIDATE_COLUMNS", "MEMBER_COLUMNS"]
 
 #: Columns of ``stream_candidates`` (besides run_id), in order.
 CANDIDATE_COLUMNS = ["candidate_id", "method", "patch_ids", "lead_patch_id", "theta", "rho",
@@ -67,6 +67,7 @@ class MergeParams:
 
     @classmethod
     def from_conf(cls, conf: Conf) -> "MergeParams":
+        """The tolerances of ``find_streams.merge`` (absent keys: the defaults)."""
         values = {}
         for f in fields(cls):
             value = conf.get(f"find_streams.merge.{f.name}", None)
@@ -261,7 +262,7 @@ def merge_protoclusters(protoclusters: pd.DataFrame, centers: pd.DataFrame,
 
 def false_positive_summary(significance: np.ndarray, null_significance: np.ndarray,
                            floor: float = 0.0) -> dict[str, float]:
-    """The false-positive threshold and rate from a stream-free sky (Via Machinae §5).
+    """The false-positive threshold and rate from a stream-free sky (Via Machinae, section 5).
 
     threshold: the most significant candidate of the stream-free sky (``null_significance``),
     at least ``floor``; n_above: candidates of the searched sky above it; n_null: stream-free
@@ -286,3 +287,30 @@ def false_positive_summary(significance: np.ndarray, null_significance: np.ndarr
             "fp_fraction": ratio(n_null, n_above), "fp_fraction_upper": ratio(n_null + 1, n_above),
             "n_above_floor": n_above_floor, "n_null_floor": n_null_floor,
             "fp_fraction_floor": ratio(n_null_floor, n_above_floor)}
+
+
+def apply_thresholds(candidates: pd.DataFrame, null_significance: pd.DataFrame | None,
+                     floor: float) -> dict[str, dict[str, float]]:
+    """Set each candidate's ``threshold`` (its method's :func:`false_positive_summary`
+    threshold) and ``above_threshold`` (significance above it) in place; returns the summary
+    per method.
+
+    ``null_significance``: (method, significance) of a stream-free sky's candidates; None when
+    there is none: the threshold is ``floor`` and the stream-free counts and fractions are NaN.
+    """
+    fp: dict[str, dict[str, float]] = {}
+    candidates["threshold"] = floor
+    for method in sorted(set(candidates["method"])) if len(candidates) else []:
+        mine = candidates["method"] == method
+        null = (null_significance.loc[null_significance["method"] == method,
+                                      "significance"].to_numpy()
+                if null_significance is not None else np.array([]))
+        summary = false_positive_summary(candidates.loc[mine, "significance"].to_numpy(), null,
+                                         floor)
+        if null_significance is None:
+            summary.update({k: float("nan") for k in summary
+                            if k.startswith(("n_null", "fp_fraction"))})
+        fp[method] = summary
+        candidates.loc[mine, "threshold"] = summary["threshold"]
+    candidates["above_threshold"] = candidates["significance"] > candidates["threshold"]
+    return fp

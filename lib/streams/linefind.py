@@ -1,6 +1,6 @@
 """Line finding in one (patch, signal region): top-N stars, DBSCAN in proper motion, Hough lines.
 
-The second half of Via Machinae (Shih et al. 2021, arXiv 2104.12789, §4; Via Machinae 2.0,
+The second half of Via Machinae (Shih et al. 2021, arXiv 2104.12789, section 4; Via Machinae 2.0,
 arXiv 2303.01529). For one patch and one proper-motion signal region:
 
 1. keep the ``top_n`` stars of the fiducial disc with the highest anomaly score;
@@ -44,7 +44,7 @@ from gaialake.conf import Conf
 
 __all__ = ["LineFindParams", "Protocluster", "strip_fraction_uniform", "hough_counts",
            "binomial_significance", "find_lines", "find_protoclusters", "protoclusters_frame",
-           "PROTOCLUSTER_COLUMNS", "protocluster_spark_schema"]
+           "PROTOCLUSTER_COLUMNS", "GROUP_KEYS", "protocluster_spark_schema"]
 
 
 @dataclass(frozen=True)
@@ -321,7 +321,8 @@ def find_protoclusters(phi: np.ndarray, lam: np.ndarray, pm_phi: np.ndarray,
 PROTOCLUSTER_COLUMNS = ["cluster", "theta_deg", "rho_deg", "t_min_deg", "t_max_deg",
                         "n_cluster", "n_line", "n_expected", "significance", "pm_phi", "pm_lam",
                         "pm_phi_std", "pm_lam_std", "member_ids", "member_scores"]
-_GROUP_KEYS = ["patch_id", "pm_axis", "sr_lo", "sr_hi", "method"]
+#: The columns of a line-finding group (a patch, pm axis, signal region and method).
+GROUP_KEYS = ["patch_id", "pm_axis", "sr_lo", "sr_hi", "method"]
 
 
 def protocluster_spark_schema() -> str:
@@ -339,15 +340,15 @@ def protoclusters_frame(stars: pd.DataFrame, params: LineFindParams) -> pd.DataF
     ``stars``: one group's rows with patch_id, pm_axis, sr_lo, sr_hi, method, source_id, phi,
     lam (deg), pm_phi, pm_lam (mas/yr), score; fiducial stars only.
     """
-    need = _GROUP_KEYS + ["source_id", "phi", "lam", "pm_phi", "pm_lam", "score"]
+    need = GROUP_KEYS + ["source_id", "phi", "lam", "pm_phi", "pm_lam", "score"]
     missing = [c for c in need if c not in stars.columns]
     if missing:
         raise KeyError(f"protoclusters_frame: input lacks columns {missing} "
                        f"(join of anomaly_scores and patch_stars)")
-    cols = _GROUP_KEYS + PROTOCLUSTER_COLUMNS
+    cols = GROUP_KEYS + PROTOCLUSTER_COLUMNS
     if stars.empty:
         return pd.DataFrame(columns=cols)
-    keys = {k: stars[k].iloc[0] for k in _GROUP_KEYS}
+    keys = {k: stars[k].iloc[0] for k in GROUP_KEYS}
     found = find_protoclusters(stars["phi"].to_numpy(), stars["lam"].to_numpy(),
                                stars["pm_phi"].to_numpy(), stars["pm_lam"].to_numpy(),
                                stars["score"].to_numpy(), stars["source_id"].to_numpy(), params)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from gaialake import tables
 from gaialake.conf import Conf
 
 __all__ = ["SUFFIXED_PATHS", "FINGERPRINT_KEYS", "null_sky_conf", "null_candidates_path",
@@ -27,7 +28,8 @@ def null_sky_conf(conf: Conf) -> Conf:
     table of its own."""
     suffix = str(conf.get("null_sky.suffix"))
     if not suffix:
-        raise ValueError("null_sky.suffix must not be empty: the stream-free run needs its own paths")
+        raise ValueError("null_sky.suffix must not be empty: the stream-free run needs its own "
+                         "paths")
     out = conf.with_overrides([])
     for key in SUFFIXED_PATHS:
         out.set(f"paths.{key}", str(conf.get(f"paths.{key}")).rstrip("/") + suffix)
@@ -46,7 +48,7 @@ def null_candidates_path(conf: Conf) -> str | None:
     if not value:
         return None
     if str(value) == "auto":
-        return null_sky_conf(conf).table_path("stream_candidates")
+        return null_sky_conf(conf).table_path(tables.STREAM_CANDIDATES.name)
     return conf.path("find_streams.null_candidates")
 
 

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from gaialake.conf import Conf
-from gaialake.astro.healpix import order_npix, pixel_center_radec
+from gaialake.astro.healpix import disc_pixels, order_npix, pixel_center_radec
 
-__all__ = ["PatchCuts", "patch_centers", "rotation_matrices", "to_patch_frame",
+__all__ = ["PatchCuts", "patch_centers", "patch_pixels", "rotation_matrices", "to_patch_frame",
            "from_patch_frame", "angular_distance_deg", "select_patch_stars", "PATCH_COLUMNS"]
 
 #: Columns of ``patch_stars`` produced by :func:`select_patch_stars` (besides run_id).
@@ -50,6 +50,7 @@ class PatchCuts:
 
     @classmethod
     def from_conf(cls, conf: Conf) -> "PatchCuts":
+        """The cuts of ``conf``'s ``patches`` section."""
         window = conf.get("patches.bp_rp_window")
         return cls(radius_deg=float(conf.get("patches.radius_deg")),
                    fiducial_deg=float(conf.get("patches.fiducial_deg")),
@@ -80,6 +81,15 @@ def patch_centers(grid_order: int = 2, b_min_deg: float = 30.0,
     return out.reset_index(drop=True)
 
 
+def patch_pixels(centers: pd.DataFrame, radius_deg: float, order: int) -> pd.DataFrame:
+    """(patch_id, hpx, patch_ra, patch_dec) for every patch of ``centers`` (patch_id, ra, dec
+    in deg) and every HEALPix pixel at ``order`` (nested) its disc of ``radius_deg`` touches."""
+    rows = [(int(c.patch_id), int(pix), float(c.ra), float(c.dec))
+            for c in centers.itertuples()
+            for pix in disc_pixels(c.ra, c.dec, radius_deg, order)]
+    return pd.DataFrame(rows, columns=["patch_id", "hpx", "patch_ra", "patch_dec"])
+
+
 def _unit(ra_rad: np.ndarray, dec_rad: np.ndarray) -> np.ndarray:
     cd = np.cos(dec_rad)
     return np.stack([cd * np.cos(ra_rad), cd * np.sin(ra_rad), np.sin(dec_rad)], axis=-1)
@@ -108,7 +118,8 @@ def _rotate(ra, dec, pm_a, pm_b, rot):
     ra_r, dec_r = np.radians(ra), np.radians(dec)
     east, north = _tangent_basis(ra_r, dec_r)
     pos = _unit(ra_r, dec_r)
-    vel = east * np.asarray(pm_a, np.float64)[..., None] + north * np.asarray(pm_b, np.float64)[..., None]
+    vel = (east * np.asarray(pm_a, np.float64)[..., None]
+           + north * np.asarray(pm_b, np.float64)[..., None])
     pos2 = np.einsum("...ij,...j->...i", rot, pos)
     vel2 = np.einsum("...ij,...j->...i", rot, vel)
     lon = np.arctan2(pos2[..., 1], pos2[..., 0])

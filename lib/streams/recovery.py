@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["member_recovery", "Track", "galstreams_tracks", "truth_tracks",
-           "match_known_tracks"]
+__all__ = ["member_recovery", "truth_false_positives", "Track", "galstreams_tracks",
+           "truth_tracks", "match_known_tracks"]
 
 
 def member_recovery(members: pd.DataFrame, truth: pd.DataFrame,
@@ -81,6 +81,25 @@ def member_recovery(members: pd.DataFrame, truth: pd.DataFrame,
                      "completeness_all": float(len(union) / n_t) if n_t else float("nan"),
                      "recovered": bool(top["purity"] >= min_purity and top["n_true"] >= min_true)})
     return per_cand, pd.DataFrame(rows)
+
+
+def truth_false_positives(candidates: pd.DataFrame, per_candidate: pd.DataFrame
+                          ) -> tuple[dict[str, float], int, int]:
+    """On a synthetic sky: per method, the fraction of its candidates above threshold that
+    match no injected stream (NaN without such candidates); and how many candidates above
+    threshold match one, of how many.
+
+    ``candidates``: candidate_id, method, above_threshold; ``per_candidate``: the first result
+    of :func:`member_recovery`.
+    """
+    matched = per_candidate.set_index("candidate_id")["matched_stream"]
+    above = candidates[candidates["above_threshold"]]
+    fractions = {}
+    for method in sorted(set(candidates["method"])):
+        mine = above.loc[above["method"] == method, "candidate_id"]
+        fractions[method] = (float(matched.loc[mine].isna().mean()) if len(mine)
+                             else float("nan"))
+    return fractions, int(matched.loc[above["candidate_id"]].notna().sum()), len(above)
 
 
 @dataclass

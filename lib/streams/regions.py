@@ -43,6 +43,7 @@ class SignalRegion:
     hi: float
 
     def contains(self, m: np.ndarray) -> np.ndarray:
+        """Whether each proper motion ``m`` (mas/yr, on ``axis``) is in [lo, hi)."""
         return (m >= self.lo) & (m < self.hi)
 
 
@@ -137,6 +138,8 @@ class FeatureMap:
         return z
 
     def fit(self, x: np.ndarray, m: np.ndarray) -> "FeatureMap":
+        """Set the standardisation of the unbounded features of ``x`` and of ``m``; returns
+        self."""
         z = self._unbound(x)
         self.mean = z.mean(0)
         self.scale = np.where(z.std(0) > 0, z.std(0), 1.0)
@@ -162,6 +165,7 @@ class FeatureMap:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureMap":
+        """The map described by :meth:`to_dict`'s output."""
         return cls(disc_radius_deg=d["disc_radius_deg"],
                    bounds={int(k): (v[0], v[1]) for k, v in d["bounds"].items()},
                    mean=None if d["mean"] is None else np.asarray(d["mean"]),

@@ -1,5 +1,6 @@
 """The registered stream-search models: every group's flows (and CATHODE classifiers) in one
-torch module, rebuilt from a JSON config (``gaialake-anode``, ``gaialake-cathode``; DESIGN §6).
+torch module, rebuilt from a JSON config (``gaialake-anode``, ``gaialake-cathode``), registered
+in MLflow as a pyfunc model (:func:`gaialake.io.tracking.log_torch_model`).
 
 Config::
 
@@ -9,27 +10,73 @@ Config::
 
 State: ``flows.<key>.cr`` (control-region flow), ``flows.<key>.sr`` (ANODE's SR flow) and, for
 CATHODE, the buffer ``clf_<key>`` holding the pickled k-fold classifiers (uint8).
-:func:`predict` scores ``patch_stars`` rows with every group whose patch and SR contain them:
-ANODE log R; CATHODE the classifiers' mean probability (on stars a classifier was trained on this
-is not out-of-fold: the scores of ``anomaly_scores`` are; use this on new stars).
+:func:`search_model` builds both from the trained groups of a search.
+:func:`score_stars` (the pyfunc's :func:`predict`) scores ``patch_stars`` rows with every group
+whose patch and SR contain them: ANODE log R; CATHODE the classifiers' mean probability (on
+stars a classifier was trained on this is not out-of-fold: the scores of ``anomaly_scores``
+are; use this on new stars). :class:`ScoreSettings` is the ``score`` conf section.
 """
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from gaialake.streams.regions import FeatureMap, SignalRegion, features
-from gaialake.streams.anode import anode_log_ratio
+from gaialake import tables
+from gaialake.conf import Conf
 from gaialake.models.flows import build_flow
+from gaialake.streams.anode import anode_log_ratio
+from gaialake.streams.regions import FeatureMap, SignalRegion, features
+from gaialake.streams.search import METHODS
 
-__all__ = ["SearchModel", "build_search_model", "predict", "group_key", "state_for_groups"]
+__all__ = ["SearchModel", "build_search_model", "predict", "score_stars", "group_key",
+           "state_for_groups", "search_model", "ScoreSettings", "SCORE_COLUMNS", "MODES"]
+
+#: Columns of the scores of :func:`score_stars` (those of ``anomaly_scores`` but run_id).
+SCORE_COLUMNS = [c for c in tables.ANOMALY_SCORES.columns if c != "run_id"]
+_SCORE_DTYPES = {"patch_id": "int64", "source_id": "int64", "pm_axis": "object",
+                 "sr_lo": "float64", "sr_hi": "float64", "method": "object", "score": "float64"}
+#: Scoring modes of ``score.mode``: ``new`` stars only, or ``all`` of the model's patches.
+MODES = ("new", "all")
 
 
 def group_key(patch_id: int, pm_axis: str, sr_index: int) -> str:
+    """The name of a group in a model's config and state (``p<patch>_<axis>_<sr index>``)."""
     return f"p{int(patch_id)}_{pm_axis}_{int(sr_index)}"
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """The ``score`` conf section: ``method`` (anode or cathode; ``score.method`` null:
+    ``streams.method``), ``alias`` of the registered model, ``mode`` (one of :data:`MODES`),
+    ``fiducial_only`` (score only the stars of the patches' fiducial discs)."""
+
+    method: str
+    alias: str = "champion"
+    mode: str = "new"
+    fiducial_only: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"score.method must be anode or cathode, got {self.method!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"score.mode must be one of {MODES}, got {self.mode!r}")
+
+    @classmethod
+    def from_conf(cls, conf: Conf) -> "ScoreSettings":
+        """The settings of ``conf``'s ``score`` section."""
+        method = conf.get("score.method", None) or conf.get("streams.method")
+        return cls(method=method, alias=str(conf.get("score.alias")),
+                   mode=str(conf.get("score.mode")),
+                   fiducial_only=bool(conf.get("score.fiducial_only")))
+
+    @property
+    def registered_name(self) -> str:
+        """The registered model's name, ``gaialake-<method>``."""
+        return f"gaialake-{self.method}"
 
 
 class SearchModel(torch.nn.Module):
@@ -50,6 +97,7 @@ class SearchModel(torch.nn.Module):
                                      torch.zeros(int(g["classifier_bytes"]), dtype=torch.uint8))
 
     def classifiers(self, key: str) -> list:
+        """The k-fold CATHODE classifiers of the group ``key``."""
         return pickle.loads(getattr(self, f"clf_{key}").numpy().tobytes())
 
     def score_group(self, group: dict, stars: pd.DataFrame) -> np.ndarray:
@@ -68,21 +116,37 @@ def build_search_model(config: dict) -> SearchModel:
     return SearchModel(config)
 
 
-def predict(module: SearchModel, stars: pd.DataFrame) -> pd.DataFrame:
-    """Scores of ``patch_stars`` rows (patch_id, source_id, phi, lam, pm_phi, pm_lam, g, bp_rp)
-    for every group of ``module`` whose patch and SR hold them."""
-    out = []
+def score_stars(module: SearchModel, stars: pd.DataFrame) -> pd.DataFrame:
+    """Scores (:data:`SCORE_COLUMNS`) of ``patch_stars`` rows (patch_id, source_id, phi, lam
+    (deg), pm_phi, pm_lam (mas/yr), g, bp_rp) by every group of ``module`` whose patch and
+    signal region [sr_lo, sr_hi) (mas/yr on the group's pm axis) hold them.
+
+    Pure (pandas in, pandas out): groups are looked up by patch_id, so a batch costs its rows
+    times the groups of its own patches.
+    """
+    by_patch: dict[int, list[dict]] = {}
     for g in module.config["groups"]:
-        sub = stars[stars["patch_id"] == g["patch_id"]]
-        sr = SignalRegion(g["pm_axis"], 0, g["sr_lo"], g["sr_hi"])
-        sub = sub[sr.contains(sub[g["pm_axis"]].to_numpy(np.float64))]
-        if len(sub):
-            out.append(pd.DataFrame({"patch_id": g["patch_id"], "source_id": sub["source_id"],
-                                     "pm_axis": g["pm_axis"], "sr_lo": g["sr_lo"],
-                                     "sr_hi": g["sr_hi"], "method": module.method,
-                                     "score": module.score_group(g, sub)}))
-    cols = ["patch_id", "source_id", "pm_axis", "sr_lo", "sr_hi", "method", "score"]
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
+        by_patch.setdefault(int(g["patch_id"]), []).append(g)
+    out = []
+    for patch_id, sub in stars.groupby("patch_id", sort=True):
+        for g in by_patch.get(int(patch_id), []):
+            sr = SignalRegion(g["pm_axis"], 0, float(g["sr_lo"]), float(g["sr_hi"]))
+            rows = sub[sr.contains(sub[g["pm_axis"]].to_numpy(np.float64))]
+            if len(rows):
+                out.append(pd.DataFrame({
+                    "patch_id": np.int64(patch_id),
+                    "source_id": rows["source_id"].to_numpy(np.int64),
+                    "pm_axis": g["pm_axis"], "sr_lo": float(g["sr_lo"]),
+                    "sr_hi": float(g["sr_hi"]), "method": module.method,
+                    "score": np.asarray(module.score_group(g, rows), np.float64)}))
+    if not out:
+        return pd.DataFrame({c: pd.Series([], dtype=_SCORE_DTYPES[c]) for c in SCORE_COLUMNS})
+    return pd.concat(out, ignore_index=True)[SCORE_COLUMNS]
+
+
+def predict(module: SearchModel, stars: pd.DataFrame) -> pd.DataFrame:
+    """The registered pyfunc's ``predict``: :func:`score_stars`."""
+    return score_stars(module, stars)
 
 
 def state_for_groups(method: str, groups: list[dict], weights: dict[str, dict]) -> dict:
@@ -99,3 +163,17 @@ def state_for_groups(method: str, groups: list[dict], weights: dict[str, dict]) 
             state[f"clf_{g['key']}"] = torch.frombuffer(bytearray(w["classifiers"]),
                                                         dtype=torch.uint8).clone()
     return state
+
+
+def search_model(method: str, flow: dict, trained: list[dict]) -> tuple[dict, dict]:
+    """(config, state dict) of the :class:`SearchModel` of ``method`` over the ``trained``
+    groups (model rows of a search: key, patch_id, pm_axis, sr_lo, sr_hi, feature_map,
+    weights); ``flow``: the flow config of ``streams.flow``."""
+    groups = [{"key": g["key"], "patch_id": g["patch_id"], "pm_axis": g["pm_axis"],
+               "sr_lo": g["sr_lo"], "sr_hi": g["sr_hi"], "feature_map": g["feature_map"],
+               "classifier_bytes": len(g["weights"].get("classifiers", b""))}
+              for g in trained]
+    state = state_for_groups(method, groups, {g["key"]: g["weights"] for g in trained})
+    config = {"method": method, "flow": flow, "groups": groups,
+              "predict": "gaialake.streams.scorer:predict"}
+    return config, state

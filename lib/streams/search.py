@@ -1,18 +1,17 @@
 """One stream-search group: a patch, a proper-motion axis and one signal region (SR).
 
 :func:`score_group` is pure (pandas in, pandas out) and is what each Spark task runs: it maps
-the features (:class:`gaialake.streams.regions.FeatureMap`), trains the control-region flow P_CR(x|m)
-once, then scores the SR stars of the fiducial disc with each method in ``settings.methods``:
-``cathode`` (:mod:`gaialake.streams.cathode`, the default) and ``anode``
-(:mod:`gaialake.streams.anode`), which share that CR flow. It returns the scores, the weights of
-the flows (state dicts) and metrics; it never writes anywhere.
+the features (:class:`gaialake.streams.regions.FeatureMap`), trains the control-region flow
+P_CR(x|m) once, then scores the SR stars of the fiducial disc with each method in
+``settings.methods``: ``cathode`` (:mod:`gaialake.streams.cathode`, the default) and ``anode``
+(:mod:`gaialake.streams.anode`), which share that CR flow. It returns the scores, the weights
+of the flows (state dicts) and metrics; it never writes anywhere.
 
 For a group larger than task memory, ``gaialake anomaly`` streams the rows through Petastorm
-instead (``streams.max_group_rows``); the pure pieces of that path are here:
-:func:`~gaialake.models.flows.train_flow_batches` (re-exported here: the one training loop,
-which :func:`~gaialake.models.flows.train_flow` feeds with in-memory shuffles) and
-:func:`hash_unit` (a seeded hash of ``source_id`` to [0, 1) that splits rows into validation,
-training and folds without a shuffle of the whole group).
+instead (:mod:`gaialake.streams.streaming`, ``streams.max_group_rows``), with the seeds of
+:func:`group_seeds` and the split of :func:`hash_unit` (a seeded hash of ``source_id`` to
+[0, 1) that splits rows into validation, training and folds without a shuffle of the whole
+group).
 """
 from __future__ import annotations
 
@@ -27,12 +26,13 @@ from gaialake.conf import Conf
 from gaialake.streams.regions import FeatureMap, SignalRegion, features
 from gaialake.streams.anode import anode_log_ratio, fit_sr_flow
 from gaialake.streams.cathode import cathode_scores
-from gaialake.models.flows import build_flow, train_flow, train_flow_batches
+from gaialake.models.flows import build_flow, train_flow
 from gaialake.models.train import TrainSettings
 
 __all__ = ["SearchSettings", "GroupResult", "score_group", "METHODS", "group_seeds",
-           "train_flow_batches", "hash_unit"]
+           "hash_unit"]
 
+#: The anomaly scores of the search (``streams.methods``).
 METHODS = ("cathode", "anode")
 
 
@@ -52,10 +52,12 @@ class SearchSettings:
 
     @classmethod
     def from_conf(cls, conf: Conf) -> "SearchSettings":
+        """The settings of ``conf``'s ``streams`` section; unknown methods are refused."""
         methods = tuple(conf.get("streams.methods"))
         bad = [m for m in methods if m not in METHODS]
         if bad or conf.get("streams.method") not in METHODS:
-            raise ValueError(f"streams.methods / streams.method: unknown {bad or conf.get('streams.method')}; "
+            unknown = bad or conf.get("streams.method")
+            raise ValueError(f"streams.methods / streams.method: unknown {unknown}; "
                              f"use {METHODS}")
         return cls(methods=methods, flow=dict(conf.get("streams.flow")),
                    train=TrainSettings.from_dict(dict(conf.get("streams.train"))),

@@ -87,9 +87,12 @@ def kernel_cholesky(features: np.ndarray, *, k: int = 32, eta: float = 0.5,
     return out
 
 
-def child_counts(mass: np.ndarray, multiple: float, rng: np.random.Generator) -> np.ndarray:
-    """Children per particle: ``multiple * m_i / <m>`` stochastically rounded (int64)."""
-    expect = multiple * mass / mass.mean()
+def child_counts(mass: np.ndarray, multiple: float, rng: np.random.Generator,
+                 mean_mass: float | None = None) -> np.ndarray:
+    """Children per particle: ``multiple * m_i / <m>`` stochastically rounded (int64);
+    ``mean_mass`` (M_sun): ``<m>`` of the whole set when ``mass`` is a part of it (default:
+    ``mass.mean()``)."""
+    expect = multiple * mass / (mass.mean() if mean_mass is None else mean_mass)
     base = np.floor(expect)
     return (base + (rng.uniform(size=len(mass)) < expect - base)).astype(np.int64)
 

@@ -40,13 +40,14 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
+from gaialake.astro.frame import SUN_POSITION_X_R0_KPC, SUN_VELOCITY_KMS
+
 __all__ = ["ParticleSet", "MissingColumnError", "read_snapshot", "write_snapshot", "make_galaxy",
-           "SUN_POSITION_KPC", "SUN_VELOCITY_KMS", "PHASE_COLUMNS", "REQUIRED_COLUMNS",
+           "near_sun", "SUN_POSITION_KPC", "SUN_VELOCITY_KMS", "PHASE_COLUMNS", "REQUIRED_COLUMNS",
            "OPTIONAL_COLUMNS"]
 
-#: The Sun in astropy's default ``Galactocentric`` frame (x, y, z kpc; vx, vy, vz km/s).
-SUN_POSITION_KPC = np.array([-8.122, 0.0, 0.0208])
-SUN_VELOCITY_KMS = np.array([12.9, 245.6, 7.78])
+#: The Sun in astropy's ``Galactocentric`` frame (x = -R0, y, z kpc; vx, vy, vz km/s).
+SUN_POSITION_KPC = SUN_POSITION_X_R0_KPC
 
 PHASE_COLUMNS = ("x", "y", "z", "vx", "vy", "vz")
 REQUIRED_COLUMNS = PHASE_COLUMNS + ("mass",)
@@ -266,7 +267,9 @@ def _halo(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     return {"pos": pos, "vel": vel, "age": age, "feh": feh}
 
 
-def _near_sun(pos: np.ndarray, radius_kpc: float) -> np.ndarray:
+def near_sun(pos: np.ndarray, radius_kpc: float) -> np.ndarray:
+    """Mask of the positions ``(n, 3)`` (kpc, Galactocentric) within ``radius_kpc`` of the Sun
+    (the particle set's selection)."""
     return np.linalg.norm(pos - SUN_POSITION_KPC, axis=1) < radius_kpc
 
 
@@ -276,7 +279,7 @@ def _draw_local(rng: np.random.Generator, fn, n: int, radius_kpc: float) -> dict
     have, batch = 0, max(4 * n, 10_000)
     while have < n:
         draw = fn(rng, batch)
-        keep = _near_sun(draw["pos"], radius_kpc)
+        keep = near_sun(draw["pos"], radius_kpc)
         out.append({k: v[keep] for k, v in draw.items()})
         have += int(keep.sum())
         batch = min(max(2 * batch, 10_000), 4_000_000)
@@ -300,7 +303,7 @@ def _clumps(rng: np.random.Generator, n: int, n_clumps: int, radius_kpc: float
     age = rng.uniform(0.01, 0.3, n_clumps)[which] * rng.uniform(0.9, 1.1, n_draw)
     feh_centre = 0.15 - 0.07 * (np.hypot(centres["pos"][:, 0], centres["pos"][:, 1]) - 8.0)
     feh = feh_centre[which] + rng.normal(0, 0.03, n_draw)
-    keep = np.flatnonzero(_near_sun(pos, radius_kpc))[:n]
+    keep = np.flatnonzero(near_sun(pos, radius_kpc))[:n]
     if len(keep) < n:
         raise RuntimeError("clumps: not enough stars inside the selection")
     return {"pos": pos[keep], "vel": vel[keep], "age": age[keep], "feh": feh[keep]}
@@ -313,7 +316,7 @@ def _stream(rng: np.random.Generator, n: int, radius_kpc: float) -> dict[str, np
     centre = SUN_POSITION_KPC + np.array([0.8, -0.6, 0.9])
     t = rng.uniform(-1.5 * radius_kpc, 1.5 * radius_kpc, 8 * n)
     pos = centre + t[:, None] * direction + rng.normal(0, 0.06, (8 * n, 3))
-    keep = np.flatnonzero(_near_sun(pos, radius_kpc))[:n]
+    keep = np.flatnonzero(near_sun(pos, radius_kpc))[:n]
     if len(keep) < n:
         raise RuntimeError("stream: not enough stars inside the selection")
     pos, t = pos[keep], t[keep]

@@ -32,11 +32,16 @@ a neural network (standardised inputs, two hidden layers of 64), as in the seed;
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["SEED_AUCS", "ThreeSampleResult", "make_classifier", "three_sample_test"]
+__all__ = ["SEED_AUCS", "ThreeSampleResult", "make_classifier", "three_sample_test",
+           "three_sample_of_mock"]
 
 #: The seed talk's table (Lim, Raman, Buckley, Shih): key -> (network, target, AUC).
 SEED_AUCS = {
@@ -54,6 +59,7 @@ class ThreeSampleResult:
     classifier: str = "mlp"
 
     def auc(self, key: str) -> float:
+        """The AUC of the row ``key`` (e.g. ``particles_vs_flow``)."""
         for row in self.rows:
             if row["key"] == key:
                 return float(row["auc"])
@@ -70,6 +76,24 @@ class ThreeSampleResult:
         for r in self.rows:
             lines.append(f"| {r['network']} | {r['target']} | {r['auc']:.3f} | {r['seed_auc']:.3f} |")
         return "\n".join(lines)
+
+    def table(self, run_id: str) -> pd.DataFrame:
+        """The rows as the ``upsample_auc`` table (``gaialake.tables.UPSAMPLE_AUC``): key,
+        network, target, auc, seed_auc, n_positive, n_negative, n_fit, classifier, run_id."""
+        out = pd.DataFrame(self.rows)
+        out["classifier"] = self.classifier
+        out["run_id"] = run_id
+        return out
+
+    def write_report(self, folder: str | Path, run_id: str) -> list[Path]:
+        """``auc.json`` (run_id and rows) and ``auc.md`` (:meth:`markdown`) in ``folder``;
+        returns their paths."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "auc.json").write_text(json.dumps({"run_id": run_id, "rows": self.rows},
+                                                    indent=2))
+        (folder / "auc.md").write_text(self.markdown() + "\n")
+        return [folder / "auc.json", folder / "auc.md"]
 
 
 def make_classifier(name: str, seed: int):
@@ -146,3 +170,20 @@ def three_sample_test(particles: np.ndarray, flow: np.ndarray, baseline: np.ndar
                      "seed_auc": seed_auc, "n_positive": n_pos, "n_negative": n_neg,
                      "n_fit": len(x_fit)})
     return ThreeSampleResult(rows, classifier)
+
+
+def three_sample_of_mock(mock_rows: pd.DataFrame, heldout: pd.DataFrame, columns: Sequence[str],
+                         seed: int, classifier: str = "mlp") -> ThreeSampleResult:
+    """The 3-sample test of an upsampled mock: ``mock_rows`` (``columns``, ``split`` fit or
+    eval, ``method`` galaxyflow or enbid) train and feed the classifier, ``heldout`` (``columns``
+    and ``mass`` M_sun) are the held-out particles."""
+    columns = list(columns)
+
+    def pick(method: str, split: str) -> np.ndarray:
+        rows = mock_rows[(mock_rows["method"] == method) & (mock_rows["split"] == split)]
+        return rows[columns].to_numpy()
+
+    return three_sample_test(heldout[columns].to_numpy(), pick("galaxyflow", "eval"),
+                             pick("enbid", "eval"), seed,
+                             particle_weight=heldout["mass"].to_numpy(), classifier=classifier,
+                             flow_fit=pick("galaxyflow", "fit"), baseline_fit=pick("enbid", "fit"))

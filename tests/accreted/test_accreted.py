@@ -16,7 +16,8 @@ import torch
 
 from gaialake.accreted import evaluation as E
 from gaialake.accreted import features as G
-from gaialake.models import accreted_net as M
+from gaialake.accreted import scoring as S
+from gaialake.accreted import training as T
 
 COLUMNS = ["source_id", "ra", "dec", "parallax", "parallax_error", "pmra", "pmra_error", "pmdec",
            "pmdec_error", "radial_velocity", "radial_velocity_error", "ruwe", "phot_g_mean_mag"]
@@ -46,9 +47,9 @@ def trained() -> tuple:
     """(model trained on A, its fit info, that model transferred to B's catalog)."""
     torch.set_num_threads(1)
     a = sky_stars("A")
-    model, info = M.fit_in_memory(a, a["accreted"].to_numpy(), M.model_config(), epochs=8,
-                                  batch_size=1024, val_fraction=0.2, seed=1)
-    return model, info, M.transfer_in_memory(model, sky_stars("B"), epochs=5, seed=1)
+    model, info = T.fit_in_memory(a, a["accreted"].to_numpy(), S.classifier_config(),
+                                  epochs=8, batch_size=1024, val_fraction=0.2, seed=1)
+    return model, info, T.transfer_in_memory(model, sky_stars("B"), epochs=5, seed=1)
 
 
 # ------------------------------------------------------------------ frames and features -------
@@ -115,7 +116,7 @@ def test_purity_completeness_and_threshold_on_a_known_ranking():
 
 # ------------------------------------------------------------------ the classifier -----------
 def test_classifier_trained_on_A_beats_the_toomre_cut_on_B():
-    """The issue's transfer test: on galaxy B (GSE less radial, a retrograde Sequoia, weaker
+    """The transfer test: on galaxy B (GSE less radial, a retrograde Sequoia, weaker
     Nyx), the classifier trained on A selects more accreted stars than |v - v_LSR| > 220 km/s
     at the cut's purity, and ranks better (AUC). The 5D net alone, trained on A, does not
     (B's retrograde Sequoia sits where A's in-situ halo dominates); the transfer step on B's own
@@ -123,7 +124,7 @@ def test_classifier_trained_on_A_beats_the_toomre_cut_on_B():
     model, info, model_b = trained()
     b = sky_stars("B")
     y = b["accreted"].to_numpy()
-    s = M.score_stars(model_b, b, extra=True)
+    s = S.score_stars(model_b, b, extra=True)
     ok = s["p_accreted"].notna().to_numpy()
     assert ok.sum() > 50_000 and y[ok].sum() > 1500
     r = E.compare_with_baseline(s["p_accreted"].to_numpy()[ok], s["v_toomre_kms"].to_numpy()[ok],
@@ -134,7 +135,7 @@ def test_classifier_trained_on_A_beats_the_toomre_cut_on_B():
     assert r["auc"] > r["auc_baseline"]
 
     five = ok & (s["variant"] == "5d").to_numpy()
-    s0 = M.score_stars(model, b, extra=True)
+    s0 = S.score_stars(model, b, extra=True)
     before = E.compare_with_baseline(s0["p_accreted"].to_numpy()[five],
                                      s0["v_toomre_kms"].to_numpy()[five], y[five])
     after = E.compare_with_baseline(s["p_accreted"].to_numpy()[five],
@@ -181,16 +182,16 @@ def test_held_out_A_is_well_ranked_and_calibrated():
 def test_scoring_is_deterministic_and_missing_astrometry_gets_a_null_score():
     model, _, _ = trained()
     b = sky_stars("B").iloc[:3000].reset_index(drop=True)
-    first = M.score_stars(model, b)
+    first = S.score_stars(model, b)
     # the same numbers to float rounding (MKL may differ in the last bit with memory alignment)
-    pd.testing.assert_frame_equal(first, M.score_stars(model, b), check_exact=False, rtol=1e-6,
+    pd.testing.assert_frame_equal(first, S.score_stars(model, b), check_exact=False, rtol=1e-6,
                                   atol=1e-7)
     broken = b.copy()
     broken.loc[:9, "parallax"] = np.nan
     broken.loc[10:19, "pmra"] = None
     broken.loc[20:29, "parallax"] = -1.0
     broken.loc[30:39, ["ra", "dec"]] = np.nan
-    out = M.score_stars(model, broken)
+    out = S.score_stars(model, broken)
     assert out["p_accreted"].iloc[:40].isna().all()
     assert (out["unscored_reason"].iloc[:40] == "missing_astrometry").all()
     assert out["variant"].iloc[:40].isna().all()
@@ -202,4 +203,4 @@ def test_scoring_is_deterministic_and_missing_astrometry_gets_a_null_score():
     assert ((out["p_accreted"][scored] >= 0) & (out["p_accreted"][scored] <= 1)).all()
     assert set(out["variant"][scored]) == {"5d", "6d"}
     assert out["unscored_reason"][scored].isna().all()
-    assert M.predict(model, broken).equals(out)
+    assert S.predict(model, broken).equals(out)

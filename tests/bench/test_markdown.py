@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from gaialake.bench.markdown import write_benchmarks_md
-from gaialake.jobs.bench import stage_seconds
+from gaialake.bench.kit import stage_seconds
 
 LOG = """12:00:00 INFO gaialake.cli: job generate: start
 12:00:50 INFO gaialake.cli: job generate: done in 50.0 s {"files": 10}

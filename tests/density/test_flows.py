@@ -7,8 +7,8 @@ import torch
 from gaialake.density.boltzmann import relative_error
 from gaialake.density.measure import estimate_fields, fit_potentials, grid_points
 from gaialake.density.mocks import PlummerSphere
-from gaialake.models.phase_space import build_density_model, density_model_config, flow_config, \
-    train_ensemble
+from gaialake.density.ensemble import train_ensemble
+from gaialake.models.phase_space import build_density_model, density_model_config, flow_config
 
 
 def test_flows_on_a_plummer_sphere_recover_acceleration_and_density():

@@ -127,7 +127,7 @@ def test_energy_n_learns_a_disk_profile_in_a_ball(octaves):
 
 
 def test_height_encoding_adds_sines_of_the_height_only():
-    from gaialake.density.potential import HeightEncoding
+    from gaialake.models.mlp import HeightEncoding
 
     enc = HeightEncoding(3)
     c = torch.tensor([[0.3, -1.2, 0.5], [2.0, 0.7, 0.5]])

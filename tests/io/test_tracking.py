@@ -19,11 +19,11 @@ def predict_linear(module, df: pd.DataFrame):
 def test_model_round_trips_through_registry_by_alias(conf):
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 1)
-    cfg = {"n_in": 3, "predict": "tests.test_tracking:predict_linear"}
+    cfg = {"n_in": 3, "predict": "tests.io.test_tracking:predict_linear"}
     with tracking.job_run(conf, "unit") as run:
         with tracking.child_run("child"):
             pass
-        v1 = tracking.log_torch_model("m", "tests.test_tracking:build_linear", cfg,
+        v1 = tracking.log_torch_model("m", "tests.io.test_tracking:build_linear", cfg,
                                       tracking.state_to_bytes(net.state_dict()),
                                       registered_name="gaialake-test")
     assert str(v1.version) == "1" and run.info.run_id
@@ -49,12 +49,12 @@ def test_missing_model_names_the_store(conf):
 
 
 def test_models_list_and_promote_move_the_champion_alias(conf):
-    from gaialake.jobs.models import list_models, promote
+    from gaialake.io.tracking import list_models, promote
 
     with tracking.job_run(conf, "unit"):
         for seed in (1, 2):
             torch.manual_seed(seed)
-            tracking.log_torch_model("m", "tests.test_tracking:build_linear", {"n_in": 2},
+            tracking.log_torch_model("m", "tests.io.test_tracking:build_linear", {"n_in": 2},
                                      torch.nn.Linear(2, 1).state_dict(), registered_name="gaialake-x")
     rows = list_models(conf)
     assert [(r["version"], r["aliases"]) for r in rows] == [(1, ""), (2, "champion")]

@@ -38,7 +38,8 @@ def _write_sky(spark, conf, galaxy: str, n_stars: int, broken: int = 0) -> pd.Da
         bad.loc[bad.index[1::3], "pmra"] = None
         bad.loc[bad.index[2::3], "parallax"] = -0.5
         stars = pd.concat([stars, bad], ignore_index=True)
-    write_table(spark.createDataFrame(stars).repartition(2), conf, "gaia_source")
+    write_table(spark.createDataFrame(stars).repartition(2), conf, "gaia_source",
+                partition_by=())  # the test rows have no hpx column
     write_table(spark.createDataFrame(truth), conf, "truth_origin")
     return stars
 
@@ -46,19 +47,21 @@ def _write_sky(spark, conf, galaxy: str, n_stars: int, broken: int = 0) -> pd.Da
 def test_accreted_job_trains_on_A_tests_on_B_and_writes_the_catalog(spark, conf, tmp_path):
     import mlflow
 
-    from gaialake.jobs import accreted
-    from gaialake.models.accreted_net import score_stars
+    from gaialake.accreted.scoring import score_stars
+    from gaialake.accreted.sources import SOURCE_MARKER, side_conf
+    from gaialake.accreted.streaming import score_catalog
     from gaialake.io.tracking import load_torch_model, state_to_bytes
+    from gaialake.jobs import accreted
 
     conf = conf.with_overrides([
         "sky.galaxy=A", f"accreted.side_root={tmp_path / 'skies'}",
         f"accreted.figures_dir={tmp_path / 'figures'}", "accreted.net.hidden=[32, 32]",
         "accreted.train.epochs=3", "accreted.transfer.epochs=1", "accreted.target_purity=0.5"])
     stars = _write_sky(spark, conf, "A", 25_000, broken=30)
-    side, marker = accreted.side_conf(conf, "B")
+    side, marker = side_conf(conf, "B")
     _write_sky(spark, side, "B", 25_000)
     root = Path(side.path("paths.raw")).parent
-    (root / accreted.SOURCE_MARKER).write_text(marker)  # B's sky counts as made by the job
+    (root / SOURCE_MARKER).write_text(marker)  # B's sky counts as made by the job
 
     summary = accreted.run(conf)
     print({k: v for k, v in summary.items() if not isinstance(v, dict)})
@@ -102,8 +105,8 @@ def test_accreted_job_trains_on_A_tests_on_B_and_writes_the_catalog(spark, conf,
     # scoring on executors is deterministic: the same rows twice give the same numbers
     gaia = read_table(spark, conf, "gaia_source")
     state = state_to_bytes(module.state_dict())
-    first = accreted.score_catalog(gaia, state, module.gaialake_config).toPandas()
-    again = accreted.score_catalog(gaia, state, module.gaialake_config).toPandas()
+    first = score_catalog(gaia, state, module.gaialake_config).toPandas()
+    again = score_catalog(gaia, state, module.gaialake_config).toPandas()
     pd.testing.assert_frame_equal(first.sort_values("source_id").reset_index(drop=True),
                                   again.sort_values("source_id").reset_index(drop=True),
                                   check_exact=False, rtol=1e-6, atol=1e-7)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from gaialake.density.validation import build_validation_sample
 
@@ -38,13 +37,3 @@ def test_density_job_writes_grid_with_truth_and_registers_the_model(spark, conf,
     rho, _ = model.fields(xyz)
     np.testing.assert_allclose(rho, table["rho"], rtol=1e-4, atol=1e-7)
 
-
-def test_energy_n_without_a_selection_ball_names_the_conf_keys(conf):
-    # the Plummer sphere taken whole has no ball to normalize the energy n(x) on
-    from gaialake.jobs.density import train_members
-
-    conf.set("density.mock", "plummer")
-    conf.set("density.n_stars", 500)
-    sample = build_validation_sample(conf.get("density"), 0)
-    with pytest.raises(ValueError, match="density.plummer.select_radius_kpc"):
-        train_members(conf, sample)

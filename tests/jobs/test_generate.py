@@ -23,6 +23,7 @@ def _files(raw: str) -> list[str]:
 
 def test_generate_writes_dr3_bulk_files_identical_across_tasks_with_truth(spark, conf, tmp_path):
     from gaialake.jobs import generate
+    from gaialake.sky.skyfiles import write_files
     from gaialake.sky.skymodel import build_sky_model
 
     conf = conf.with_overrides(SMALL + ["sky.tasks=3"])
@@ -58,7 +59,7 @@ def test_generate_writes_dr3_bulk_files_identical_across_tasks_with_truth(spark,
 
     # determinism: the same conf on 1 task gives the same bytes
     other = str(tmp_path / "raw_one_task")
-    df, _ = generate.write_files(spark, build_sky_model(conf), other, n_tasks=1)
+    df, _ = write_files(spark, build_sky_model(conf), other, n_tasks=1)
     assert df.count() == parsed.num_rows
     for f in files:
         with open(f, "rb") as a, open(os.path.join(other, os.path.basename(f)), "rb") as b:

@@ -84,7 +84,7 @@ def toy_sky(seed: int, stream: bool, n_stream: int = 250, density: float = 30.0,
 
 def patch_tables(sky: pd.DataFrame, seed: int, noise: float = 0.3, sr_width: float = 6.0,
                  sr_step: float = 3.0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(patch_stars, anomaly_scores) of the two patches, as the contracts of DESIGN §5."""
+    """(patch_stars, anomaly_scores) of the two patches, with the columns of those tables."""
     rng = np.random.default_rng(seed)
     stars, scores = [], []
     for c in CENTERS.itertuples():
@@ -264,8 +264,9 @@ def test_find_streams_job_writes_candidates_members_and_recovery(spark, conf, st
     write_table(spark.createDataFrame(scores.assign(run_id=run_id)), conf, "anomaly_scores")
     truth = sky.loc[sky.stream != "", ["source_id", "stream"]]
     write_table(spark.createDataFrame(truth), conf, "truth_streams")
+    # a few columns of gaia_source, without its hpx partition column
     write_table(spark.createDataFrame(sky[["source_id", "ra", "dec", "pmra", "pmdec"]]), conf,
-                "gaia_source")
+                "gaia_source", partition_by=())
     null_path = tmp_path / "null_warehouse" / "stream_candidates"
     spark.createDataFrame(pd.DataFrame({"method": ["cathode", "cathode"],
                                         "significance": [5.0, 9.5]})) \

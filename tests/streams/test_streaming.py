@@ -1,8 +1,8 @@
-"""The anomaly job's streaming path (Petastorm) on a small group forced through it.
+"""The stream search's streaming path (Petastorm) on a small group forced through it.
 
 The same toy patch group (tests/helpers.py) is trained in memory
 (:func:`score_group`, what an ``applyInPandas`` task runs) and streamed
-(:func:`gaialake.jobs.anomaly.stream_group`, a driver-side loop over a Petastorm loader);
+(:func:`gaialake.streams.streaming.stream_group`, a driver-side loop over a Petastorm loader);
 the streamed control-region flow must describe fresh stars of the same sky as well as the
 in-memory one, and both methods must score every fiducial signal-region star once.
 """
@@ -44,7 +44,7 @@ def _nll(state: dict, flow_config: dict, fmap: dict, stars: pd.DataFrame) -> flo
 @pytest.fixture(scope="module")
 def both(spark, tmp_path_factory):
     from gaialake.conf import load_conf
-    from gaialake.jobs.anomaly import StreamSettings, stream_group
+    from gaialake.streams.streaming import StreamSettings, stream_group
 
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("streaming")

@@ -1,0 +1,288 @@
+"""Stream-search groups larger than task memory, trained in a driver-side loop fed by Petastorm.
+
+A group with more than ``streams.max_group_rows`` rows (0 turns this off) does not go through
+``applyInPandas``: :func:`stream_group` trains its flows over a Petastorm loader
+(:func:`gaialake.io.feeding.torch_loader`, ``make_spark_converter`` ->
+``make_torch_dataloader``) with :func:`gaialake.models.flows.train_flow_batches`, so no process
+ever holds the group as one pandas frame:
+
+- the feature map is fitted on a seeded sample of at most ``streams.stream.sample_rows`` rows;
+- executors map every row (``mapInPandas``) and split it by a seeded hash of ``source_id``
+  (:func:`gaialake.streams.search.hash_unit`): validation (at most ``streams.stream.val_rows``
+  rows, held in memory) and training (streamed, reshuffled every epoch);
+- ANODE's log R is computed on executors with the two flows broadcast;
+- CATHODE's k-fold classifier is trained on at most ``streams.stream.classifier_rows`` signal-
+  region stars (a hash sample); those get out-of-fold scores, every other star (seen by no
+  classifier) the mean of the k classifiers, computed on executors.
+
+The streamed groups return the same rows as the tasks of
+:func:`gaialake.streams.search_spark.score_groups_in_tasks` (``metrics["streamed"] = 1``), with
+the seeds of :func:`gaialake.streams.search.score_group`.
+"""
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gaialake.conf import Conf
+from gaialake.models.flows import build_flow, train_flow_batches
+from gaialake.models.train import TrainResult
+from gaialake.streams.regions import FeatureMap, SignalRegion, features
+from gaialake.streams.search import SearchSettings, group_seeds, hash_unit
+from gaialake.streams.search_spark import STAR_COLUMNS, model_row, task_rows
+
+__all__ = ["StreamSettings", "stream_group", "MAPPED_SCHEMA"]
+
+Z_COLUMNS = ["z0", "z1", "z2", "z3", "z4"]
+#: Rows mapped on executors: mapped features z, context c, SR membership and the two hashes
+#: (u: validation/training split, v: CATHODE's classifier sample).
+MAPPED_SCHEMA = ("source_id long, fiducial boolean, in_sr boolean, u double, v double, "
+                 + ", ".join(f"{z} float" for z in Z_COLUMNS) + ", c float")
+_SCORE_ROWS = "source_id long, method string, score double"
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """When and how a group is streamed (conf ``streams.max_group_rows``, ``streams.stream``):
+    groups of more than ``max_group_rows`` rows (0: none); rows of the feature map's sample,
+    at most ``val_rows`` validation rows per flow, at most ``classifier_rows`` SR rows that
+    CATHODE's classifiers train on."""
+
+    max_group_rows: int = 0
+    sample_rows: int = 200_000
+    val_rows: int = 50_000
+    classifier_rows: int = 400_000
+
+    @classmethod
+    def from_conf(cls, conf: Conf) -> "StreamSettings":
+        """The settings of ``conf``."""
+        s = conf.get("streams.stream", {}) or {}
+        return cls(max_group_rows=int(conf.get("streams.max_group_rows", 0) or 0),
+                   sample_rows=int(s.get("sample_rows", cls.sample_rows)),
+                   val_rows=int(s.get("val_rows", cls.val_rows)),
+                   classifier_rows=int(s.get("classifier_rows", cls.classifier_rows)))
+
+
+def _map_rows(fmap: dict, axis: str, sr: SignalRegion, seeds: tuple[int, int]
+              ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """mapInPandas function: patch stars -> :data:`MAPPED_SCHEMA` (mapped features, hashes)."""
+
+    def fn(batches):
+        f = FeatureMap.from_dict(fmap)
+        for pdf in batches:
+            x, m = features(pdf, axis)
+            z, c = f.transform(x, m)
+            ids = pdf["source_id"].to_numpy(np.int64)
+            out = pd.DataFrame(z, columns=Z_COLUMNS)
+            out.insert(0, "source_id", ids)
+            out.insert(1, "fiducial", pdf["fiducial"].to_numpy(bool))
+            out.insert(2, "in_sr", sr.contains(m))
+            out.insert(3, "u", hash_unit(ids, seeds[0]))
+            out.insert(4, "v", hash_unit(ids, seeds[1]))
+            out["c"] = c[:, 0]
+            yield out
+
+    return fn
+
+
+def _val_cut(settings: SearchSettings, streaming: StreamSettings, n_rows: int) -> float:
+    """Hash cut of the validation rows: val_fraction, lowered to keep at most ``val_rows``."""
+    vf = float(settings.train.val_fraction)
+    return vf * min(1.0, streaming.val_rows / max(vf * n_rows, 1.0))
+
+
+def _fit_streamed(conf: Conf, settings: SearchSettings, train_rows, n_train: int,
+                  val: pd.DataFrame, flow_config: dict, seed: int, device: torch.device
+                  ) -> tuple[torch.nn.Module, TrainResult]:
+    """A flow trained on ``train_rows`` (:data:`MAPPED_SCHEMA`, ``n_train`` of them) fed by
+    Petastorm, validated on ``val`` (in memory); (flow, TrainResult).
+
+    ceil(n_train / batch_size) batches an epoch from a loader that reshuffles every epoch.
+    """
+    from gaialake.io.feeding import stack_batch, torch_loader
+
+    train = settings.train
+    if n_train < 10 or val.empty:
+        raise ValueError(f"stream: {n_train} training / {len(val)} validation rows are too few")
+    steps = int(np.ceil(n_train / train.batch_size))
+    flow = build_flow(flow_config, seed=seed)
+    with torch_loader(train_rows.select(*Z_COLUMNS, "c"), Z_COLUMNS + ["c"],
+                      batch_size=train.batch_size, conf=conf, shuffle=True, seed=seed % 2**32,
+                      num_epochs=None) as loader:
+        stream = iter(loader)
+
+        def batches(epoch: int):
+            for _ in range(steps):
+                batch = next(stream)
+                yield stack_batch(batch, Z_COLUMNS), stack_batch(batch, ["c"])
+
+        fit = train_flow_batches(flow, batches, (val[Z_COLUMNS].to_numpy(np.float32),
+                                                 val[["c"]].to_numpy(np.float32)),
+                                 train, seed, device)
+    return flow, fit
+
+
+def _anode_scorer(flow_config: dict, states
+                  ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """mapInPandas function: mapped rows -> (source_id, method, score = log R); ``states``: a
+    broadcast of the (CR, SR) flows' state bytes."""
+
+    def fn(batches):
+        from gaialake.io.feeding import task_device
+        from gaialake.io.tracking import state_from_bytes
+        from gaialake.streams.anode import anode_log_ratio
+
+        device = task_device()
+        flows = []
+        for data in states.value:
+            f = build_flow(flow_config)
+            f.load_state_dict(state_from_bytes(data))
+            flows.append(f.to(device).eval())
+        for pdf in batches:
+            z = pdf[Z_COLUMNS].to_numpy(np.float32)
+            c = pdf[["c"]].to_numpy(np.float32)
+            yield pd.DataFrame({"source_id": pdf["source_id"].to_numpy(np.int64),
+                                "method": "anode",
+                                "score": anode_log_ratio(flows[1], flows[0], z, c)})
+
+    return fn
+
+
+def _cathode_scorer(classifiers
+                    ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """mapInPandas function: mapped rows -> (source_id, method, mean of the k classifiers);
+    ``classifiers``: a broadcast of the pickled classifiers."""
+
+    def fn(batches):
+        models = pickle.loads(classifiers.value)
+        for pdf in batches:
+            z = pdf[Z_COLUMNS].to_numpy(np.float32)
+            score = np.mean([m.predict_proba(z)[:, 1] for m in models], axis=0) if len(z) \
+                else np.zeros(0)
+            yield pd.DataFrame({"source_id": pdf["source_id"].to_numpy(np.int64),
+                                "method": "cathode", "score": score})
+
+    return fn
+
+
+def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings, rows,
+                 group: dict, out_path: str) -> dict:
+    """Train and score one group too large for a task, fed by Petastorm (module docstring).
+
+    ``rows``: the search's rows (``patch_stars`` x signal regions); ``group``: patch_id,
+    pm_axis, sr_index, sr_lo, sr_hi (mas/yr), count. Appends the group's rows in
+    :data:`gaialake.streams.search_spark.TASK_SCHEMA` (scores and the one model row) to the
+    Parquet at ``out_path`` and returns the model payload.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from gaialake.io.feeding import task_device
+    from gaialake.io.tracking import state_to_bytes
+    from gaialake.streams.cathode import cathode_scores
+
+    spark = rows.sparkSession
+    t0 = time.perf_counter()
+    patch_id, axis, sr_index = int(group["patch_id"]), str(group["pm_axis"]), int(group["sr_index"])
+    n = int(group["count"])
+    sr = SignalRegion(axis, sr_index, float(group["sr_lo"]), float(group["sr_hi"]))
+    seed = conf.seed_for("anomaly", patch_id, axis, sr_index)
+    seeds = [int(s) for s in group_seeds(seed)]
+    device = task_device()
+    stars = rows.where((F.col("patch_id") == patch_id) & (F.col("pm_axis") == axis)
+                       & (F.col("sr_index") == sr_index)).select(*STAR_COLUMNS)
+    payload = {"weights": {}, "feature_map": {}, "metrics": {"n_stars": n, "streamed": 1},
+               "curves": {}, "skipped": "", "n_stars": n}
+    if n < settings.min_patch_stars:
+        payload["skipped"] = f"{n} stars < min_patch_stars {settings.min_patch_stars}"
+        model_row(spark, group, payload).write.mode("append").parquet(out_path)
+        return payload
+    frac = min(1.0, streaming.sample_rows / n)
+    sample = (stars if frac >= 1.0 else stars.sample(fraction=frac, seed=seed % 2**31)).toPandas()
+    x, m = features(sample.sort_values("source_id", kind="stable"), axis)
+    fmap = FeatureMap(disc_radius_deg=settings.fmap.disc_radius_deg,
+                      bounds=dict(settings.fmap.bounds)).fit(x, m)
+    mapped = (stars.mapInPandas(_map_rows(fmap.to_dict(), axis, sr, (seeds[0], seeds[1])),
+                                MAPPED_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK))
+    broadcasts = []
+    vf = float(settings.train.val_fraction)
+    try:
+        agg = mapped.groupBy("in_sr").agg(
+            F.count(F.lit(1)).alias("n"), F.sum((F.col("u") >= vf).cast("long")).alias("train"),
+            F.sum(F.col("fiducial").cast("long")).alias("fiducial")).collect()
+        counts = {bool(r["in_sr"]): r for r in agg}
+        n_sr = int(counts[True]["n"]) if True in counts else 0
+        n_cr = int(counts[False]["n"]) if False in counts else 0
+        if n_sr < settings.min_sr_stars:
+            payload["skipped"] = f"{n_sr} SR stars < min_sr_stars {settings.min_sr_stars}"
+            model_row(spark, group, payload).write.mode("append").parquet(out_path)
+            return payload
+        cut_cr, cut_sr = (_val_cut(settings, streaming, k) for k in (n_cr, n_sr))
+        val = (mapped.where(F.col("u") < max(cut_cr, cut_sr))
+               .select("in_sr", "u", *Z_COLUMNS, "c").toPandas())
+        val_cr = val[~val.in_sr & (val.u < cut_cr)]
+        val_sr = val[val.in_sr & (val.u < cut_sr)]
+        flow_config = {**settings.flow, "features": len(Z_COLUMNS), "context": 1}
+        cr_flow, cr_fit = _fit_streamed(
+            conf, settings, mapped.where(~F.col("in_sr") & (F.col("u") >= vf)),
+            int(counts[False]["train"]) if n_cr else 0, val_cr, flow_config, seeds[0], device)
+        metrics = {"n_stars": n, "n_sr": n_sr, "n_cr": n_cr, "streamed": 1,
+                   **{f"cr_{k}": v for k, v in cr_fit.metrics().items()}}
+        weights = {"cr": cr_fit.state_dict}
+        curves = {"cr_train_loss": cr_fit.train_loss, "cr_val_loss": cr_fit.val_loss}
+        sr_rows = mapped.where(F.col("in_sr"))
+        scored = sr_rows.where(F.col("fiducial")).select("source_id", *Z_COLUMNS, "c")
+        parts = []
+        if "cathode" in settings.methods:
+            rate = min(1.0, streaming.classifier_rows / n_sr)
+            fit_rows = (sr_rows.where(F.col("v") < rate)
+                        .select("source_id", "fiducial", *Z_COLUMNS, "c").toPandas()
+                        .sort_values("source_id", kind="stable").reset_index(drop=True))
+            s, cathode_metrics, classifiers = cathode_scores(
+                fit_rows[Z_COLUMNS].to_numpy(np.float32), fit_rows[["c"]].to_numpy(np.float32),
+                cr_flow, seed=seeds[1], n_folds=settings.folds, oversample=settings.oversample,
+                classifier=settings.classifier)
+            metrics.update(cathode_metrics)
+            metrics["cathode_classifier_rows"] = int(len(fit_rows))
+            blob = pickle.dumps(classifiers)
+            weights["classifiers"] = blob
+            fid = fit_rows["fiducial"].to_numpy(bool)
+            out_of_fold = pd.DataFrame({"source_id": fit_rows["source_id"].to_numpy(np.int64)[fid],
+                                        "method": "cathode", "score": s[fid]})
+            parts.append(task_rows(spark.createDataFrame(out_of_fold, _SCORE_ROWS), group))
+            if rate < 1.0:
+                rest = sr_rows.where(F.col("fiducial") & (F.col("v") >= rate))
+                shared = spark.sparkContext.broadcast(blob)
+                broadcasts.append(shared)
+                parts.append(task_rows(rest.mapInPandas(_cathode_scorer(shared), _SCORE_ROWS),
+                                       group))
+        if "anode" in settings.methods:
+            sr_flow, sr_fit = _fit_streamed(
+                conf, settings, sr_rows.where(F.col("u") >= vf), int(counts[True]["train"]),
+                val_sr, flow_config, seeds[2], device)
+            metrics.update({f"sr_{k}": v for k, v in sr_fit.metrics().items()})
+            weights["sr"] = sr_fit.state_dict
+            curves.update({"sr_train_loss": sr_fit.train_loss, "sr_val_loss": sr_fit.val_loss})
+            shared = spark.sparkContext.broadcast((state_to_bytes(cr_fit.state_dict),
+                                                   state_to_bytes(sr_fit.state_dict)))
+            broadcasts.append(shared)
+            parts.append(task_rows(scored.mapInPandas(_anode_scorer(flow_config, shared),
+                                                      _SCORE_ROWS), group))
+        for part in parts:
+            part.write.mode("append").parquet(out_path)
+        metrics["n_scored"] = int(counts[True]["fiducial"])
+        metrics["group_seconds"] = time.perf_counter() - t0
+        payload.update(weights=weights, feature_map=fmap.to_dict(), metrics=metrics,
+                       curves=curves)
+        model_row(spark, group, payload).write.mode("append").parquet(out_path)
+        return payload
+    finally:
+        for shared in broadcasts:
+            shared.unpersist()
+        mapped.unpersist()

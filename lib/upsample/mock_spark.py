@@ -1,0 +1,182 @@
+"""Spark adapters of the upsampled mock: the flow's standardising statistics, GalaxyFlow
+training from a DataFrame, and the ``mapInPandas`` steps that draw the mock.
+
+- :func:`model_space_stats`: mean and std of each column in the flow's model space.
+- :func:`train_galaxyflow_df`: GalaxyFlow trained mass-weighted on a DataFrame's rows, fed by
+  the Petastorm loader (``gaialake.io.feeding.torch_loader``) or from an in-memory copy, on the
+  task's device (``gaialake.io.feeding.task_device``).
+- :func:`flow_mock`: ``n_mock`` flow stars over partitions, partition p seeded with
+  ``seeds[p]`` (:func:`flow_sampler` is its task function).
+- :func:`enbid_mock`: the EnBiD-like baseline: kernels of every training particle in one task
+  (the k-NN needs them all), children spawned by partition (:func:`enbid_kernels_fn`,
+  :func:`enbid_spawner`).
+
+The rows follow :mod:`gaialake.upsample.mock`.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from gaialake import tables
+from gaialake.upsample import mock
+
+__all__ = ["model_space_stats", "train_galaxyflow_df", "flow_sampler", "flow_mock",
+           "enbid_kernels_fn", "enbid_spawner", "enbid_mock"]
+
+FrameFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
+
+
+def model_space_stats(df, columns: Sequence[str]) -> tuple[list[float], list[float]]:
+    """Mean and (population) std of each column in model space (log for
+    ``gaialake.models.galaxyflow.LOG_COLUMNS``), by Spark."""
+    from pyspark.sql import functions as F
+
+    from gaialake.models.galaxyflow import LOG_COLUMNS
+
+    exprs = []
+    for c in columns:
+        col = F.log(F.col(c)) if c in LOG_COLUMNS else F.col(c)
+        exprs += [F.avg(col).alias(f"m_{c}"), F.stddev_pop(col).alias(f"s_{c}")]
+    row = df.agg(*exprs).first()
+    return [float(row[f"m_{c}"]) for c in columns], [float(row[f"s_{c}"]) for c in columns]
+
+
+def train_galaxyflow_df(train_df, val_pdf: pd.DataFrame, config: dict, settings, *, seed: int,
+                        conf, feed: str = "petastorm", logger=None):
+    """A GalaxyFlow of ``config`` trained on ``train_df``'s rows (``columns`` of the config,
+    ``mass`` M_sun); returns ``(model, TrainResult)``.
+
+    ``feed="petastorm"``: batches stream from the Petastorm loader (shuffled with ``seed``) and
+    ``val_pdf`` (the validation particles) is the early-stopping set; ``feed="memory"``: the
+    rows are collected and :func:`gaialake.models.galaxyflow.fit_galaxyflow` splits its own
+    validation share. ``settings``: :class:`gaialake.models.train.TrainSettings`.
+    """
+    import torch
+
+    from gaialake.io.feeding import stack_batch, task_device, torch_loader
+    from gaialake.models.galaxyflow import build_galaxyflow, fit_galaxyflow, train_galaxyflow
+
+    columns = list(config["columns"])
+    device = task_device()
+    torch.manual_seed(seed)
+    model = build_galaxyflow(config).to(device)
+    if feed == "memory":
+        pdf = train_df.select(*columns, "mass").toPandas()
+        return model, fit_galaxyflow(model, pdf[columns].to_numpy(), pdf["mass"].to_numpy(),
+                                     settings, seed, device, logger)
+    if feed != "petastorm":
+        raise ValueError(f"conf upsample.feed: {feed!r} is not petastorm or memory")
+    mean_mass = float(train_df.agg({"mass": "avg"}).first()[0])
+    steps = max(1, train_df.count() // settings.batch_size)
+    val = (model.standardise(val_pdf[columns].to_numpy()),
+           torch.as_tensor(val_pdf["mass"].to_numpy() / mean_mass, dtype=torch.float32,
+                           device=device))
+    with torch_loader(train_df, columns + ["mass"], batch_size=settings.batch_size, conf=conf,
+                      shuffle=True, seed=seed, num_epochs=None) as loader:
+        stream = iter(loader)
+
+        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            for _ in range(steps):
+                batch = next(stream)
+                x = stack_batch(batch, columns).to(device)
+                w = (batch["mass"].float() / mean_mass).to(device)
+                yield model.standardise(x), w
+
+        fit = train_galaxyflow(model, batches, val, settings, steps, seed, device, logger)
+    return model, fit
+
+
+def flow_sampler(config: dict, state: bytes, seeds: Mapping[int, int], f_fit: float,
+                 f_eval: float, run_id: str) -> FrameFn:
+    """The mapInPandas function: rows (partition, n) in, that many flow stars out (mock rows,
+    partition p seeded with ``seeds[p]``); ``state``: the flow's state_dict as bytes."""
+
+    def fn(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from gaialake.io.feeding import task_device
+        from gaialake.io.tracking import state_from_bytes
+        from gaialake.models.galaxyflow import build_galaxyflow
+
+        model = build_galaxyflow(config)
+        model.load_state_dict(state_from_bytes(state))
+        model.to(task_device()).eval()
+        for pdf in frames:
+            for part, n in zip(pdf["partition"], pdf["n"]):
+                yield mock.flow_stars(model, int(part), int(n), seeds[int(part)], f_fit, f_eval,
+                                      run_id)
+    return fn
+
+
+def flow_mock(spark, model, n_mock: int, seeds: Mapping[int, int], f_fit: float, f_eval: float,
+              run_id: str):
+    """A DataFrame of ``n_mock`` stars of the GalaxyFlow ``model`` (mock rows), drawn by
+    ``len(seeds)`` partitions."""
+    from gaialake.io.tracking import state_to_bytes
+
+    n_parts = len(seeds)
+    tasks = spark.createDataFrame(pd.DataFrame({"partition": np.arange(n_parts),
+                                                "n": mock.partition_counts(n_mock, n_parts)}))
+    return tasks.repartition(n_parts, "partition").mapInPandas(
+        flow_sampler(model.config, state_to_bytes(model.cpu().state_dict()), seeds, f_fit,
+                     f_eval, run_id), tables.UPSAMPLED_MOCK.schema)
+
+
+def enbid_kernels_fn(columns: Sequence[str], k: int, eta: float, kernel: str) -> FrameFn:
+    """mapInPandas over one partition holding every training particle: adds the kernel's
+    Cholesky factor (kpc, km/s) as ``chol`` (36 values)."""
+
+    def fn(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from gaialake.upsample.enbid import kernel_cholesky
+
+        pdf = pd.concat(list(frames), ignore_index=True)
+        if len(pdf) == 0:
+            return
+        chol = kernel_cholesky(pdf[list(columns)].to_numpy(np.float64), k=k, eta=eta,
+                               kernel=kernel)
+        pdf["chol"] = list(chol.reshape(len(pdf), -1))
+        yield pdf
+    return fn
+
+
+def enbid_spawner(columns: Sequence[str], multiple: float, mean_mass: float,
+                  seeds: Mapping[int, int], radius_kpc: float | None, f_fit: float,
+                  f_eval: float, run_id: str) -> FrameFn:
+    """mapInPandas over particles with kernels: their children (mock rows), seeded with
+    ``seeds[partition]``."""
+
+    def fn(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from pyspark import TaskContext
+
+        part = TaskContext.get().partitionId()
+        rng = np.random.default_rng(seeds[part])
+        first_id = part * mock.ID_STRIDE
+        for pdf in frames:
+            if len(pdf) == 0:
+                continue
+            out = mock.enbid_children(pdf, columns, multiple, mean_mass, rng, radius_kpc,
+                                      first_id, f_fit, f_eval, run_id)
+            first_id += len(out)
+            yield out
+    return fn
+
+
+def enbid_mock(training_df, columns: Sequence[str], enbid_conf: Mapping, multiple: float,
+               seeds: Mapping[int, int], radius_kpc: float | None, f_fit: float, f_eval: float,
+               run_id: str):
+    """A DataFrame of the EnBiD children (mock rows) of ``training_df``'s particles;
+    ``enbid_conf``: k, eta, kernel (``upsample.enbid``); children spawned by ``len(seeds)``
+    partitions."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
+
+    mean_mass = float(training_df.agg(F.avg("mass")).first()[0])
+    particles = training_df.select("particle_id", *columns, "mass")
+    kernels = particles.coalesce(1).mapInPandas(
+        enbid_kernels_fn(columns, int(enbid_conf["k"]), float(enbid_conf["eta"]),
+                         str(enbid_conf["kernel"])),
+        StructType(particles.schema.fields + [StructField("chol", ArrayType(DoubleType()))]))
+    return kernels.repartition(len(seeds), "particle_id").mapInPandas(
+        enbid_spawner(columns, multiple, mean_mass, seeds, radius_kpc, f_fit, f_eval, run_id),
+        tables.UPSAMPLED_MOCK.schema)
