@@ -8,7 +8,7 @@ write ``accreted_catalog``.
 2. Train (galaxy ``accreted.train_galaxy``): features of the stars passing the quality cuts,
    joined with ``truth_origin``, split by a hash of source_id; each variant's MLP (``5d``,
    ``6d``) streams its training rows from Spark through Petastorm with class weights and is
-   Platt-calibrated on the validation rows (:mod:`gaialake.accreted.streaming`).
+   Platt-calibrated on the validation rows (:mod:`gaialake.accreted.classifier_spark`).
 3. Transfer: for each catalog it scores, the ``5d`` net is fine-tuned on that catalog's own
    radial-velocity stars labelled by the ``6d`` net (no truth; after Ostdiek et al. 2020).
 4. Evaluate: ROC AUC on A's held-out stars and on B; purity/completeness on B against the

@@ -8,7 +8,7 @@ potential to the collisionless Boltzmann equation per member, and writes Delta `
 well_sampled, source, run_id). Logs an MLflow run (errors against the mock's truth overall and
 per height band: |z| for the slab, r for the sphere), registers ``gaialake-density`` (alias
 champion) and plots recovered vs true density. rho_DM at the Sun: total density there minus the
-baryon model of ``density.baryons``. The science is :mod:`gaialake.density.pipeline`.
+baryon model of ``density.baryons``. The science is :mod:`gaialake.density.workflow`.
 """
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ def run(conf: Conf) -> dict:
     error metrics."""
     import torch
 
-    from gaialake.density.pipeline import (density_grid, fit_member_potentials,
+    from gaialake.density.workflow import (density_grid, fit_member_potentials,
                                            registered_model, train_members)
-    from gaialake.density.plots import plot_density_validation
+    from gaialake.density.density_figures import plot_density_validation
     from gaialake.density.validation import build_validation_sample
     from gaialake.io import tracking
 

@@ -30,9 +30,9 @@ from gaialake.io import tracking
 from gaialake.io.delta import read_table, write_table
 from gaialake.io.spark import get_spark
 from gaialake.log import get_logger, stage
-from gaialake.streams.candidates import (CANDIDATE_COLUMNS, MEMBER_COLUMNS, MergeParams,
+from gaialake.streams.candidates import (CANDIDATE_COLUMNS, MEMBER_COLUMNS, MergeSettings,
                                          apply_thresholds, merge_protoclusters)
-from gaialake.streams.linefind import LineFindParams
+from gaialake.streams.linefind import LineFindSettings
 from gaialake.streams.linefind_spark import (SCORE_COLUMNS, STAR_COLUMNS, find_protoclusters_spark,
                                              known_tracks, member_stars, null_significance,
                                              plot_candidates, require_columns, truth_recovery)
@@ -50,8 +50,8 @@ def run(conf: Conf) -> dict:
     from pyspark.sql import functions as F
 
     spark = get_spark(conf)
-    params = LineFindParams.from_conf(conf)
-    merge = MergeParams.from_conf(conf)
+    params = LineFindSettings.from_conf(conf)
+    merge = MergeSettings.from_conf(conf)
     scores = read_table(spark, conf, tables.ANOMALY_SCORES)
     stars = read_table(spark, conf, tables.PATCH_STARS)
     require_columns(scores, SCORE_COLUMNS, tables.ANOMALY_SCORES, conf)

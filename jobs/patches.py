@@ -20,7 +20,7 @@ from gaialake.io import tracking
 from gaialake.io.delta import read_table, write_table
 from gaialake.io.spark import get_spark
 from gaialake.log import get_logger, stage
-from gaialake.streams.patch_grid import (PATCH_COLUMNS, PatchCuts, patch_centers, patch_pixels,
+from gaialake.streams.patch_grid import (PATCH_COLUMNS, PatchCutSettings, patch_centers, patch_pixels,
                                          select_patch_stars)
 
 __all__ = ["run"]
@@ -36,7 +36,7 @@ def run(conf: Conf) -> dict:
     from pyspark.sql import functions as F
 
     spark = get_spark(conf)
-    cuts = PatchCuts.from_conf(conf)
+    cuts = PatchCutSettings.from_conf(conf)
     order = int(conf.get("catalog.partition_order"))
     centers = patch_centers(int(conf.get("patches.grid_order")),
                             float(conf.get("patches.b_min_deg")),

@@ -5,7 +5,7 @@
 - :mod:`~gaialake.accreted.scoring`: the registered model's config, scoring DR3 rows (null
   scores with a reason), the transfer set of a catalog, the pyfunc ``predict``.
 - :mod:`~gaialake.accreted.training`: training, calibration and transfer on rows in memory.
-- :mod:`~gaialake.accreted.streaming`: the same on Spark: features and scores by
+- :mod:`~gaialake.accreted.classifier_spark`: the same on Spark: features and scores by
   ``mapInPandas``, training and transfer streamed through Petastorm, labelled scores for
   evaluation, the catalog's rows.
 - :mod:`~gaialake.accreted.sources`: a galaxy's catalog and truth (the main warehouse or a

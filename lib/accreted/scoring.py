@@ -6,7 +6,7 @@ the ``6d`` network when it has a radial velocity (and the model has a ``6d`` net
 ``5d`` one; stars failing the cuts or with missing astrometry get a null score and a reason.
 The transfer set of a catalog (:func:`teacher_rows`) is its radial-velocity stars with the
 ``6d`` net's probabilities as soft labels. Pure numpy/pandas/torch: the Spark adapters are in
-:mod:`gaialake.accreted.streaming`.
+:mod:`gaialake.accreted.classifier_spark`.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Training the accreted-star classifier on rows held in memory (tests and small skies).
 
 :func:`fit_in_memory` does on a pandas DataFrame what the job does with the Petastorm stream
-(:func:`gaialake.accreted.streaming.train_streaming`): quality cuts, features, class-weighted
+(:func:`gaialake.accreted.classifier_spark.train_streaming`): quality cuts, features, class-weighted
 training and Platt calibration of each variant's net. :func:`transfer_in_memory` fine-tunes the
 ``5d`` net on a target catalog's own radial-velocity stars labelled by the ``6d`` net (after
 Ostdiek et al. 2020, who fine-tuned their 5D network on the Gaia-RAVE cross-match): no truth of

@@ -18,8 +18,8 @@ Modules, one job each:
 - :mod:`gaialake.density.measure`: grids, star counts, the estimators per member, errors
   against the truth.
 - :mod:`gaialake.density.baryons`: a local baryon budget (McKee et al. 2015) and rho_DM at the Sun.
-- :mod:`gaialake.density.plots`: recovered vs true density figures.
-- :mod:`gaialake.density.pipeline`: the steps of the ``gaialake density`` job from its conf.
+- :mod:`gaialake.density.density_figures`: recovered vs true density figures.
+- :mod:`gaialake.density.workflow`: the steps of the ``gaialake density`` job from its conf.
 
 Units: kpc, km/s, M_sun; densities in M_sun/pc^3 unless a name says otherwise.
 """

@@ -13,5 +13,5 @@ Modules, one job each:
 - :mod:`~gaialake.sky.skymodel`: expected counts per HEALPix pixel, file ranges, and sampling
   the stars of one range (what one Spark task does).
 - :mod:`~gaialake.sky.skyfiles`: the sky written as DR3 bulk files by Spark tasks, its truth.
-- :mod:`~gaialake.sky.plots`: figures of the generated sky (counts, errors, streams).
+- :mod:`~gaialake.sky.sky_figures`: figures of the generated sky (counts, errors, streams).
 """

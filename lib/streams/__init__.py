@@ -16,5 +16,5 @@
   their false-positive thresholds.
 - :mod:`~gaialake.streams.recovery`: candidates against truth and known tracks.
 - :mod:`~gaialake.streams.nullsky`: the stream-free sky's conf (false-positive calibration).
-- :mod:`~gaialake.streams.plots`: candidate figures and the full-sky map.
+- :mod:`~gaialake.streams.candidate_figures`: candidate figures and the full-sky map.
 """

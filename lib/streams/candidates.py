@@ -29,14 +29,14 @@ stream-free sky (:func:`false_positive_summary`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from gaialake.conf import Conf
+from gaialake.conf import Conf, settings_from
 
-__all__ = ["MergeParams", "segment_geometry", "match_matrix", "merge_protoclusters",
+__all__ = ["MergeSettings", "segment_geometry", "match_matrix", "merge_protoclusters",
            "false_positive_summary", "apply_thresholds", "CANDIDATE_COLUMNS", "MEMBER_COLUMNS"]
 
 #: Columns of ``stream_candidates`` (besides run_id), in order.
@@ -49,7 +49,7 @@ MEMBER_COLUMNS = ["candidate_id", "source_id", "score", "n_detections"]
 
 
 @dataclass(frozen=True)
-class MergeParams:
+class MergeSettings:
     """Merging tolerances (conf section ``find_streams.merge``; deg and mas/yr).
 
     theta_tol_deg: pole angle between two great circles; rho_tol_deg: distance of a segment's
@@ -66,14 +66,9 @@ class MergeParams:
     n_samples: int = 21
 
     @classmethod
-    def from_conf(cls, conf: Conf) -> "MergeParams":
+    def from_conf(cls, conf: Conf) -> "MergeSettings":
         """The tolerances of ``find_streams.merge`` (absent keys: the defaults)."""
-        values = {}
-        for f in fields(cls):
-            value = conf.get(f"find_streams.merge.{f.name}", None)
-            if value is not None:
-                values[f.name] = type(getattr(cls, f.name))(value)
-        return cls(**values)
+        return settings_from(cls, conf.get("find_streams.merge", None), "find_streams.merge")
 
 
 def _unit(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
@@ -151,7 +146,7 @@ def _transport(vec: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def match_matrix(protoclusters: pd.DataFrame, geometry: dict[str, np.ndarray],
-                 params: MergeParams) -> np.ndarray:
+                 params: MergeSettings) -> np.ndarray:
     """Boolean (n, n) matrix: protoclusters i and j match (see the module docstring)."""
     n = len(protoclusters)
     pole, mid, pts, pmv = geometry["pole"], geometry["mid"], geometry["points"], geometry["pm_vec"]
@@ -203,7 +198,7 @@ def _combined_significance(member_lists: list, significance: np.ndarray) -> floa
 
 
 def merge_protoclusters(protoclusters: pd.DataFrame, centers: pd.DataFrame,
-                        params: MergeParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+                        params: MergeSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Merge protoclusters into stream candidates.
 
     ``protoclusters``: rows of :func:`gaialake.streams.linefind.protoclusters_frame` (group keys,

@@ -29,26 +29,26 @@ than ``min_chord_deg`` are not searched and protoclusters whose stars span less 
 
 Example::
 
-    params = LineFindParams(top_n=100)
+    params = LineFindSettings(top_n=100)
     found = find_protoclusters(phi, lam, pm_phi, pm_lam, score, source_id, params)
     best = max(found, key=lambda p: p.significance)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from gaialake.conf import Conf
+from gaialake.conf import Conf, settings_from
 
-__all__ = ["LineFindParams", "Protocluster", "strip_fraction_uniform", "hough_counts",
+__all__ = ["LineFindSettings", "Protocluster", "strip_fraction_uniform", "hough_counts",
            "binomial_significance", "find_lines", "find_protoclusters", "protoclusters_frame",
            "PROTOCLUSTER_COLUMNS", "GROUP_KEYS", "protocluster_spark_schema"]
 
 
 @dataclass(frozen=True)
-class LineFindParams:
+class LineFindSettings:
     """Line-finding settings (conf section ``find_streams``; angles in deg, pm in mas/yr).
 
     top_n: stars kept per (patch, signal region) by score; fiducial_radius_deg: radius of the
@@ -80,17 +80,13 @@ class LineFindParams:
     max_background_stars: int = 200_000
 
     @classmethod
-    def from_conf(cls, conf: Conf) -> "LineFindParams":
+    def from_conf(cls, conf: Conf) -> "LineFindSettings":
         """Read ``find_streams.<field>`` for every field (missing or null keys keep the default;
         a null ``fiducial_radius_deg`` is ``patches.fiducial_deg``)."""
-        values = {}
-        for f in fields(cls):
-            value = conf.get(f"find_streams.{f.name}", None)
-            if value is None and f.name == "fiducial_radius_deg":
-                value = conf.get("patches.fiducial_deg", None)
-            if value is not None:
-                values[f.name] = type(getattr(cls, f.name))(value)
-        return cls(**values)
+        section = dict(conf.get("find_streams", None) or {})
+        if section.get("fiducial_radius_deg") is None:
+            section["fiducial_radius_deg"] = conf.get("patches.fiducial_deg", None)
+        return settings_from(cls, section, "find_streams", strict=False)
 
 
 @dataclass
@@ -139,7 +135,7 @@ def strip_fraction_uniform(rho_deg: np.ndarray, width_deg: float,
     return (below(rho + width_deg / 2) - below(rho - width_deg / 2)) / (np.pi * r * r)
 
 
-def _grid(params: LineFindParams) -> tuple[np.ndarray, np.ndarray]:
+def _grid(params: LineFindSettings) -> tuple[np.ndarray, np.ndarray]:
     theta = np.arange(params.n_theta) * (180.0 / params.n_theta)
     r = params.fiducial_radius_deg
     n_rho = int(np.floor(r / params.rho_step_deg))
@@ -173,7 +169,7 @@ def binomial_significance(k: np.ndarray, n: int, p: np.ndarray) -> np.ndarray:
     return np.where(k > n * p, z, 0.0)
 
 
-def _background_fraction(params: LineFindParams, bg_phi: np.ndarray | None,
+def _background_fraction(params: LineFindSettings, bg_phi: np.ndarray | None,
                          bg_lam: np.ndarray | None) -> np.ndarray:
     """Null probability of a star falling in each Hough strip, (n_theta, n_rho)."""
     theta, rho = _grid(params)
@@ -207,7 +203,7 @@ def _refine(phi: np.ndarray, lam: np.ndarray) -> tuple[float, float]:
     return float(theta), float(rho)
 
 
-def find_lines(phi: np.ndarray, lam: np.ndarray, params: LineFindParams,
+def find_lines(phi: np.ndarray, lam: np.ndarray, params: LineFindSettings,
                bg_phi: np.ndarray | None = None, bg_lam: np.ndarray | None = None,
                max_lines: int | None = None, null_fraction: np.ndarray | None = None
                ) -> list[dict]:
@@ -263,7 +259,7 @@ def find_lines(phi: np.ndarray, lam: np.ndarray, params: LineFindParams,
 
 def find_protoclusters(phi: np.ndarray, lam: np.ndarray, pm_phi: np.ndarray,
                        pm_lam: np.ndarray, score: np.ndarray, source_id: np.ndarray,
-                       params: LineFindParams) -> list[Protocluster]:
+                       params: LineFindSettings) -> list[Protocluster]:
     """Protoclusters of one (patch, signal region) from its scored fiducial stars.
 
     Inputs are per star (deg, mas/yr, score, int64 id), all the scored stars of the fiducial
@@ -334,7 +330,7 @@ def protocluster_spark_schema() -> str:
             "member_ids array<long>, member_scores array<double>")
 
 
-def protoclusters_frame(stars: pd.DataFrame, params: LineFindParams) -> pd.DataFrame:
+def protoclusters_frame(stars: pd.DataFrame, params: LineFindSettings) -> pd.DataFrame:
     """Protoclusters of one (patch, signal region) group as rows (the applyInPandas function).
 
     ``stars``: one group's rows with patch_id, pm_axis, sr_lo, sr_hi, method, source_id, phi,

@@ -24,7 +24,7 @@ from gaialake import tables
 from gaialake.conf import Conf
 from gaialake.io.delta import read_table, table_exists
 from gaialake.log import get_logger
-from gaialake.streams.linefind import (GROUP_KEYS, LineFindParams, protocluster_spark_schema,
+from gaialake.streams.linefind import (GROUP_KEYS, LineFindSettings, protocluster_spark_schema,
                                        protoclusters_frame)
 from gaialake.streams.nullsky import null_candidates_path
 from gaialake.streams.patch_grid import from_patch_frame, patch_centers, to_patch_frame
@@ -49,7 +49,7 @@ def require_columns(frame, columns: Sequence[str], table: tables.TableSpec, conf
         raise KeyError(f"{table.name} at {conf.table_path(table.name)} lacks columns {missing}")
 
 
-def find_protoclusters_spark(scores, stars, params: LineFindParams):
+def find_protoclusters_spark(scores, stars, params: LineFindSettings):
     """Protoclusters of every (patch, axis, signal region, method) group, as a Spark DataFrame
     (:func:`gaialake.streams.linefind.protocluster_spark_schema`).
 
@@ -159,7 +159,7 @@ def plot_candidates(conf: Conf, stars, candidates: pd.DataFrame, members: pd.Dat
     stars of its lead patch, in ``find_streams.plots_dir``; returns the files."""
     from pyspark.sql import functions as F
 
-    from gaialake.streams.plots import plot_candidate, plot_candidate_map
+    from gaialake.streams.candidate_figures import plot_candidate, plot_candidate_map
 
     out_dir = Path(conf.report_path("find_streams.plots_dir"))
     paths = [plot_candidate_map(candidates, out_dir / "candidates_sky.png", threshold, members)]

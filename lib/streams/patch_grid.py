@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gaialake.conf import Conf
+from gaialake.conf import Conf, settings_from
 from gaialake.astro.healpix import disc_pixels, order_npix, pixel_center_radec
 
-__all__ = ["PatchCuts", "patch_centers", "patch_pixels", "rotation_matrices", "to_patch_frame",
+__all__ = ["PatchCutSettings", "patch_centers", "patch_pixels", "rotation_matrices", "to_patch_frame",
            "from_patch_frame", "angular_distance_deg", "select_patch_stars", "PATCH_COLUMNS"]
 
 #: Columns of ``patch_stars`` produced by :func:`select_patch_stars` (besides run_id).
@@ -33,7 +33,7 @@ PATCH_COLUMNS = ["patch_id", "source_id", "ra", "dec", "phi", "lam", "pm_phi", "
 
 
 @dataclass(frozen=True)
-class PatchCuts:
+class PatchCutSettings:
     """The patch geometry and star selection (conf section ``patches``).
 
     radius_deg: patch radius (deg); fiducial_deg: inner radius whose stars are scored (deg);
@@ -49,14 +49,11 @@ class PatchCuts:
     bp_rp_max: float = 1.0
 
     @classmethod
-    def from_conf(cls, conf: Conf) -> "PatchCuts":
+    def from_conf(cls, conf: Conf) -> "PatchCutSettings":
         """The cuts of ``conf``'s ``patches`` section."""
         window = conf.get("patches.bp_rp_window")
-        return cls(radius_deg=float(conf.get("patches.radius_deg")),
-                   fiducial_deg=float(conf.get("patches.fiducial_deg")),
-                   g_max=float(conf.get("patches.g_max")),
-                   parallax_max_mas=float(conf.get("patches.parallax_max_mas")),
-                   bp_rp_min=float(window[0]), bp_rp_max=float(window[1]))
+        return settings_from(cls, conf.get("patches"), "patches", strict=False,
+                             bp_rp_min=float(window[0]), bp_rp_max=float(window[1]))
 
 
 def patch_centers(grid_order: int = 2, b_min_deg: float = 30.0,
@@ -157,7 +154,7 @@ def angular_distance_deg(ra_deg, dec_deg, ra0_deg, dec0_deg) -> np.ndarray:
     return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
 
 
-def select_patch_stars(stars: pd.DataFrame, cuts: PatchCuts) -> pd.DataFrame:
+def select_patch_stars(stars: pd.DataFrame, cuts: PatchCutSettings) -> pd.DataFrame:
     """Stars of one or more patches, cut and in patch-frame coordinates.
 
     ``stars`` has source_id, ra, dec (deg), pmra, pmdec (mas/yr), parallax (mas),

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gaialake.conf import Conf
+from gaialake.conf import Conf, settings_from
 from gaialake.models.flows import build_flow, train_flow_batches
 from gaialake.models.train import TrainResult
 from gaialake.streams.regions import FeatureMap, SignalRegion, features
@@ -62,11 +62,8 @@ class StreamSettings:
     @classmethod
     def from_conf(cls, conf: Conf) -> "StreamSettings":
         """The settings of ``conf``."""
-        s = conf.get("streams.stream", {}) or {}
-        return cls(max_group_rows=int(conf.get("streams.max_group_rows", 0) or 0),
-                   sample_rows=int(s.get("sample_rows", cls.sample_rows)),
-                   val_rows=int(s.get("val_rows", cls.val_rows)),
-                   classifier_rows=int(s.get("classifier_rows", cls.classifier_rows)))
+        return settings_from(cls, conf.get("streams.stream", None), "streams.stream",
+                             max_group_rows=int(conf.get("streams.max_group_rows", 0) or 0))
 
 
 def _map_rows(fmap: dict, axis: str, sr: SignalRegion, seeds: tuple[int, int]

@@ -49,7 +49,7 @@ def test_accreted_job_trains_on_A_tests_on_B_and_writes_the_catalog(spark, conf,
 
     from gaialake.accreted.scoring import score_stars
     from gaialake.accreted.sources import SOURCE_MARKER, side_conf
-    from gaialake.accreted.streaming import score_catalog
+    from gaialake.accreted.classifier_spark import score_catalog
     from gaialake.io.tracking import load_torch_model, state_to_bytes
     from gaialake.jobs import accreted
 

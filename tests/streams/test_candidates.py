@@ -12,16 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gaialake.streams.candidates import (CANDIDATE_COLUMNS, MergeParams, false_positive_summary,
+from gaialake.streams.candidates import (CANDIDATE_COLUMNS, MergeSettings, false_positive_summary,
                                  merge_protoclusters, segment_geometry)
 from gaialake.conf import load_conf
-from gaialake.streams.linefind import LineFindParams, protoclusters_frame
+from gaialake.streams.linefind import LineFindSettings, protoclusters_frame
 from gaialake.streams.patch_grid import angular_distance_deg, patch_centers, rotation_matrices, to_patch_frame
 from gaialake.streams.recovery import match_known_tracks, member_recovery
 
 CONF = load_conf()
-PARAMS = LineFindParams.from_conf(CONF)
-MERGE = MergeParams.from_conf(CONF)
+PARAMS = LineFindSettings.from_conf(CONF)
+MERGE = MergeSettings.from_conf(CONF)
 FLOOR = float(CONF.get("find_streams.min_candidate_significance"))
 CENTERS = patch_centers(2, 30.0, [21, 22])
 STREAM_ID0 = 10**8

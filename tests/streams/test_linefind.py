@@ -7,12 +7,12 @@ import pytest
 from scipy.stats import binom, norm
 
 from gaialake.conf import load_conf
-from gaialake.streams.linefind import (PROTOCLUSTER_COLUMNS, LineFindParams, binomial_significance,
+from gaialake.streams.linefind import (PROTOCLUSTER_COLUMNS, LineFindSettings, binomial_significance,
                                find_lines, find_protoclusters, hough_counts,
                                protoclusters_frame, strip_fraction_uniform)
 
 CONF = load_conf()
-PARAMS = LineFindParams.from_conf(CONF)
+PARAMS = LineFindSettings.from_conf(CONF)
 #: the reporting floor of candidates (conf); a clean stream must clear it, noise must not
 FLOOR = float(CONF.get("find_streams.min_candidate_significance"))
 STREAM_ID0 = 10**9
@@ -52,7 +52,7 @@ def scored_line_patch(seed: int, n_bg: int = 20000, n_stream: int = 80, theta_de
             "source_id": sid}
 
 
-def _find(d: dict, params: LineFindParams = PARAMS):
+def _find(d: dict, params: LineFindSettings = PARAMS):
     return find_protoclusters(d["phi"], d["lam"], d["pm_phi"], d["pm_lam"], d["score"],
                               d["source_id"], params)
 
@@ -137,7 +137,7 @@ def test_empirical_background_absorbs_a_half_empty_patch():
     """A patch cut in half (a survey or latitude edge): under a uniform-disc null every line
     through the crowded half has twice its expected stars; the empirical null (all scored stars
     of the signal region) knows the cut and keeps the best line of noise unremarkable."""
-    uniform_params = LineFindParams(**{**PARAMS.__dict__, "min_background_stars": 10**9})
+    uniform_params = LineFindSettings(**{**PARAMS.__dict__, "min_background_stars": 10**9})
     empirical, uniform = [], []
     for seed in range(200, 206):
         d = scored_line_patch(seed, n_stream=0, mask_south=True)

@@ -8,7 +8,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord, SkyOffsetFrame
 
 from gaialake.astro.healpix import pixel_of
-from gaialake.streams.patch_grid import (PatchCuts, angular_distance_deg, from_patch_frame, patch_centers,
+from gaialake.streams.patch_grid import (PatchCutSettings, angular_distance_deg, from_patch_frame, patch_centers,
                               select_patch_stars, to_patch_frame)
 
 
@@ -64,7 +64,7 @@ def test_grid_overlaps_neighbours_and_cuts_on_galactic_latitude():
 
 
 def test_select_applies_the_cuts_and_a_null_fails_a_cut():
-    cuts = PatchCuts()
+    cuts = PatchCutSettings()
     base = dict(source_id=1, ra=0.5, dec=0.5, pmra=1.0, pmdec=2.0, parallax=0.2,
                 phot_g_mean_mag=19.0, bp_rp=0.7, patch_id=7, patch_ra=0.0, patch_dec=0.0)
     bad = [dict(ra=20.0), dict(phot_g_mean_mag=20.3), dict(parallax=1.5), dict(bp_rp=0.4),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from gaialake.density.pipeline import train_members
+from gaialake.density.workflow import train_members
 from gaialake.density.validation import build_validation_sample
 
 

@@ -12,7 +12,7 @@ histograms and the stream members are kept, never the catalog) and the member id
 - ``streams_on_sky.png``: injected stream members on the sky (ra, dec) with galstreams' tracks,
   and GD-1 in its own frame (phi1, phi2).
 
-Run: ``python -m gaialake.sky.plots [--conf FILE] [--set key=value ...]``.
+Run: ``python -m gaialake.sky.sky_figures [--conf FILE] [--set key=value ...]``.
 """
 from __future__ import annotations
 
@@ -211,11 +211,11 @@ def make_figures(conf: Conf, count_order: int = 7, max_background: int = 200000)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gaialake.sky.plots [--conf FILE] [--set key=value ...]``: write the
+    """``python -m gaialake.sky.sky_figures [--conf FILE] [--set key=value ...]``: write the
     figures; returns the exit status."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m gaialake.sky.plots", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gaialake.sky.sky_figures", description=__doc__.split("\n")[0])
     parser.add_argument("--conf")
     parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args(argv)
