@@ -52,7 +52,11 @@ def run(conf: Conf) -> dict:
     import torch
     from pyspark import StorageLevel
 
-    from gaialake.accreted import evaluation, streaming
+    from gaialake.accreted import evaluation
+    from gaialake.accreted.classifier_spark import (catalog_counts, catalog_rows, evaluate,
+                                                    score_catalog, train_streaming,
+                                                    training_rows, transfer_streaming,
+                                                    velocity_sample)
     from gaialake.accreted.settings import AccretedSettings
     from gaialake.accreted.sources import galaxy_source
     from gaialake.io import tracking
@@ -75,20 +79,20 @@ def run(conf: Conf) -> dict:
         run_id = mlrun.info.run_id
         torch.manual_seed(conf.seed_for("accreted", "init") % (2**31))
         base = build_accreted_model(config)
-        rows, names = streaming.training_rows(spark, conf, settings, train_src, config)
+        rows, names = training_rows(spark, conf, settings, train_src, config)
         rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
-        train_info = streaming.train_streaming(conf, settings, rows, names, base, device)
+        train_info = train_streaming(conf, settings, rows, names, base, device)
         rows.unpersist()
 
         same_as_train = conf.path("paths.warehouse") == train_src.path("paths.warehouse")
-        model_a = streaming.transfer_streaming(conf, settings, spark, train_src, base, device)
-        model_b = streaming.transfer_streaming(conf, settings, spark, eval_src, base, device)
-        model_main = model_a if same_as_train else streaming.transfer_streaming(
+        model_a = transfer_streaming(conf, settings, spark, train_src, base, device)
+        model_b = transfer_streaming(conf, settings, spark, eval_src, base, device)
+        model_main = model_a if same_as_train else transfer_streaming(
             conf, settings, spark, conf, base, device)
 
         with stage(log, "evaluate on A (held out) and B") as st:
-            eval_a = streaming.evaluate(conf, settings, spark, train_src, model_a, split="val")
-            eval_b = streaming.evaluate(conf, settings, spark, eval_src, model_b)
+            eval_a = evaluate(conf, settings, spark, train_src, model_a, split="val")
+            eval_b = evaluate(conf, settings, spark, eval_src, model_b)
             st.count = len(eval_a) + len(eval_b)
         metrics = {**evaluation.labelled_metrics(eval_a, cut_kms, "A"),
                    **evaluation.labelled_metrics(eval_b, cut_kms, "B")}
@@ -108,18 +112,18 @@ def run(conf: Conf) -> dict:
         model_version = str(version.version)
 
         with stage(log, "score gaia_source -> accreted_catalog") as st:
-            scored = (streaming.score_catalog(read_table(spark, conf, tables.GAIA_SOURCE), state,
+            scored = (score_catalog(read_table(spark, conf, tables.GAIA_SOURCE), state,
                                               config, extra=True)
                       .persist(StorageLevel.MEMORY_AND_DISK))
-            write_table(streaming.catalog_rows(scored, threshold, model_version, run_id), conf,
+            write_table(catalog_rows(scored, threshold, model_version, run_id), conf,
                         tables.ACCRETED_CATALOG)
-            counts = streaming.catalog_counts(read_table(spark, conf, tables.ACCRETED_CATALOG))
+            counts = catalog_counts(read_table(spark, conf, tables.ACCRETED_CATALOG))
             st.count = counts["catalog_rows"]
         metrics.update(counts)
 
         figures = evaluation.catalog_figures(
             conf.report_path("accreted.figures_dir"),
-            streaming.velocity_sample(spark, conf, settings, scored), eval_b, threshold, cut_kms,
+            velocity_sample(spark, conf, settings, scored), eval_b, threshold, cut_kms,
             galaxy=str(conf.get("sky.galaxy")), held_out_galaxy=settings.eval_galaxy)
         scored.unpersist()
         tracking.log_metrics(metrics)

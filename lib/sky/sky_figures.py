@@ -27,7 +27,7 @@ from gaialake.log import get_logger
 
 __all__ = ["make_figures", "plot_model_map", "plot_count_map", "plot_errors_vs_g", "plot_streams"]
 
-log = get_logger("sky.plots")
+log = get_logger("sky.figures")
 
 G_EDGES = np.arange(8.0, 20.8, 0.25)
 ERR_EDGES = np.geomspace(1e-3, 1e2, 401)
