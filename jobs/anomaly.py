@@ -9,14 +9,18 @@ fed by Petastorm instead (:func:`gaialake.streams.streaming.stream_group`). Both
 rows and one model row per group (weights, metrics, loss curves, or the reason the group was
 skipped); nothing else comes back to the driver.
 
-The driver then does every MLflow write: a parent run for the search, a child run per patch
-(params, metrics, loss curves, feature maps, weights as artifacts), and registers
-``gaialake-anode`` / ``gaialake-cathode`` (:mod:`gaialake.streams.scorer`) with alias
-``champion``. When the sky has truth (``truth_streams``), the member-vs-background ROC AUC per
-injected stream is logged.
+The driver then writes ``anomaly_scores`` and, only once it is committed, does the MLflow
+writes: a child run per patch (params, metrics, loss curves, feature maps, weights as
+artifacts) under the search's parent run, and registers ``gaialake-anode`` /
+``gaialake-cathode`` (:mod:`gaialake.streams.scorer`) with alias ``champion``: a run that fails
+or is killed before the commit moves no champion (its MLflow run ends FAILED or KILLED). No
+score row (an empty ``patch_stars``, every group skipped) fails the job and keeps
+``anomaly_scores`` as it is, unless ``--allow-empty`` (``run.allow_empty``). When the sky has
+truth (``truth_streams``), the member-vs-background ROC AUC per injected stream is logged.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
 import sys
@@ -24,19 +28,19 @@ import tempfile
 from collections import defaultdict
 
 from gaialake import tables
-from gaialake.cli import job_main
+from gaialake.cli import job_main, run_job
 from gaialake.conf import Conf
 from gaialake.io import tracking
-from gaialake.io.delta import read_table, write_table
+from gaialake.io.delta import read_table, refuse_empty, write_table
 from gaialake.io.spark import get_spark
 from gaialake.log import get_logger, stage
 from gaialake.streams.scorer import group_key, search_model
 from gaialake.streams.search import SearchSettings
-from gaialake.streams.search_spark import (GROUP_KEY, big_groups, collect_models,
+from gaialake.streams.search_spark import (GROUP_KEY, TASK_SCHEMA, big_groups, collect_models,
                                            score_groups_in_tasks, search_rows, stream_aucs)
 from gaialake.streams.streaming import StreamSettings, stream_group
 
-__all__ = ["run"]
+__all__ = ["run", "add_arguments", "main"]
 
 log = get_logger("anomaly")
 
@@ -49,6 +53,11 @@ def run(conf: Conf) -> dict:
     settings = SearchSettings.from_conf(conf)
     streaming = StreamSettings.from_conf(conf)
     rows, n_regions = search_rows(spark, conf)
+    empty = rows.isEmpty()
+    if empty:
+        refuse_empty(conf, tables.ANOMALY_SCORES, "anomaly: patch_stars holds no star in "
+                     f"streams.pm_range_masyr {conf.get('streams.pm_range_masyr')} (run "
+                     "`gaialake patches` first; check patches.* and the sky)")
     staging = conf.table_path("_staging_anomaly")
     with tracking.job_run(conf, "anomaly", methods=",".join(settings.methods)) as run:
         run_id = run.info.run_id
@@ -65,10 +74,15 @@ def run(conf: Conf) -> dict:
             with stage(log, f"stream group patch {group['patch_id']} {group['pm_axis']} "
                             f"sr{group['sr_index']} ({group['count']:,} rows)"):
                 stream_group(conf, settings, streaming, rows, group, staging)
-        staged = spark.read.parquet(staging)
-        log.info("%d score rows staged", staged.where("kind = 'score'").count())
+        staged = (spark.createDataFrame([], TASK_SCHEMA) if empty
+                  else spark.read.parquet(staging))
+        n_staged = staged.where("kind = 'score'").count()
+        log.info("%d score rows staged", n_staged)
         models = collect_models(staged)
-        summary = _log_groups(settings, models)
+        if n_staged == 0 and not empty:
+            skipped = sorted({g["skipped"] for g in models if g["skipped"]})
+            refuse_empty(conf, tables.ANOMALY_SCORES, f"anomaly: no star scored: all "
+                         f"{len(models)} groups skipped ({'; '.join(skipped)[:300]})")
         with stage(log, f"write {tables.ANOMALY_SCORES.name}") as st:
             columns = [c for c in tables.ANOMALY_SCORES.columns if c != "run_id"]
             scores = (staged.where("kind = 'score'").select(*columns)
@@ -77,6 +91,8 @@ def run(conf: Conf) -> dict:
             counts = {r["method"]: int(r["count"]) for r in read_table(
                 spark, conf, tables.ANOMALY_SCORES).groupBy("method").count().collect()}
             st.count = sum(counts.values())
+        # anomaly_scores is committed: now the models may become @champion
+        summary = _log_groups(settings, models)
         aucs = stream_aucs(spark, conf)
         tracking.log_metrics({f"auc.{k}": v for k, v in aucs.items()})
     for k, v in sorted(aucs.items()):
@@ -139,6 +155,20 @@ def _log_groups(settings: SearchSettings, models: list[dict]) -> dict:
                "task_seconds": round(seconds, 1), "model_versions": versions}
     tracking.log_metrics(summary)
     return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--allow-empty``: write ``anomaly_scores`` even when no star was scored."""
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="replace anomaly_scores even with 0 rows (run.allow_empty)")
+
+
+def main(conf: Conf, args: argparse.Namespace) -> int:
+    """The command line: ``--allow-empty`` sets ``run.allow_empty``; runs the job."""
+    if args.allow_empty:
+        conf.set("run.allow_empty", True)
+    run_job("anomaly", conf)
+    return 0
 
 
 if __name__ == "__main__":

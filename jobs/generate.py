@@ -9,8 +9,12 @@
    ``truth_streams`` (source_id, stream, run_id); the model's parameters go to
    ``<paths.raw>/sky_model.json`` and to the job's MLflow run.
 
-Re-running replaces the output: bulk files of an earlier generate run (recognised by its
-``sky_model.json`` in ``paths.raw``) are removed first, the truth tables are overwritten.
+``paths.raw`` defaults to a folder of generate's own (``data/synthetic/raw``). Re-running
+replaces the output: the bulk files the folder's manifest (``generated_files.json``, written
+before the tasks run) lists are removed first, the truth tables are overwritten. A folder
+holding bulk files that no manifest lists (real DR3 files, a user's download) is refused before
+anything is written: generate never deletes or overwrites a file it did not write
+(:func:`gaialake.sky.skyfiles.prepare_raw`).
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from gaialake.io import tracking
 from gaialake.io.delta import write_table
 from gaialake.io.spark import get_spark
 from gaialake.log import get_logger, stage
-from gaialake.sky.skyfiles import PARAMS_FILE, clean_raw, write_files, write_params
+from gaialake.sky.skyfiles import PARAMS_FILE, check_raw, prepare_raw, write_files, write_params
 from gaialake.sky.skymodel import build_sky_model
 
 log = get_logger("generate")
@@ -36,16 +40,18 @@ def run(conf: Conf) -> dict:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    spark = get_spark(conf)
     raw = conf.path("paths.raw")
+    check_raw(raw)   # before the model is built and Spark started: nothing is touched
+    spark = get_spark(conf)
     with stage(log, "sky model") as st:
         model = build_sky_model(conf)
         st.extra = (f"galaxy {model.galaxy}, {len(model.ranges)} files, expected "
                     f"{model.n_stars:,.0f} stars (model's natural count {model.natural_count:,.0f}), "
                     f"streams {model.parameters()['streams']}")
-    removed = clean_raw(raw)
+    removed = prepare_raw(raw, [fr.file_name for fr in model.ranges])
     if removed:
-        log.info("removed %d bulk files of an earlier generate run in %s", removed, raw)
+        log.info("removed %d bulk files of an earlier generate run (its manifest) in %s",
+                 removed, raw)
     params = model.parameters()
     params["files"] = [fr.file_name for fr in model.ranges]
     write_params(raw, params)

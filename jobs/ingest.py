@@ -2,22 +2,35 @@
 
 Stages, per batch of ``ingest.files_per_batch`` files not yet in ``ingest_log``:
 
-1. parse: one Spark task per file (gzip does not split); pyarrow parses blocks typed from the
-   file's ECSV header and validates rows (``gaialake.io.bulkfile``); staged to Parquet once.
-2. dedupe: a ``source_id`` seen twice (in the batch, or already in the table from another file)
+1. headers: each file's header is checked against ``gaia_source``'s columns (DR3's for a fresh
+   warehouse) before any of its rows is read: a type conflict, a missing required column or a
+   refused policy (``ingest.extra_columns``, ``ingest.missing_columns``) fails that file alone,
+   named with its columns in ``ingest_log``; extra columns are added to the table (noted in
+   ``ingest_log``), missing optional ones null-filled.
+2. parse: one Spark task per file (gzip does not split); pyarrow parses blocks typed from the
+   file's ECSV header, casts them to the table's columns and validates rows
+   (``gaialake.io.bulkfile``); staged to Parquet once, in a folder of this run.
+3. dedupe: a ``source_id`` seen twice (in the batch, or already in the table from another file)
    keeps its first occurrence (by file name, line); later ones are quarantined.
-3. write ``gaia_source`` (``hpx`` partitions, sorted by ``hpx29``) and ``gaia_source_quarantine``,
+4. write ``gaia_source`` (``hpx`` partitions, sorted by ``hpx29``) and ``gaia_source_quarantine``,
    each replacing exactly the rows of the batch's files (``source_file IN ...``), then
    ``ingest_log``, the completion marker (the plumbing: :mod:`gaialake.io.catalogload`).
    ``ingest.writer``: ``arrow`` (local warehouses) has one Spark task per file write its rows
-   with pyarrow into the table's ``hpx=<k>/`` folders, with Delta's statistics, and the driver
-   commits them and the removal of the batch's old rows in one Delta commit
-   (:func:`gaialake.io.delta.commit_files`); ``spark`` uses Spark's Delta writer
-   (``replaceWhere``), 1.3-1.5x slower (BENCHMARKS.md). A run killed anywhere redoes the
-   unfinished batch and ends with exactly the right rows (files it wrote but never committed
-   are no part of the table; ``VACUUM`` deletes them); re-running on ingested files changes
-   nothing. A file replaced by one of another size is ingested again (its rows replaced); with
-   ``ingest.prune_missing`` the rows of files gone from ``paths.raw`` are deleted.
+   with pyarrow into the table's ``hpx=<k>/`` folders, with Delta's statistics, after checking
+   their schema is the table's, and the driver commits them and the removal of the batch's old
+   rows in one Delta commit (:func:`gaialake.io.delta.commit_files`); ``spark`` uses Spark's
+   Delta writer (``replaceWhere``), 1.3-1.5x slower (BENCHMARKS.md). A run killed anywhere
+   redoes the unfinished batch and ends with exactly the right rows (files it wrote but never
+   committed are no part of the table; ``VACUUM`` deletes them); re-running on ingested files
+   changes nothing. A file replaced by one of another size is ingested again (its rows
+   replaced). A file that failed for a cause outside it (I/O, permissions, a staging write) is
+   ``failed_transient`` and tried again by the next run; one that failed for its content is
+   ``failed`` (listed in the summary; tried again with ``ingest.retry_failed`` or once replaced).
+
+Rows of files gone from ``paths.raw`` stay unless ``ingest.prune_missing`` (off by default),
+which refuses when ``paths.raw`` holds no bulk file or the files hold more than
+``ingest.prune_max_fraction`` of the rows, and logs the ``RESTORE TABLE`` that undoes it. Ingests
+of one local warehouse are serialized by a lock; each stages under its own folder.
 """
 from __future__ import annotations
 
@@ -29,13 +42,13 @@ from gaialake.astro.healpix import MAX_ORDER
 from gaialake.cli import job_main
 from gaialake.conf import Conf
 from gaialake.io.catalogio import BulkFile, list_bulk_files
-from gaialake.io.catalogload import (batch_log_rows, choose_writer, create_gaia_source,
-                                     failed_log_rows, find_duplicates, header_columns,
-                                     ingested_files, prune_files, quarantine_rows,
-                                     source_files_in, stage_batch, write_ingest_log,
+from gaialake.io.catalogload import (FAILED, OK, batch_log_rows, choose_writer, clear_path,
+                                     failed_log_rows, find_duplicates, ingest_lock,
+                                     ingested_files, plan_batch, prepare_gaia_source,
+                                     prune_files, quarantine_rows, read_headers, source_files_in,
+                                     stage_batch, staging_path, table_columns, write_ingest_log,
                                      write_rows_arrow, write_rows_spark)
 from gaialake.io.delta import write_table
-from gaialake.io.dr3schema import Column
 from gaialake.io.spark import get_spark
 from gaialake.log import get_logger, stage
 
@@ -44,54 +57,86 @@ log = get_logger("ingest")
 
 def run(conf: Conf) -> dict:
     """Ingest the bulk files of ``paths.raw`` not yet in ``ingest_log``, batch by batch; returns
-    counts of files (ingested, failed) and rows (kept, quarantined)."""
+    counts of files (ingested, failed for their content, failed transiently) and rows (kept,
+    quarantined), the names of the files that failed for their content (``failed_files``), were
+    left for the next run (``retry_files``) or skipped for their name (``skipped_files``)."""
     spark = get_spark(conf)
     run_id = uuid.uuid4().hex
-    files = list_bulk_files(spark, conf.path("paths.raw"))
+    with ingest_lock(conf):
+        try:
+            return _run(spark, conf, run_id)
+        finally:
+            clear_path(spark, staging_path(conf, run_id))
+
+
+def _run(spark, conf: Conf, run_id: str) -> dict:
+    skipped: list[str] = []
+    files = list_bulk_files(spark, conf.path("paths.raw"), skipped=skipped)
     done = ingested_files(spark, conf, bool(conf.get("ingest.retry_failed", False)))
     pending = [f for f in files if done.get(f.name) != f.size]
+    gone = set(done) - {f.name for f in files}
+    totals = {"files": len(files), "ingested": 0, "failed": 0, "failed_transient": 0,
+              "rows_kept": 0, "rows_quarantined": 0, "failed_files": [], "retry_files": [],
+              "skipped_files": skipped}
     if conf.get("ingest.prune_missing", False):
-        prune_files(spark, conf, set(done) - {f.name for f in files})
+        totals.update(prune_files(spark, conf, gone, len(files),
+                                  float(conf.get("ingest.prune_max_fraction", 0.1))))
+    elif gone:
+        log.warning("%d files in ingest_log are gone from paths.raw; their rows stay (set "
+                    "ingest.prune_missing=true to delete them)", len(gone))
     log.info("%d bulk files under %s: %d already ingested, %d to do", len(files),
              conf.path("paths.raw"), len(files) - len(pending), len(pending))
-    if not pending:
-        return {"files": len(files), "ingested": 0}
-    columns, unreadable = header_columns(pending)
-    if columns is None:
-        write_ingest_log(spark, conf, failed_log_rows(unreadable, run_id))
-        return {"files": len(files), "ingested": 0, "failed": len(unreadable)}
     size = int(conf.get("ingest.files_per_batch"))
-    totals = {"files": len(files), "ingested": 0, "failed": 0, "rows_kept": 0,
-              "rows_quarantined": 0}
     for i in range(0, len(pending), size):
         batch = pending[i:i + size]
         with stage(log, f"batch {i // size + 1}/{-(-len(pending) // size)} ({len(batch)} files)") as st:
-            counts = ingest_batch(spark, conf, batch, columns, run_id)
-            st.count = counts["rows_read"]
-        for key in ("failed", "rows_kept", "rows_quarantined"):
+            counts = ingest_batch(spark, conf, batch, run_id)
+            st.count = counts.pop("rows_read")
+        for key in ("rows_kept", "rows_quarantined"):
             totals[key] += counts[key]
-        totals["ingested"] += len(batch) - counts["failed"]
+        for name, status in counts["status"].items():
+            key = "ingested" if status == OK else "failed" if status == FAILED else "failed_transient"
+            totals[key] += 1
+            if status != OK:
+                totals["failed_files" if status == FAILED else "retry_files"].append(name)
+    if totals["failed_files"]:
+        log.error("%d files failed for their content (see ingest_log.error; fix or replace them, "
+                  "or re-run with ingest.retry_failed=true): %s", len(totals["failed_files"]),
+                  ", ".join(totals["failed_files"][:20]))
+    if totals["retry_files"]:
+        log.warning("%d files failed for a cause outside them; the next run tries them again: %s",
+                    len(totals["retry_files"]), ", ".join(totals["retry_files"][:20]))
     return totals
 
 
-def ingest_batch(spark, conf: Conf, batch: list[BulkFile], columns: list[Column],
-                 run_id: str) -> dict:
-    """Stage, deduplicate and write one batch: its rows in ``gaia_source``, its invalid and
-    duplicate rows in ``gaia_source_quarantine``, then its files in ``ingest_log``; returns the
-    batch's rows read, kept, quarantined and its failed files."""
+def ingest_batch(spark, conf: Conf, batch: list[BulkFile], run_id: str) -> dict:
+    """Check headers, stage, deduplicate and write one batch: its rows in ``gaia_source``, its
+    invalid and duplicate rows in ``gaia_source_quarantine``, then its files in ``ingest_log``;
+    returns the batch's rows read, kept, quarantined and each file's status."""
     names = [f.name for f in batch]
-    staging = f"{conf.table_path('_staging')}/ingest"
-    with stage(log, "parse and stage"):
-        staged = stage_batch(spark, batch, columns, int(conf.get("ingest.chunk_bytes")), staging)
-    if staged.rows is None:
-        write_ingest_log(spark, conf, failed_log_rows(
-            {f: staged.failures[f.name] for f in batch}, run_id))
-        return {"rows_read": 0, "rows_kept": 0, "rows_quarantined": 0, "failed": len(batch)}
+    with stage(log, "check headers"):
+        reference, _ = table_columns(spark, conf)
+        plan = plan_batch(read_headers(spark, batch), batch, reference,
+                          str(conf.get("ingest.extra_columns", "evolve")),
+                          str(conf.get("ingest.missing_columns") or "null"))
+    failures = dict(plan.failures)
+    staged = None
+    if plan.accepted:
+        prepare_gaia_source(spark, conf, plan)
+        staging = staging_path(conf, run_id)
+        with stage(log, "parse and stage"):
+            staged = stage_batch(spark, plan.accepted, plan.target,
+                                 int(conf.get("ingest.chunk_bytes")), staging)
+        failures.update(staged.failures)
+    if staged is None or staged.rows is None:
+        log_rows = failed_log_rows({f: failures[f.name] for f in batch}, run_id)
+        write_ingest_log(spark, conf, log_rows)
+        return {"rows_read": 0, "rows_kept": 0, "rows_quarantined": 0,
+                "status": {r[0]: r[2] for r in log_rows}}
     rows = staged.rows.where("reason IS NULL")
     with stage(log, "find duplicate source_ids"):
         dups, n_dups = find_duplicates(spark, conf, rows, names)
     found = dups if n_dups else None
-    create_gaia_source(spark, conf, columns)
     shift = 2 * (MAX_ORDER - int(conf.get("catalog.partition_order")))
     writer = choose_writer(conf)
     with stage(log, f"write {tables.GAIA_SOURCE.name} ({writer} writer)"):
@@ -102,11 +147,12 @@ def ingest_batch(spark, conf: Conf, batch: list[BulkFile], columns: list[Column]
                              bool(conf.get("ingest.shuffle_by_hpx", False)))
     write_table(quarantine_rows(staged.rows, found, batch, run_id), conf,
                 tables.GAIA_SOURCE_QUARANTINE, replace_where=source_files_in(names))
-    log_rows = batch_log_rows(staged.rows, batch, staged.failures, n_dups, run_id)
+    log_rows = batch_log_rows(staged.rows, batch, failures, n_dups, run_id, plan.notes)
     write_ingest_log(spark, conf, log_rows)
     dups.unpersist()
     return {"rows_read": sum(r[4] for r in log_rows), "rows_kept": sum(r[5] for r in log_rows),
-            "rows_quarantined": sum(r[6] for r in log_rows), "failed": len(staged.failures)}
+            "rows_quarantined": sum(r[6] for r in log_rows),
+            "status": {r[0]: r[2] for r in log_rows}}
 
 
 if __name__ == "__main__":

@@ -7,23 +7,26 @@ broadcast table joined to ``gaia_source`` on ``hpx``, so Delta reads only those 
 a star lands once in every patch whose pixels hold it. Each task then filters exactly by
 angular distance, applies the cuts and rotates positions and proper motions into the patch
 frame (:func:`gaialake.streams.patch_grid.select_patch_stars`).
-``patch_stars`` is rewritten whole (partitioned by ``patch_id``).
+``patch_stars`` is rewritten whole (partitioned by ``patch_id``). No star in any patch (a
+sky that misses the patches, cuts that keep nothing) fails the job and keeps ``patch_stars``
+as it is, unless ``--allow-empty`` (``run.allow_empty``).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 from gaialake import tables
-from gaialake.cli import job_main
+from gaialake.cli import job_main, run_job
 from gaialake.conf import Conf
 from gaialake.io import tracking
-from gaialake.io.delta import read_table, write_table
+from gaialake.io.delta import read_table, refuse_empty, write_table
 from gaialake.io.spark import get_spark
 from gaialake.log import get_logger, stage
 from gaialake.streams.patch_grid import (PATCH_COLUMNS, PatchCutSettings, patch_centers, patch_pixels,
                                          select_patch_stars)
 
-__all__ = ["run"]
+__all__ = ["run", "add_arguments", "main"]
 
 log = get_logger("patches")
 
@@ -62,6 +65,11 @@ def run(conf: Conf) -> dict:
         run_id = run.info.run_id
         out = (stars.mapInPandas(select, tables.PATCH_STARS.schema_without("run_id"))
                .withColumn("run_id", F.lit(run_id)))
+        if out.isEmpty():   # stops at the first partition holding a star
+            refuse_empty(conf, tables.PATCH_STARS,
+                         f"patches: no star of gaia_source in the {n_patches} patches of "
+                         f"radius {cuts.radius_deg} deg (patches.only, patches.radius_deg, the "
+                         f"cuts)")
         with stage(log, f"write {tables.PATCH_STARS.name}") as st:
             write_table(out, conf, tables.PATCH_STARS, mode="overwrite")
             counts = {int(r["patch_id"]): int(r["count"]) for r in read_table(
@@ -72,6 +80,20 @@ def run(conf: Conf) -> dict:
     return {"patches": n_patches, "patches_with_stars": len(counts),
             "rows": sum(counts.values()), "run_id": run_id,
             "stars_per_patch_max": max(counts.values(), default=0)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--allow-empty``: write ``patch_stars`` even when no star is in any patch."""
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="replace patch_stars even with 0 rows (run.allow_empty)")
+
+
+def main(conf: Conf, args: argparse.Namespace) -> int:
+    """The command line: ``--allow-empty`` sets ``run.allow_empty``; runs the job."""
+    if args.allow_empty:
+        conf.set("run.allow_empty", True)
+    run_job("patches", conf)
+    return 0
 
 
 if __name__ == "__main__":

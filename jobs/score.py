@@ -24,7 +24,11 @@ What the registered models score on new stars:
 
 - ``new`` (default): score only stars of the model's patches that the run which trained the
   model did not score (``anomaly_scores`` rows with its run_id), e.g. stars ingested since.
-  The out-of-fold rows of the training run are kept.
+  The out-of-fold rows of the training run are kept. When ``anomaly_scores`` holds no row of
+  that run for the method (its table was replaced by a later search, or the run never
+  committed it), the stars it trained on cannot be told apart: the job fails and changes
+  nothing (promote the version of the run whose rows the table holds, re-run
+  ``gaialake anomaly``, or rescore everything with ``score.mode=all``).
 - ``all``: rescore every star of the model's patches and replace all their rows of the method
   (for CATHODE, in-sample on the training stars).
 
@@ -74,9 +78,20 @@ def run(conf: Conf) -> dict:
         stars = stars.where(F.col("fiducial"))
     have_table = table_exists(spark, conf.table_path(tables.ANOMALY_SCORES.name))
     if mode == "new" and have_table:
-        trained = (read_table(spark, conf, tables.ANOMALY_SCORES)
-                   .where((F.col("method") == method) & (F.col("run_id") == train_run))
+        table = read_table(spark, conf, tables.ANOMALY_SCORES).where(F.col("method") == method)
+        trained = (table.where(F.col("run_id") == train_run)
                    .select("patch_id", "source_id").distinct())
+        if trained.isEmpty() and not table.isEmpty():
+            holders = sorted(r[0] for r in table.select("run_id").distinct().limit(5).collect())
+            at = conf.table_path(tables.ANOMALY_SCORES.name)
+            raise LookupError(
+                f"score.mode=new: {name}@{alias} (v{version.version}) was trained in run "
+                f"{train_run}, but anomaly_scores at {at} holds no {method} row of that run "
+                f"(it holds runs {holders}): the stars the model trained on cannot be told "
+                f"apart, and rescoring them would replace "
+                f"out-of-fold rows with in-sample ones. Nothing was changed. Promote the version "
+                f"of the run the table holds (`gaialake models list`, `gaialake models promote`), "
+                f"re-run `gaialake anomaly`, or set score.mode=all to rescore every star")
         stars = stars.join(trained, ["patch_id", "source_id"], "left_anti")
     ids = ", ".join(str(p) for p in patches)
     where = f"method = '{method}' AND patch_id IN ({ids})"

@@ -1,15 +1,19 @@
 """Read and write Gaia DR3 bulk files (``GaiaSource_*.csv.gz``) with pyarrow; no Spark here.
 
-:func:`parse_bulk_file` turns one file into Arrow batches of *staged rows*: the file's columns
-(typed from its own ECSV header) plus ``hpx29``, ``source_file``, ``line_number``, and for a row
-that fails validation, ``reason`` and ``raw_line`` (its data columns then null). Each block of
+:func:`parse_bulk_file` turns one file into Arrow batches of *staged rows*: the table's columns
+(the file's values typed from its own ECSV header, cast to the table's types; columns the file
+lacks are null) plus ``hpx29``, ``source_file``, ``line_number``, and for a row that fails
+validation, ``reason`` and ``raw_line`` (its data columns then null). Each block of
 ``chunk_bytes`` is parsed by pyarrow's typed CSV reader; only a block that fails goes through the
 slow path that finds the bad rows one by one, so a clean file costs one pyarrow pass.
 
-Row checks here: field count, type of every value, ``source_id`` present, ra in [0, 360),
-dec in [-90, 90]. Duplicate ``source_id`` needs the whole batch and the table: see ``ingest``.
-A file that cannot be read (corrupt gzip, no header, header without the required columns)
-raises :class:`BulkFileError` naming the file.
+Row checks here: field count, a line the CSV reader cannot parse (an unclosed quote, a field
+over Python's field limit), type of every value, ``source_id`` present, ra in [0, 360),
+dec in [-90, 90], finite values in :data:`~gaialake.io.dr3schema.FINITE_COLUMNS`. Duplicate
+``source_id`` needs the whole batch and the table: see ``ingest``. A file that cannot be read
+for its content (corrupt gzip, no header, header without the required columns or with another
+type than the table's) raises :class:`BulkFileError` naming the file; one that cannot be read
+for a reason outside it (I/O error, permissions, a file gone) raises :class:`TransientFileError`.
 """
 from __future__ import annotations
 
@@ -24,12 +28,16 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from gaialake.astro.healpix import radec_to_hpx29
-from gaialake.io.dr3schema import (FALSE_VALUES, NULL_VALUES, REQUIRED_COLUMNS, TRUE_VALUES, Column,
-                     EcsvError, EcsvHeader, arrow_schema, arrow_type, read_ecsv_header,
-                     write_ecsv_header)
+from gaialake.io.dr3schema import (FALSE_VALUES, FINITE_COLUMNS, NULL_VALUES, TRUE_VALUES,
+                                   Column, EcsvError, EcsvHeader, arrow_schema, arrow_type,
+                                   check_header, read_ecsv_header, write_ecsv_header)
 
-__all__ = ["BulkFileError", "STAGE_EXTRA", "staged_schema", "open_bulk", "read_header", "read_lines",
-           "parse_bulk_file", "write_bulk_file", "format_columns"]
+__all__ = ["BulkFileError", "TransientFileError", "file_error", "STAGE_EXTRA", "staged_schema",
+           "open_bulk", "read_header", "read_lines", "parse_bulk_file", "write_bulk_file",
+           "format_columns", "MAX_RAW_LINE"]
+
+#: Characters of a quarantined line kept in ``raw_line`` (a longer one is cut, its length noted).
+MAX_RAW_LINE = 1 << 16
 
 #: Columns added to the file's own columns in staged rows.
 STAGE_EXTRA = [("hpx29", pa.int64()), ("source_file", pa.string()), ("line_number", pa.int64()),
@@ -37,7 +45,24 @@ STAGE_EXTRA = [("hpx29", pa.int64()), ("source_file", pa.string()), ("line_numbe
 
 
 class BulkFileError(Exception):
-    """A bulk file that cannot be ingested at all (the message names the file)."""
+    """A bulk file that cannot be ingested at all for its content (the message names the file);
+    a permanent failure: the same bytes fail again."""
+
+
+class TransientFileError(Exception):
+    """A bulk file that could not be read or staged for a reason outside its content (I/O error,
+    permissions, a file gone, a staging write that failed): the next run tries it again."""
+
+
+def file_error(name: str, err: BaseException, what: str = "cannot read") -> Exception:
+    """The error of a file that failed with ``err``: :class:`TransientFileError` for an operating
+    system error (it has an ``errno``: I/O, permissions, no such file, disk full), else
+    :class:`BulkFileError` (a corrupt or truncated gzip stream, unparsable bytes)."""
+    if isinstance(err, (BulkFileError, TransientFileError)):
+        return err
+    if isinstance(err, OSError) and err.errno is not None:
+        return TransientFileError(f"{name}: {what}: {err}")
+    return BulkFileError(f"{name}: {what}: {err}")
 
 
 def staged_schema(columns: Sequence[Column]) -> pa.Schema:
@@ -64,14 +89,16 @@ def open_bulk(path: str) -> IO[bytes]:
 
 
 def read_header(path: str) -> EcsvHeader:
-    """The ECSV header of a bulk file (reads only the first lines)."""
+    """The ECSV header of a bulk file (reads only the first lines); raises
+    :class:`~gaialake.io.dr3schema.EcsvError`, :class:`BulkFileError` or
+    :class:`TransientFileError`."""
     try:
         with open_bulk(path) as stream:
             return read_ecsv_header(_Lines(stream), os.path.basename(path))
     except EcsvError:
         raise
     except (OSError, pa.ArrowInvalid, EOFError) as err:
-        raise BulkFileError(f"{os.path.basename(path)}: cannot read: {err}") from None
+        raise file_error(os.path.basename(path), err) from None
 
 
 class _Lines:
@@ -123,46 +150,50 @@ def parse_bulk_file(path: str, expected: Sequence[Column] | None = None,
                     chunk_bytes: int = 16 << 20) -> Iterator[pa.RecordBatch]:
     """Staged rows of one bulk file, block by block (see module docstring).
 
-    ``expected``: the table's columns; a file whose header lists other columns or types is
-    rejected (:class:`BulkFileError`) rather than silently mixed in.
+    ``expected``: the table's columns (None: the file's own). The file's values are cast to
+    their types and the columns the file lacks are null; a file with a column outside
+    ``expected``, another type than the table's, or without a required column is rejected
+    (:class:`BulkFileError`) before any row is read, never silently mixed in.
     """
     name = os.path.basename(path)
     try:
         stream = open_bulk(path)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise file_error(name, err) from None
+    try:
         lines = _Lines(stream)
         header = read_ecsv_header(lines, name)
     except EcsvError as err:
+        stream.close()
         raise BulkFileError(str(err)) from None
     except (OSError, pa.ArrowInvalid, EOFError) as err:
-        raise BulkFileError(f"{name}: cannot read: {err}") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in header.names]
-    if missing:
-        raise BulkFileError(f"{name}: header lacks required columns {missing}")
-    if expected is not None and [(c.name, c.datatype) for c in expected] != \
-            [(c.name, c.datatype) for c in header.columns]:
-        exp = {c.name: c.datatype for c in expected}
-        got = {c.name: c.datatype for c in header.columns}
-        diff = sorted(set(exp.items()) ^ set(got.items()))[:4]
-        raise BulkFileError(f"{name}: columns differ from the table's ({len(got)} vs "
-                            f"{len(exp)}; first differences {diff})")
-    schema = staged_schema(header.columns)
+        stream.close()
+        raise file_error(name, err) from None
+    target = tuple(header.columns if expected is None else expected)
+    check = check_header(name, header.columns, target)
+    if check.error is None and check.extra:
+        check = type(check)(f"{name}: columns {[c.name for c in check.extra]} are not among the "
+                            f"table's columns to stage")
+    if check.error is not None:
+        stream.close()
+        raise BulkFileError(check.error)
+    schema = staged_schema(target)
     options = _typed_options(header)
     first_line = header.header_lines + 1
     try:
         for block in _blocks(lines, chunk_bytes):
             n_lines = block.count(b"\n")
-            yield from _parse_block(block, n_lines, first_line, name, header, schema, options)
+            yield from _parse_block(block, n_lines, first_line, name, header, target, schema,
+                                    options)
             first_line += n_lines
     except (OSError, EOFError, pa.ArrowInvalid) as err:
-        if isinstance(err, pa.ArrowInvalid) and "CSV" in str(err):
-            raise
-        raise BulkFileError(f"{name}: cannot read past line {first_line}: {err}") from None
+        raise file_error(name, err, f"cannot read past line {first_line}") from None
     finally:
         stream.close()
 
 
 def _parse_block(block: bytes, n_lines: int, first_line: int, name: str, header: EcsvHeader,
-                 schema: pa.Schema, options) -> Iterator[pa.RecordBatch]:
+                 target: Sequence[Column], schema: pa.Schema, options) -> Iterator[pa.RecordBatch]:
     try:
         table = pacsv.read_csv(io.BytesIO(block), *options)
         if table.num_rows != n_lines:
@@ -176,27 +207,44 @@ def _parse_block(block: bytes, n_lines: int, first_line: int, name: str, header:
         keep = ~np.isin(line_numbers, np.fromiter(bad, np.int64, len(bad)))
         table, line_numbers = table.filter(pa.array(keep)), line_numbers[keep]
     if table.num_rows:
-        yield _stage(table, line_numbers, name, schema)
+        yield _stage(_conform(table, target), line_numbers, name, schema)
     if bad:
         yield _quarantine(block, first_line, bad, name, schema)
 
 
+def _conform(table: pa.Table, target: Sequence[Column]) -> pa.Table:
+    """The file's typed columns as the table's: cast to its types, its order, nulls where the
+    file lacks a column."""
+    n = table.num_rows
+    arrays = [table.column(c.name).cast(arrow_type(c.datatype)) if c.name in table.column_names
+              else pa.nulls(n, arrow_type(c.datatype)) for c in target]
+    return pa.Table.from_arrays(arrays, schema=arrow_schema(target))
+
+
 def _range_failures(table: pa.Table, line_numbers: np.ndarray) -> dict[int, str]:
-    """Rows (by line number) that parse but fail a value check, with the reason."""
+    """Rows (by line number) that parse but fail a value check, with the reason (the first
+    check a row fails: source_id, then non-finite values, then the ra/dec ranges)."""
+    out: dict[int, str] = {}
     sid = table.column("source_id").is_null().to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(sid):
+        out[int(line_numbers[i])] = "missing source_id"
+    for col in FINITE_COLUMNS:
+        if col not in table.column_names or not pa.types.is_floating(table.column(col).type):
+            continue
+        values = table.column(col)
+        v = values.to_numpy(zero_copy_only=False).astype(np.float64)
+        present = ~values.is_null().to_numpy(zero_copy_only=False)  # NaN is a value, not null
+        for i in np.flatnonzero(present & ~np.isfinite(v)):
+            out.setdefault(int(line_numbers[i]), f"column {col}: {v[i]!r} is not finite")
     ra = table.column("ra").to_numpy(zero_copy_only=False).astype(np.float64)
     dec = table.column("dec").to_numpy(zero_copy_only=False).astype(np.float64)
     with np.errstate(invalid="ignore"):
         bad_ra = ~((ra >= 0) & (ra < 360))
         bad_dec = ~((dec >= -90) & (dec <= 90))
-    out: dict[int, str] = {}
-    for i in np.flatnonzero(sid | bad_ra | bad_dec):
-        if sid[i]:
-            out[int(line_numbers[i])] = "missing source_id"
-        elif bad_ra[i]:
-            out[int(line_numbers[i])] = f"column ra: {ra[i]!r} outside [0, 360) deg"
-        else:
-            out[int(line_numbers[i])] = f"column dec: {dec[i]!r} outside [-90, 90] deg"
+    for i in np.flatnonzero(bad_ra):
+        out.setdefault(int(line_numbers[i]), f"column ra: {ra[i]!r} outside [0, 360) deg")
+    for i in np.flatnonzero(bad_dec):
+        out.setdefault(int(line_numbers[i]), f"column dec: {dec[i]!r} outside [-90, 90] deg")
     return out
 
 
@@ -207,8 +255,13 @@ def _parse_block_slowly(block: bytes, first_line: int, header: EcsvHeader):
     bad: dict[int, str] = {}
     good_rows: list[list[str]] = []
     good_lines: list[int] = []
-    for i, fields in enumerate(csv.reader(text_lines, delimiter=header.delimiter)):
+    for i, text in enumerate(text_lines):
         line = first_line + i
+        try:  # line by line: one malformed line never shifts the others' numbers
+            fields = next(csv.reader([text], delimiter=header.delimiter), [])
+        except csv.Error as err:
+            bad[line] = f"malformed line ({len(text)} characters): {err}"
+            continue
         if len(fields) != ncol:
             bad[line] = f"wrong number of fields: {len(fields)}, expected {ncol}"
         else:
@@ -272,7 +325,7 @@ def _quarantine(block: bytes, first_line: int, bad: dict[int, str], name: str,
                 schema: pa.Schema) -> pa.RecordBatch:
     lines = block.split(b"\n")
     order = sorted(bad)
-    raw = [lines[ln - first_line].decode("utf-8", errors="replace") for ln in order]
+    raw = [_cut(lines[ln - first_line].decode("utf-8", errors="replace")) for ln in order]
     n = len(order)
     data = {f.name: pa.nulls(n, f.type) for f in schema}
     data["source_file"] = pa.array([name] * n, pa.string())
@@ -280,6 +333,13 @@ def _quarantine(block: bytes, first_line: int, bad: dict[int, str], name: str,
     data["reason"] = pa.array([bad[ln] for ln in order], pa.string())
     data["raw_line"] = pa.array(raw, pa.string())
     return pa.RecordBatch.from_arrays([data[f.name] for f in schema], schema=schema)
+
+
+def _cut(text: str) -> str:
+    """A quarantined line as kept in ``raw_line``: at most :data:`MAX_RAW_LINE` characters."""
+    if len(text) <= MAX_RAW_LINE:
+        return text
+    return f"{text[:MAX_RAW_LINE]}... [cut: {len(text)} characters]"
 
 
 def format_columns(table: pa.Table, columns: Sequence[Column]) -> pa.Array:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -10,14 +11,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gaialake.io.bulkfile import BulkFileError, parse_bulk_file, staged_schema
+from gaialake.io.bulkfile import (BulkFileError, TransientFileError, parse_bulk_file,
+                                  read_header, staged_schema)
 from gaialake.io.deltafiles import write_partitioned
-from gaialake.io.dr3schema import Column, spark_type
+from gaialake.io.dr3schema import Column, EcsvError, arrow_type, spark_type
+from gaialake.log import get_logger
 
 __all__ = ["BulkFile", "list_bulk_files", "spark_schema_ddl", "stage_files_arrow", "PATTERN",
-           "STAGE_RESULT_DDL", "write_table_files_arrow", "ADD_FILE_DDL"]
+           "STAGE_RESULT_DDL", "write_table_files_arrow", "ADD_FILE_DDL", "HEADER_RESULT_DDL",
+           "read_headers_arrow", "columns_from_json"]
 
 PATTERN = "GaiaSource_*.csv.gz"
+
+log = get_logger("ingest")
 
 
 @dataclass(frozen=True)
@@ -29,8 +35,13 @@ class BulkFile:
     size: int       # bytes
 
 
-def list_bulk_files(spark, raw: str, pattern: str = PATTERN) -> list[BulkFile]:
-    """Bulk files under ``raw`` (any Hadoop file system: local, s3a://, abfss://, dbfs:/), sorted."""
+def list_bulk_files(spark, raw: str, pattern: str = PATTERN,
+                    skipped: list[str] | None = None) -> list[BulkFile]:
+    """Bulk files under ``raw`` (any Hadoop file system: local, s3a://, abfss://, dbfs:/), sorted.
+
+    Files whose name does not match ``pattern`` (case-sensitive: ``gaiasource_...``, ``.csv``)
+    are not ingested: a log line names them and they are appended to ``skipped``; hidden files
+    (``.name``, ``_name``) are passed over silently."""
     jvm = spark.sparkContext._jvm
     hconf = spark.sparkContext._jsc.hadoopConfiguration()
     root = jvm.org.apache.hadoop.fs.Path(raw)
@@ -38,15 +49,24 @@ def list_bulk_files(spark, raw: str, pattern: str = PATTERN) -> list[BulkFile]:
     if not fs.exists(root):
         raise FileNotFoundError(f"paths.raw={raw}: no such directory (run `gaialake generate` "
                                 f"or point paths.raw at the DR3 bulk files)")
-    out = []
+    out, others = [], []
     it = fs.listFiles(root, True)
     while it.hasNext():
         st = it.next()
         name = st.getPath().getName()
-        if fnmatch.fnmatch(name, pattern):
+        if fnmatch.fnmatchcase(name, pattern):
             uri = st.getPath().toUri().toString()
             path = uri[len("file:"):] if uri.startswith("file:") else uri
             out.append(BulkFile(path, name, int(st.getLen())))
+        elif not name.startswith((".", "_")):
+            others.append(name)
+    if others:
+        others.sort()
+        log.warning("%d files under %s do not match %s (names are case-sensitive) and are not "
+                    "ingested: %s%s", len(others), raw, pattern, ", ".join(others[:20]),
+                    f" and {len(others) - 20} more" if len(others) > 20 else "")
+        if skipped is not None:
+            skipped.extend(others)
     names = [f.name for f in out]
     dups = {n for n in names if names.count(n) > 1}
     if dups:
@@ -61,34 +81,75 @@ def spark_schema_ddl(columns: Sequence[Column]) -> str:
     return ", ".join(fields + ["`hpx29` long", "`source_file` string"])
 
 
-STAGE_RESULT_DDL = "source_file string, staged_rows long, error string"
+HEADER_RESULT_DDL = "source_file string, columns string, error string, transient boolean"
 
 
-def stage_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str):
-    """The mapInArrow function: rows of paths in, one summary row per file out.
+def columns_from_json(text: str) -> list[Column]:
+    """Columns of a header as :func:`read_headers_arrow` returns them (JSON)."""
+    return [Column(n, d, u) for n, d, u in json.loads(text)]
 
-    Each file's staged rows (:func:`gaialake.io.bulkfile.parse_bulk_file`) are written by pyarrow to
-    ``<staging>/<file>.parquet`` (columnar, no row conversion in the JVM). A file that cannot be
-    read leaves no staging file and returns its error; the others go on.
-    """
-    schema = staged_schema(columns)
+
+def read_headers_arrow():
+    """The mapInArrow function: rows of paths in, one row per file out (:data:`HEADER_RESULT_DDL`):
+    its header's columns as JSON ``[[name, datatype, unit], ...]``, or the error that kept it
+    from being read and whether that error is transient (outside the file's content)."""
+    schema = pa.schema([("source_file", pa.string()), ("columns", pa.string()),
+                        ("error", pa.string()), ("transient", pa.bool_())])
 
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for path in batch.column("path").to_pylist():
                 name = os.path.basename(path)
-                rows, error = 0, None
+                columns = error = None
+                transient = False
+                try:
+                    columns = json.dumps([[c.name, c.datatype, c.unit]
+                                          for c in read_header(path).columns])
+                except (EcsvError, BulkFileError) as err:
+                    error = str(err)
+                except TransientFileError as err:
+                    error, transient = str(err), True
+                except Exception as err:  # outside the file's content: tried again next run
+                    error, transient = f"{name}: {type(err).__name__}: {err}", True
+                yield pa.RecordBatch.from_pydict(
+                    {"source_file": [name], "columns": [columns], "error": [error],
+                     "transient": [transient]}, schema=schema)
+    return fn
+
+
+STAGE_RESULT_DDL = "source_file string, staged_rows long, error string, transient boolean"
+
+
+def stage_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str):
+    """The mapInArrow function: rows of paths in, one summary row per file out.
+
+    Each file's staged rows (:func:`gaialake.io.bulkfile.parse_bulk_file`, in the table's
+    ``columns``) are written by pyarrow to ``<staging>/<file>.parquet`` (columnar, no row
+    conversion in the JVM). A file that cannot be read or staged leaves no staging file and
+    returns its error, ``transient`` when the cause is outside its content (I/O, permissions, a
+    staging write that failed); the others go on.
+    """
+    schema = staged_schema(columns)
+    out_schema = pa.schema([("source_file", pa.string()), ("staged_rows", pa.int64()),
+                            ("error", pa.string()), ("transient", pa.bool_())])
+
+    def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for path in batch.column("path").to_pylist():
+                name = os.path.basename(path)
+                rows, error, transient = 0, None, False
                 try:
                     rows = _stage_one(path, columns, chunk_bytes, schema,
                                       f"{staging.rstrip('/')}/{name}.parquet")
                 except BulkFileError as err:
                     error = str(err)
-                except Exception as err:  # any other error: the file fails, others go on
-                    error = f"{name}: {type(err).__name__}: {err}"
+                except TransientFileError as err:
+                    error, transient = str(err), True
+                except Exception as err:  # outside the file's content: tried again next run
+                    error, transient = f"{name}: {type(err).__name__}: {err}", True
                 yield pa.RecordBatch.from_pydict(
-                    {"source_file": [name], "staged_rows": [rows], "error": [error]},
-                    schema=pa.schema([("source_file", pa.string()), ("staged_rows", pa.int64()),
-                                      ("error", pa.string())]))
+                    {"source_file": [name], "staged_rows": [rows], "error": [error],
+                     "transient": [transient]}, schema=out_schema)
     return fn
 
 
@@ -98,13 +159,16 @@ ADD_FILE_DDL = ("source_file string, path string, size long, partition_value str
 
 def write_table_files_arrow(staging: str, root: str, table_columns: Sequence[str],
                             stats_columns: Sequence[str], shift: int, run_id: str,
-                            duplicates: dict[str, list[int]]):
+                            duplicates: dict[str, list[int]],
+                            table_types: dict[str, str] | None = None):
     """The mapInArrow function: rows of staged file names in, one row per data file written out
     (:data:`ADD_FILE_DDL`, for :func:`gaialake.io.delta.commit_files`).
 
     Each file's valid rows (staged with no ``reason``, less the ``duplicates`` lines of that file)
     get ``hpx = hpx29 >> shift`` and ``run_id``, are sorted by ``hpx29`` and written by pyarrow as
-    the table's data files under ``root`` (local), one per ``hpx`` partition.
+    the table's data files under ``root`` (local), one per ``hpx`` partition. ``table_types``:
+    the table's columns -> ECSV datatype; rows of another schema fail the task before any file
+    is written (:func:`gaialake.io.deltafiles.write_partitioned`).
     """
     import pyarrow.parquet as pq
 
@@ -112,6 +176,8 @@ def write_table_files_arrow(staging: str, root: str, table_columns: Sequence[str
                             ("size", pa.int64()), ("partition_value", pa.string()),
                             ("modification_time", pa.int64()), ("stats", pa.string())])
     data_columns = [c for c in table_columns if c not in ("hpx", "run_id")]
+    expected = None if table_types is None else pa.schema(
+        [(c, arrow_type(table_types[c])) for c in table_columns if c != "hpx"])
 
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -127,7 +193,8 @@ def write_table_files_arrow(staging: str, root: str, table_columns: Sequence[str
                 rows = (rows.select(data_columns).take(order)
                         .append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
                         .select([c for c in table_columns if c != "hpx"]))
-                records = write_partitioned(rows, root, "hpx", hpx29[order] >> shift, stats_columns)
+                records = write_partitioned(rows, root, "hpx", hpx29[order] >> shift, stats_columns,
+                                            expected=expected)
                 yield pa.RecordBatch.from_pylist([{"source_file": name, **r} for r in records],
                                                  schema=out_schema)
     return fn
@@ -154,8 +221,12 @@ def _stage_one(path: str, columns: Sequence[Column], chunk_bytes: int, schema: p
                 rows += block.num_rows
         if local:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         if local and os.path.exists(tmp):
             os.remove(tmp)
-        raise
+        if isinstance(err, (BulkFileError, TransientFileError)) or not isinstance(err, Exception):
+            raise
+        # not a content error the parser names: staging failed (disk, permissions, a folder gone)
+        raise TransientFileError(f"{os.path.basename(path)}: staging to {target} failed: "
+                                 f"{type(err).__name__}: {err}") from None
     return rows

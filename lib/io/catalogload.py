@@ -1,40 +1,70 @@
-"""Loading a batch of bulk files into ``gaia_source``: staging, duplicates, the two writers, and
-the per-file records of ``ingest_log`` (the Spark plumbing of ``gaialake ingest``).
+"""Loading a batch of bulk files into ``gaia_source``: headers, staging, duplicates, the two
+writers, pruning, and the per-file records of ``ingest_log`` (the Spark plumbing of
+``gaialake ingest``).
 
-A batch is staged to Parquet once (one Spark task per file, :func:`stage_batch`); a
-``source_id`` seen twice keeps its first occurrence by (file name, line) and the later ones are
-quarantined (:func:`find_duplicates`); the valid rows are written by Spark's Delta writer
-(:func:`write_rows_spark`) or by pyarrow on executors with one driver commit
-(:func:`write_rows_arrow`). Every write replaces exactly the rows of the batch's files
+Each file's header is read first (one Spark task per file, :func:`read_headers`) and checked
+against the table's columns (:func:`plan_batch`; the DR3 columns when ``gaia_source`` does not
+exist yet): a file with a type conflict or without a required column fails alone, its extra
+columns are added to the table (``ingest.extra_columns: evolve``) or refuse it (``refuse``),
+the table's columns it lacks are null-filled (``ingest.missing_columns: null``) or refuse it.
+A batch is then staged to Parquet once in the table's columns (:func:`stage_batch`) under a
+folder of its own run; a ``source_id`` seen twice keeps its first occurrence by (file name,
+line) and the later ones are quarantined (:func:`find_duplicates`); the valid rows are written
+by Spark's Delta writer (:func:`write_rows_spark`) or by pyarrow on executors with one driver
+commit (:func:`write_rows_arrow`). Every write replaces exactly the rows of the batch's files
 (``source_file IN ...``), so a re-run of a batch ends with the same rows.
+
+``ingest_log.status``: ``ok`` (``error`` then holds notes such as ``added columns: x``),
+``failed`` (the file's content: tried again only with ``ingest.retry_failed`` or once replaced)
+or ``failed_transient`` (a cause outside the file: tried again by the next run).
 """
 from __future__ import annotations
 
+import fcntl
+import math
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from gaialake import tables
 from gaialake.conf import Conf
-from gaialake.io.bulkfile import BulkFileError, read_header, read_lines
-from gaialake.io.catalogio import (ADD_FILE_DDL, STAGE_RESULT_DDL, BulkFile, spark_schema_ddl,
+from gaialake.io.bulkfile import read_lines
+from gaialake.io.catalogio import (ADD_FILE_DDL, HEADER_RESULT_DDL, STAGE_RESULT_DDL, BulkFile,
+                                   columns_from_json, read_headers_arrow, spark_schema_ddl,
                                    stage_files_arrow, write_table_files_arrow)
 from gaialake.io.delta import (commit_files, in_predicate, read_table, register_table,
                                table_exists, table_layout, write_table)
-from gaialake.io.dr3schema import Column
+from gaialake.io.dr3schema import (DR3_COLUMNS, Column, HeaderCheck, check_header,
+                                   datatype_of_spark, spark_type)
 from gaialake.log import get_logger
 
-__all__ = ["StagedBatch", "ingested_files", "prune_files", "header_columns", "failed_log_rows",
-           "batch_log_rows", "write_ingest_log", "create_gaia_source", "stage_batch",
-           "find_duplicates", "quarantine_rows", "choose_writer", "write_rows_spark",
-           "write_rows_arrow", "clear_path", "source_files_in", "STATS_COLUMNS"]
+__all__ = ["StagedBatch", "BatchPlan", "PruneRefused", "OK", "FAILED", "FAILED_TRANSIENT",
+           "ingested_files", "prune_files", "table_columns", "read_headers", "plan_batch",
+           "prepare_gaia_source", "failed_log_rows", "batch_log_rows", "write_ingest_log",
+           "create_gaia_source", "stage_batch", "find_duplicates", "quarantine_rows",
+           "choose_writer", "write_rows_spark", "write_rows_arrow", "clear_path",
+           "source_files_in", "staging_path", "ingest_lock", "STATS_COLUMNS"]
 
 log = get_logger("ingest")
 
+#: ``ingest_log.status`` of a file whose rows are in the table.
+OK = "ok"
+#: ``ingest_log.status`` of a file that failed for its content (permanent).
+FAILED = "failed"
+#: ``ingest_log.status`` of a file that failed for a cause outside it (retried by the next run).
+FAILED_TRANSIENT = "failed_transient"
 #: Columns of ``gaia_source`` whose min/max statistics Delta keeps (cone searches prune on them).
 STATS_COLUMNS = "source_id,ra,dec,hpx29,source_file,parallax,pmra,pmdec,phot_g_mean_mag,bp_rp"
 #: The quarantine rows' columns before ``run_id``.
 _QUARANTINE_DDL = "source_file string, line_number long, raw_line string, reason string"
+#: Columns ingest adds to the files' own in ``gaia_source``.
+_ADDED = ("hpx29", "source_file", "hpx", "run_id")
+
+
+class PruneRefused(RuntimeError):
+    """``ingest.prune_missing`` would delete too much (the message says why and what to set)."""
 
 
 def source_files_in(names: Sequence[str]) -> str:
@@ -42,50 +72,191 @@ def source_files_in(names: Sequence[str]) -> str:
     return in_predicate("source_file", list(names))
 
 
+def staging_path(conf: Conf, run_id: str) -> str:
+    """The run's own staging folder, ``<warehouse>/_staging/ingest-<run_id>``: concurrent
+    ingests on one warehouse never share (or clear) each other's staged files."""
+    return f"{conf.table_path('_staging')}/ingest-{run_id}"
+
+
+@contextmanager
+def ingest_lock(conf: Conf) -> Iterator[None]:
+    """Serialize ingests of one local warehouse: an exclusive lock on
+    ``<warehouse>/_locks/ingest.lock`` (released by the OS when a run dies, even by kill -9); a
+    second run logs who holds it and waits. Cluster warehouses take no lock (their staging is
+    per run and Delta's optimistic commits reject a conflicting write)."""
+    warehouse = conf.path("paths.warehouse")
+    if "://" in warehouse or warehouse.startswith("dbfs:"):
+        yield
+        return
+    folder = conf.table_path("_locks")
+    os.makedirs(folder, exist_ok=True)
+    path = f"{folder}/ingest.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            log.warning("another ingest holds %s (%s): waiting for it to finish", path, holder)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError as err:  # a file system without locks (some FUSE mounts)
+            log.warning("cannot lock %s (%s): concurrent ingests are not serialized", path, err)
+            yield
+            return
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def ingested_files(spark, conf: Conf, retry_failed: bool = False) -> dict[str, int]:
     """Files in ``ingest_log`` -> their size (bytes) when ingested; one of the same name and size
-    is not ingested again (a replaced file is). Failed files map to -1 with ``retry_failed``."""
+    is not ingested again (a replaced file is). Files that failed for a transient cause map to
+    -1 (tried again), and those that failed for their content too with ``retry_failed``."""
     if not table_exists(spark, conf.table_path(tables.INGEST_LOG.name)):
         return {}
     rows = read_table(spark, conf, tables.INGEST_LOG).select("source_file", "status",
                                                              "file_bytes").collect()
-    return {r.source_file: (-1 if retry_failed and r.status == "failed" else int(r.file_bytes))
+    return {r.source_file: (-1 if r.status == FAILED_TRANSIENT
+                            or (retry_failed and r.status == FAILED) else int(r.file_bytes))
             for r in rows}
 
 
-def prune_files(spark, conf: Conf, gone: set[str]) -> None:
-    """Delete the rows of the files ``gone`` (no longer under ``paths.raw``) from ``gaia_source``,
-    its quarantine and ``ingest_log``."""
+def prune_files(spark, conf: Conf, gone: set[str], listed: int,
+                max_fraction: float) -> dict[str, Any]:
+    """Delete the rows of the files ``gone`` (in ``ingest_log``, no longer under ``paths.raw``)
+    from ``gaia_source``, its quarantine and ``ingest_log``; returns what was pruned and the
+    table versions to restore to undo it (also logged).
+
+    Refuses (:class:`PruneRefused`, nothing deleted) when ``paths.raw`` holds no bulk file
+    (``listed`` = 0: a mistyped or unmounted folder) or when the files hold more than
+    ``max_fraction`` of ``gaia_source``'s rows (``rows_kept`` of ``ingest_log``).
+    """
     from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
 
     if not gone:
-        return
-    log.info("pruning rows of %d files no longer under paths.raw", len(gone))
+        return {}
+    raw = conf.path("paths.raw")
+    if listed == 0:
+        raise PruneRefused(
+            f"ingest.prune_missing: paths.raw={raw} holds no bulk files, so pruning would delete "
+            f"the rows of all {len(gone)} ingested files; refused (nothing deleted). Point "
+            f"paths.raw at the files, or set ingest.prune_missing=false")
+    kept = (read_table(spark, conf, tables.INGEST_LOG)
+            .agg(F.sum("rows_kept").alias("all"),
+                 F.sum(F.when(F.col("source_file").isin(sorted(gone)), F.col("rows_kept"))
+                       .otherwise(0)).alias("gone")).first())
+    total, rows = int(kept["all"] or 0), int(kept["gone"] or 0)
+    if total and rows > max_fraction * total:
+        raise PruneRefused(
+            f"ingest.prune_missing: the {len(gone)} files gone from paths.raw={raw} hold {rows} of "
+            f"{total} rows of {tables.GAIA_SOURCE.name} ({rows / total:.0%}), more than "
+            f"ingest.prune_max_fraction={max_fraction}; refused (nothing deleted). Restore the "
+            f"files, or set ingest.prune_max_fraction={math.ceil(100 * rows / total) / 100} to "
+            f"delete them; e.g. "
+            f"{sorted(gone)[:3]}")
+    log.info("pruning %d rows of %d files no longer under paths.raw", rows, len(gone))
     cond = source_files_in(sorted(gone))
+    restore: dict[str, int] = {}
     for table in (tables.GAIA_SOURCE, tables.GAIA_SOURCE_QUARANTINE, tables.INGEST_LOG):
-        if table_exists(spark, conf.table_path(table.name)):
-            DeltaTable.forPath(spark, conf.table_path(table.name)).delete(cond)
+        path = conf.table_path(table.name)
+        if table_exists(spark, path):
+            delta = DeltaTable.forPath(spark, path)
+            restore[table.name] = int(delta.history(1).first()["version"])
+            delta.delete(cond)
+            log.info("pruned %s; to undo: RESTORE TABLE delta.`%s` TO VERSION AS OF %d", table.name,
+                     path, restore[table.name])
+    return {"pruned_files": len(gone), "pruned_rows": rows, "restore_versions": restore}
 
 
-def header_columns(pending: Sequence[BulkFile]) -> tuple[list[Column] | None, dict[BulkFile, str]]:
-    """The table's columns from the first readable file's ECSV header (None if none is), and the
-    error of each file whose header could not be read before it."""
-    unreadable: dict[BulkFile, str] = {}
-    for f in pending:
-        try:
-            return list(read_header(f.path).columns), unreadable
-        except (BulkFileError, ValueError) as err:
-            log.warning("header of %s unreadable (%s); trying the next file", f.name, err)
-            unreadable[f] = str(err)
-    return None, unreadable
+def table_columns(spark, conf: Conf) -> tuple[list[Column], bool]:
+    """The columns files are checked against: ``gaia_source``'s own (less the ones ingest adds)
+    and True, or the DR3 columns and False when the table does not exist yet."""
+    path = conf.table_path(tables.GAIA_SOURCE.name)
+    if not table_exists(spark, path):
+        return list(DR3_COLUMNS), False
+    schema = spark.read.format("delta").load(path).schema
+    return [Column(f.name, datatype_of_spark(f.dataType.simpleString()))
+            for f in schema.fields if f.name not in _ADDED], True
 
 
-def failed_log_rows(failed: dict[BulkFile, str], run_id: str) -> list[tuple]:
-    """``ingest_log`` rows of files that failed as a whole (their errors logged)."""
+def read_headers(spark, batch: Sequence[BulkFile]) -> dict[str, tuple[list[Column] | None,
+                                                                        str | None, bool]]:
+    """Each file's header columns, one Spark task per file: name -> (columns, None, False), or
+    (None, error, transient) when its header could not be read."""
+    files_df = spark.createDataFrame(
+        spark.sparkContext.parallelize([(f.path,) for f in batch], len(batch)), "path string")
+    rows = files_df.mapInArrow(read_headers_arrow(), HEADER_RESULT_DDL).collect()
+    return {r.source_file: (columns_from_json(r.columns) if r.columns is not None else None,
+                            r.error, bool(r.transient)) for r in rows}
+
+
+@dataclass
+class BatchPlan:
+    """A batch after its headers were checked: the files to stage, the table's columns to stage
+    them in (``target``), the columns to add to the table (``extra``), each refused file's
+    (error, transient) and each accepted file's notes for ``ingest_log``."""
+
+    accepted: list[BulkFile]
+    target: list[Column]
+    extra: list[Column]
+    failures: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def plan_batch(headers: dict[str, tuple[list[Column] | None, str | None, bool]],
+               batch: Sequence[BulkFile], reference: Sequence[Column], extra_columns: str,
+               missing_columns: str) -> BatchPlan:
+    """Check each file's header against ``reference`` (the table's columns, growing by the extra
+    columns of the batch's earlier files): see :func:`gaialake.io.dr3schema.check_header`."""
+    target = list(reference)
+    plan = BatchPlan([], target, [])
+    for f in batch:
+        columns, error, transient = headers[f.name]
+        if columns is None:
+            plan.failures[f.name] = (error or f"{f.name}: header unreadable", transient)
+            continue
+        check: HeaderCheck = check_header(f.name, columns, target, extra_columns,
+                                          missing_columns, tables.GAIA_SOURCE.name)
+        if check.error is not None:
+            plan.failures[f.name] = (check.error, False)
+            continue
+        plan.accepted.append(f)
+        target.extend(check.extra)
+        plan.extra.extend(check.extra)
+        if check.notes():
+            plan.notes[f.name] = check.notes()
+    for name, (err, transient) in plan.failures.items():
+        log.error("file %s (others go on): %s", "failed transiently" if transient else "refused", err)
+    for name, note in plan.notes.items():
+        log.info("%s: %s", name, note)
+    return plan
+
+
+def prepare_gaia_source(spark, conf: Conf, plan: BatchPlan) -> None:
+    """Create ``gaia_source`` with the plan's columns, or add the plan's extra columns to it
+    (Delta schema evolution: earlier rows read them as null); logged."""
+    path = conf.table_path(tables.GAIA_SOURCE.name)
+    if not table_exists(spark, path):
+        create_gaia_source(spark, conf, plan.target)
+        return
+    if plan.extra:
+        cols = ", ".join(f"`{c.name}` {spark_type(c.datatype)}" for c in plan.extra)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({cols})")
+        log.warning("added columns to %s (ingest.extra_columns=evolve): %s",
+                    tables.GAIA_SOURCE.name, ", ".join(c.name for c in plan.extra))
+
+
+def failed_log_rows(failed: dict[BulkFile, tuple[str, bool]], run_id: str) -> list[tuple]:
+    """``ingest_log`` rows of files that failed as a whole: (error, transient) per file."""
     now = datetime.now(timezone.utc)
-    for err in failed.values():
-        log.error("file failed, others go on: %s", err)
-    return [(f.name, f.size, "failed", err, 0, 0, 0, now, run_id) for f, err in failed.items()]
+    return [(f.name, f.size, FAILED_TRANSIENT if transient else FAILED, err, 0, 0, 0, now, run_id)
+            for f, (err, transient) in failed.items()]
 
 
 def write_ingest_log(spark, conf: Conf, rows: list[tuple]) -> None:
@@ -121,26 +292,29 @@ def clear_path(spark, path: str) -> None:
 @dataclass
 class StagedBatch:
     """A batch parsed and staged to Parquet: ``rows`` (every staged row, ``reason`` set on the
-    invalid ones; None when no file could be read), the staged file names, and the error of each
-    file that failed as a whole."""
+    invalid ones; None when no file could be read), the staged file names, and the (error,
+    transient) of each file that failed as a whole."""
 
     rows: Any
     staged: list[str]
-    failures: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
 
 def stage_batch(spark, batch: Sequence[BulkFile], columns: Sequence[Column], chunk_bytes: int,
                 staging: str) -> StagedBatch:
-    """Parse and validate the batch's files, one Spark task per file, into ``<staging>/<file>
-    .parquet`` (the folder cleared first); files that fail are logged and the others go on."""
+    """Parse and validate the batch's files, one Spark task per file, in the table's ``columns``
+    into ``<staging>/<file>.parquet`` (the run's own folder, cleared first); files that fail are
+    logged and the others go on."""
     clear_path(spark, staging)
     files_df = spark.createDataFrame(
         spark.sparkContext.parallelize([(f.path,) for f in batch], len(batch)), "path string")
     results = files_df.mapInArrow(stage_files_arrow(columns, chunk_bytes, staging),
                                   STAGE_RESULT_DDL).collect()
-    failures = {r.source_file: r.error for r in results if r.error is not None}
-    for err in failures.values():
-        log.error("file failed, others go on: %s", err)
+    failures = {r.source_file: (r.error, bool(r.transient)) for r in results
+                if r.error is not None}
+    for err, transient in failures.values():
+        log.error("file failed%s, others go on: %s", " (transient: retried next run)"
+                  if transient else "", err)
     staged = [r.source_file for r in results if r.error is None]
     rows = (spark.read.parquet(*[f"{staging}/{name}.parquet" for name in staged])
             if len(failures) < len(batch) else None)
@@ -205,10 +379,12 @@ def _raw_lines(dups, batch: Sequence[BulkFile]):
     return dups.groupBy("source_file").applyInPandas(fetch, _QUARANTINE_DDL)
 
 
-def batch_log_rows(staged_rows, batch: Sequence[BulkFile], failures: dict[str, str],
-                   duplicates: dict[str, int], run_id: str) -> list[tuple]:
+def batch_log_rows(staged_rows, batch: Sequence[BulkFile], failures: dict[str, tuple[str, bool]],
+                   duplicates: dict[str, int], run_id: str,
+                   notes: dict[str, str] | None = None) -> list[tuple]:
     """``ingest_log`` rows of a batch: per file, rows read, kept and quarantined (invalid rows
-    and ``duplicates``), or its error when it failed as a whole."""
+    and ``duplicates``) with its ``notes`` (added or null-filled columns) in ``error``, or its
+    (error, transient) when it failed as a whole."""
     from pyspark.sql import functions as F
 
     counts = {r.source_file: r for r in staged_rows.groupBy("source_file").agg(
@@ -218,12 +394,15 @@ def batch_log_rows(staged_rows, batch: Sequence[BulkFile], failures: dict[str, s
     out = []
     for f in batch:
         if f.name in failures:
-            out.append((f.name, f.size, "failed", failures[f.name], 0, 0, 0, now, run_id))
+            err, transient = failures[f.name]
+            out.append((f.name, f.size, FAILED_TRANSIENT if transient else FAILED, err, 0, 0, 0,
+                        now, run_id))
             continue
         c = counts.get(f.name)
         read = int(c["read"]) if c else 0
         bad = (int(c["bad"]) if c else 0) + int(duplicates.get(f.name, 0))
-        out.append((f.name, f.size, "ok", None, read, read - bad, bad, now, run_id))
+        out.append((f.name, f.size, OK, (notes or {}).get(f.name), read, read - bad, bad, now,
+                    run_id))
     return out
 
 
@@ -267,19 +446,23 @@ def write_rows_spark(conf: Conf, rows, dups, names: Sequence[str], shift: int, r
 def write_rows_arrow(spark, conf: Conf, staging: str, staged: Sequence[str], names: Sequence[str],
                      dups, shift: int, run_id: str) -> None:
     """pyarrow writes each staged file's valid rows (less ``dups``) into the table's ``hpx``
-    folders, one Spark task per file; the driver commits them in one Delta commit that also
-    removes the rows of ``names`` ingested before (:func:`gaialake.io.delta.commit_files`)."""
+    folders, one Spark task per file, after checking that their schema is the table's (a
+    mismatch fails the batch before the commit); the driver commits them in one Delta commit
+    that also removes the rows of ``names`` ingested before
+    (:func:`gaialake.io.delta.commit_files`)."""
     path = conf.table_path(tables.GAIA_SOURCE.name)
     lines: dict[str, list[int]] = {}
     for r in (dups.select("source_file", "line_number").collect() if dups is not None else []):
         lines.setdefault(r.source_file, []).append(int(r.line_number))
     target, stats = table_layout(spark, path)
+    types = {f.name: datatype_of_spark(f.dataType.simpleString())
+             for f in spark.read.format("delta").load(path).schema.fields}
     files_df = spark.createDataFrame(
         spark.sparkContext.parallelize([(n,) for n in staged], max(len(staged), 1)),
         "source_file string")
     adds = files_df.mapInArrow(
         write_table_files_arrow(staging, path, target, stats, shift, run_id,
-                                lines), ADD_FILE_DDL).collect()
+                                lines, types), ADD_FILE_DDL).collect()
     (partition,) = tables.GAIA_SOURCE.partition_by
     commit_files(spark, path, [r.asDict() for r in adds], partition, "source_file", list(names))
     register_table(spark, conf, tables.GAIA_SOURCE)

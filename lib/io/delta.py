@@ -12,7 +12,8 @@ from gaialake.log import get_logger
 from gaialake.tables import TableSpec, spec
 
 __all__ = ["table_exists", "write_table", "register_table", "read_table", "qualified",
-           "commit_files", "table_layout", "in_predicate"]
+           "commit_files", "table_layout", "in_predicate", "CatalogConflictError",
+           "check_catalog_entry", "EmptyResultError", "refuse_empty"]
 
 log = get_logger("delta")
 
@@ -43,6 +44,7 @@ def write_table(df, conf: Conf, table: TableSpec | str, *, mode: str = "overwrit
         partition_by = table.partition_by
     spark = df.sparkSession
     path = conf.table_path(table.name)
+    check_catalog_entry(spark, conf, table)   # a conflicting catalog entry fails before writing
     exists = table_exists(spark, path)
     writer = df.write.format("delta")
     if partition_by:
@@ -62,18 +64,92 @@ def write_table(df, conf: Conf, table: TableSpec | str, *, mode: str = "overwrit
     return path
 
 
+class CatalogConflictError(RuntimeError):
+    """A catalog entry points at another location than the conf's warehouse."""
+
+
+def _same_location(a: str, b: str) -> bool:
+    def norm(p: str) -> str:
+        p = p.rstrip("/")
+        return p[len("file:"):].replace("///", "/") if p.startswith("file:") else p
+    return norm(a) == norm(b)
+
+
+def _may_repoint(spark, conf: Conf) -> bool:
+    """Whether an entry of this session's catalog may follow ``conf``'s warehouse: with
+    ``catalog.repoint``, or when the catalog is not ``conf``'s own (an in-memory catalog, or a
+    local metastore other than ``paths.metastore``: one session serving several warehouses)."""
+    from gaialake.io.spark import session_metastore
+
+    if bool(conf.get("catalog.repoint", False)):
+        return True
+    if str(conf.get("spark.mode", "local")) != "local":
+        return False
+    owner = session_metastore(spark)
+    return owner is None or not _same_location(owner, conf.path("paths.metastore"))
+
+
 def register_table(spark, conf: Conf, table: TableSpec | str) -> None:
-    """(Re)register ``gaialake.<table>`` as an external Delta table at its warehouse path."""
+    """Register ``<catalog.database>.<table>`` as an external Delta table at its warehouse path.
+
+    An entry that already points at another location is not re-pointed silently: it fails with
+    :class:`CatalogConflictError` naming both locations, unless ``catalog.repoint`` is true or
+    the session's catalog is not ``conf``'s own (see :func:`_may_repoint`; then it is re-pointed
+    with a log line naming both).
+    """
     table = spec(table)
     path = conf.table_path(table.name)
     name = qualified(conf, table)
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {conf.get('catalog.database')}")
-    if spark.catalog.tableExists(name):
-        current = spark.sql(f"DESCRIBE DETAIL {name}").select("location").first()[0]
-        if current.rstrip("/").replace("file:", "") == path.rstrip("/").replace("file:", ""):
-            return
+    current = check_catalog_entry(spark, conf, table)
+    if current is not None and _same_location(current, path):
+        return
+    if current is not None:
+        log.warning("catalog table %s re-pointed from %s to %s", name, current, path)
         spark.sql(f"DROP TABLE {name}")
     spark.sql(f"CREATE TABLE {name} USING DELTA LOCATION '{path}'")
+
+
+def check_catalog_entry(spark, conf: Conf, table: TableSpec | str) -> str | None:
+    """The location the catalog entry of ``table`` points at (None: no entry); fails with
+    :class:`CatalogConflictError` naming both locations when it is not ``conf``'s warehouse
+    path and may not be re-pointed (:func:`_may_repoint`)."""
+    table = spec(table)
+    name = qualified(conf, table)
+    path = conf.table_path(table.name)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {conf.get('catalog.database')}")
+    if not spark.catalog.tableExists(name):
+        return None
+    try:
+        current = spark.sql(f"DESCRIBE DETAIL {name}").select("location").first()[0]
+    except Exception as err:  # its location holds no Delta table any more: nothing to lose
+        log.warning("catalog table %s points at no Delta table (%s): registered anew", name,
+                    str(err).strip().splitlines()[0][:200])
+        return "<no table>"
+    if not _same_location(current, path) and not _may_repoint(spark, conf):
+        raise CatalogConflictError(
+            f"catalog table {name} points at {current}, not at {path} (paths.warehouse "
+            f"{conf.path('paths.warehouse')}): refusing to re-point it. Give this warehouse "
+            f"a catalog of its own (paths.metastore, or catalog.database), or --set "
+            f"catalog.repoint=true to re-point {name} to {path}")
+    return current
+
+
+class EmptyResultError(RuntimeError):
+    """A job's upstream gave no rows: its table is kept rather than replaced by an empty one."""
+
+
+def refuse_empty(conf: Conf, table: TableSpec | str, why: str) -> None:
+    """Fail with :class:`EmptyResultError` (the table kept as it is) unless ``run.allow_empty``:
+    a job must not replace ``table`` with zero rows from an empty upstream without saying so.
+    ``why`` says where the rows went (e.g. "patch_stars is empty")."""
+    table = spec(table)
+    if bool(conf.get("run.allow_empty", False)):
+        log.warning("%s: writing %s with 0 rows (run.allow_empty)", why, table.name)
+        return
+    raise EmptyResultError(
+        f"{why}: {table.name} at {conf.table_path(table.name)} is kept as it is (not replaced "
+        f"by 0 rows). Check the upstream table and the conf, or pass --allow-empty "
+        f"(--set run.allow_empty=true) to write it empty")
 
 
 def read_table(spark, conf: Conf, table: TableSpec | str):

@@ -18,22 +18,45 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-__all__ = ["write_partitioned", "file_stats", "STRING_PREFIX"]
+__all__ = ["write_partitioned", "file_stats", "schema_differences", "STRING_PREFIX"]
 
 #: Leading characters of a string min/max Delta keeps (its ``dataSkippingStringPrefixLength``).
 STRING_PREFIX = 32
 
 
+def schema_differences(schema: pa.Schema, expected: pa.Schema) -> list[str]:
+    """How ``schema`` differs from ``expected`` (names, order and types; nullability aside), as
+    lines naming each column; empty when they agree."""
+    got = [(f.name, f.type) for f in schema]
+    want = [(f.name, f.type) for f in expected]
+    if got == want:
+        return []
+    have, need = dict(got), dict(want)
+    out = [f"column {n}: {have[n]} where the table has {t}" for n, t in want
+           if n in have and have[n] != t]
+    out += [f"column {n} ({t}) is missing" for n, t in want if n not in have]
+    out += [f"column {n} ({t}) is not in the table" for n, t in got if n not in need]
+    return out or [f"column order {[n for n, _ in got]} differs from {[n for n, _ in want]}"]
+
+
 def write_partitioned(table: pa.Table, root: str, partition: str, partition_values: np.ndarray,
-                      stats_columns: Sequence[str], compression: str = "snappy") -> list[dict]:
+                      stats_columns: Sequence[str], compression: str = "snappy",
+                      expected: pa.Schema | None = None) -> list[dict]:
     """Write ``table`` as one Parquet file per value of ``partition`` under
     ``<root>/<partition>=<value>/`` (local paths); returns each file's add-action fields.
 
     ``table`` is sorted by ``partition_values`` (int64, one per row, not stored in the files: the
     folder names it), and each file keeps that order. ``stats_columns`` name the columns whose
-    statistics the records carry.
+    statistics the records carry. ``expected``: the table's data schema (partition column
+    aside); rows of another schema raise ``ValueError`` before any file is written, so a commit
+    never adds a file whose schema differs from the table's.
     """
     records = []
+    if expected is not None:
+        diff = schema_differences(table.schema, expected)
+        if diff:
+            raise ValueError(f"rows to write under {root} differ from the table's schema: "
+                             + "; ".join(diff[:5]))
     if table.num_rows == 0:
         return records
     starts = np.concatenate([[0], np.flatnonzero(np.diff(partition_values)) + 1, [table.num_rows]])

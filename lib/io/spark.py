@@ -5,10 +5,12 @@ Modes (``spark.mode``):
 - ``local``: ``spark.master`` (default ``local[*]``) with Delta's SQL extension and catalog.
   delta-spark's jars come from Maven Central through ``spark.jars.packages`` once, into
   ``paths.jar_cache``; later runs pass the cached jars with ``spark.jars`` and need no network.
-  The catalog is an embedded Hive metastore (Derby) at ``paths.metastore``, so tables survive
-  across sessions. Derby admits one process at a time: when another gaialake process holds it,
-  this session uses an in-memory catalog and registers every Delta table found in the warehouse
-  (:func:`register_warehouse`), so ``gaialake sql`` works while a job runs.
+  The catalog is an embedded Hive metastore (Derby) at ``paths.metastore`` (by default
+  ``<paths.warehouse>/_metastore``: each warehouse has its own catalog), so tables survive
+  across sessions; Spark's warehouse dir and ``derby.log`` live there too. Derby admits one
+  process at a time: when another gaialake process holds it, this session uses an in-memory
+  catalog and registers every Delta table found in the warehouse (:func:`register_warehouse`),
+  so ``gaialake sql`` works while a job runs.
 - ``cluster``: master and Spark conf from conf (``spark-submit`` may set them instead), Delta's
   extension and catalog added; the catalog is the cluster's metastore (Hive support on).
 - ``databricks``: the active session, Delta and Unity Catalog/Hive built in.
@@ -31,10 +33,13 @@ from gaialake.conf import Conf
 from gaialake.log import get_logger
 
 __all__ = ["get_spark", "delta_package", "metastore_busy", "register_warehouse", "stop_spark",
-           "submitted_conf"]
+           "submitted_conf", "session_metastore", "METASTORE_KEY"]
 
 log = get_logger("spark")
 SCALA = "2.13"
+#: The Spark conf key recording the local metastore a session's persistent catalog lives in
+#: (absent: an in-memory catalog, or a cluster's or Databricks' catalog).
+METASTORE_KEY = "spark.gaialake.metastore"
 #: Delta's SQL extension and catalog, set in local and cluster modes.
 DELTA_SQL = {"spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
              "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog"}
@@ -158,6 +163,9 @@ def _local_builder(conf: Conf, submitted: dict[str, str] | None):
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
     }
     metastore = Path(conf.path("paths.metastore"))
+    # Spark's own warehouse dir (database folders; spark-warehouse/ in the working directory
+    # by default) lives under the metastore in both catalogs
+    opts["spark.sql.warehouse.dir"] = str(metastore / "managed")
     if metastore_busy(str(metastore)):
         log.warning("metastore %s is in use by another process: using an in-memory catalog "
                     "with the warehouse's Delta tables registered", metastore)
@@ -166,10 +174,11 @@ def _local_builder(conf: Conf, submitted: dict[str, str] | None):
     metastore.mkdir(parents=True, exist_ok=True)
     url = f"jdbc:derby:;databaseName={metastore / 'metastore_db'};create=true"
     opts.update({"spark.sql.catalogImplementation": "hive",
+                 METASTORE_KEY: str(metastore),
                  "spark.hadoop.javax.jdo.option.ConnectionURL": url,
                  "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
                  "spark.hadoop.hive.metastore.schema.verification": "false",
-                 "spark.sql.warehouse.dir": str(metastore / "managed"),
+                 # derby.log goes to derby.system.home
                  "spark.driver.extraJavaOptions": f"-Dderby.system.home={metastore}"})
     if submitted is not None:  # the JVM runs already: set Derby's home before Hive boots it
         from pyspark import SparkContext
@@ -239,6 +248,15 @@ def register_warehouse(spark, conf: Conf) -> list[str]:
             register_table(spark, conf, name)
             names.append(name)
     return names
+
+
+def session_metastore(spark) -> str | None:
+    """The local metastore folder of ``spark``'s persistent catalog; None for an in-memory
+    catalog or a cluster's (Hive, Unity Catalog) one."""
+    try:
+        return spark.conf.get(METASTORE_KEY, None) or None
+    except Exception:  # a Databricks/Connect session may refuse unknown keys
+        return None
 
 
 def stop_spark() -> None:

@@ -24,9 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-__all__ = ["tracking_uri", "configure", "job_run", "child_run", "log_metrics", "log_figures",
-           "log_params", "set_tags", "log_text", "log_dict", "log_torch_model", "list_models",
-           "promote",
+__all__ = ["tracking_uri", "configure", "job_run", "child_run", "end_dead_runs", "JobTerminated",
+           "log_metrics", "log_figures", "log_params", "set_tags", "log_text", "log_dict",
+           "log_torch_model", "list_models", "promote",
            "load_torch_state", "load_torch_model", "build_module", "TorchStateModel",
            "flatten", "state_to_bytes", "state_from_bytes"]
 
@@ -71,28 +71,152 @@ def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class JobTerminated(BaseException):
+    """SIGTERM while a job run is open: its MLflow runs end KILLED (a BaseException, like
+    KeyboardInterrupt, so that ``except Exception`` blocks do not swallow it)."""
+
+
+def _process_start(pid: int) -> str:
+    """The start time of process ``pid`` (clock ticks since boot, from /proc; "" without
+    /proc): with the pid it tells a live process from a later one given the same pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _process_tags() -> dict[str, str]:
+    """Tags naming this process: host, pid and its start time."""
+    import socket
+
+    pid = os.getpid()
+    return {"gaialake.host": socket.gethostname(), "gaialake.pid": str(pid),
+            "gaialake.pid_start": _process_start(pid)}
+
+
+def _process_alive(pid: int, start: str) -> bool:
+    """Whether process ``pid`` of this host runs and (when known) started at ``start``."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return not start or not _process_start(pid) or _process_start(pid) == start
+
+
+def end_dead_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the runs of ``experiment_id`` still RUNNING whose process (tagged by
+    :func:`job_run` and :func:`child_run`) on this host is gone (``kill -9``, a lost
+    machine's restart); returns their run ids. Runs of other hosts are left as they are."""
+    import socket
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    host = socket.gethostname().replace("'", "")
+    runs = client.search_runs([experiment_id],
+                              filter_string=f"attributes.status = 'RUNNING' and "
+                                            f"tags.`gaialake.host` = '{host}'",
+                              max_results=1000)
+    killed = []
+    for r in runs:
+        pid = r.data.tags.get("gaialake.pid", "")
+        start = r.data.tags.get("gaialake.pid_start", "")
+        if not pid.isdigit() or _process_alive(int(pid), start):
+            continue
+        client.set_tag(r.info.run_id, "gaialake.ended_by",
+                       f"process {pid} gone; marked KILLED by process {os.getpid()}")
+        client.set_terminated(r.info.run_id, status="KILLED")
+        killed.append(r.info.run_id)
+    return killed
+
+
+def _end_runs(stop_at: str, status: str) -> None:
+    """End the active runs down to and including ``stop_at`` (nested ones first)."""
+    import mlflow
+    from mlflow.tracking import fluent
+
+    try:
+        if stop_at not in [r.info.run_id for r in fluent._active_run_stack.get()]:
+            return      # already ended (by whoever ended it): leave the outer runs alone
+    except AttributeError:  # another MLflow layout: end down to stop_at as below
+        pass
+    while (active := mlflow.active_run()) is not None:
+        run_id = active.info.run_id
+        mlflow.end_run(status)
+        if run_id == stop_at:
+            return
+
+
 @contextmanager
 def job_run(conf, job: str, **tags: str) -> Iterator[Any]:
-    """A parent MLflow run for one job; logs the resolved conf (params + conf.yaml)."""
+    """A parent MLflow run for one job; logs the resolved conf (params + conf.yaml).
+
+    The run ends FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM (SIGTERM is
+    turned into :class:`JobTerminated` while the run is open, in the main thread). A job's runs
+    are tagged with this host and process, and a new job run first marks KILLED the runs left
+    RUNNING by a process that is gone (:func:`end_dead_runs`: e.g. a ``kill -9``).
+    """
+    import signal
+    import threading
+
     import mlflow
 
     configure(conf)
-    with mlflow.start_run(run_name=job, tags={"gaialake.job": job, **tags}) as run:
+    experiment = mlflow.get_experiment_by_name(str(conf.get("mlflow.experiment")))
+    if experiment is not None:
+        dead = end_dead_runs(experiment.experiment_id)
+        if dead:
+            from gaialake.log import get_logger
+
+            get_logger("tracking").warning(
+                "marked KILLED %d MLflow runs left RUNNING by a process that is gone: %s",
+                len(dead), ", ".join(dead))
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+
+    def terminate(signum, frame):
+        raise JobTerminated(f"job {job}: SIGTERM")
+
+    run = mlflow.start_run(run_name=job, tags={"gaialake.job": job, **_process_tags(), **tags})
+    run_id = run.info.run_id
+    if main:
+        signal.signal(signal.SIGTERM, terminate)
+    try:
         params = {k: str(v)[:500] for k, v in flatten(dict(conf)).items()}
         items = list(params.items())
         for i in range(0, len(items), 90):
             mlflow.log_params(dict(items[i:i + 90]))
         mlflow.log_text(conf.to_yaml(), "conf.yaml")
         yield run
+    except BaseException as err:
+        killed = isinstance(err, (KeyboardInterrupt, JobTerminated))
+        _end_runs(run_id, "KILLED" if killed else "FAILED")
+        raise
+    else:
+        _end_runs(run_id, "FINISHED")
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 @contextmanager
 def child_run(name: str, **tags: str) -> Iterator[Any]:
-    """A nested run (e.g. one per patch) under the active job run."""
+    """A nested run (e.g. one per patch) under the active job run; ends FAILED on an
+    exception (KILLED on Ctrl-C or SIGTERM), tagged with this process like the job run."""
     import mlflow
 
-    with mlflow.start_run(run_name=name, nested=True, tags=tags) as run:
+    run = mlflow.start_run(run_name=name, nested=True, tags={**_process_tags(), **tags})
+    try:
         yield run
+    except BaseException as err:
+        killed = isinstance(err, (KeyboardInterrupt, JobTerminated))
+        _end_runs(run.info.run_id, "KILLED" if killed else "FAILED")
+        raise
+    else:
+        _end_runs(run.info.run_id, "FINISHED")
 
 
 def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:

@@ -113,6 +113,8 @@ def test_killed_ingest_reruns_to_exact_rows_and_new_session_queries_catalog(tmp_
 
 
 def test_replaced_and_removed_files_are_reingested_and_pruned(spark, conf):
+    # pruning is off by default and refuses to remove more than 10 % of the rows: allow 40 %
+    conf = conf.with_overrides(["ingest.prune_missing=true", "ingest.prune_max_fraction=0.5"])
     raw = Path(conf.path("paths.raw"))
     raw.mkdir(parents=True)
     write_dr3_file(raw / "GaiaSource_000001-000001.csv.gz", dr3_lines(dr3_table(300, seed=21)))
