@@ -60,7 +60,7 @@ def run(conf: Conf) -> dict:
     from gaialake.accreted.settings import AccretedSettings
     from gaialake.accreted.sources import galaxy_source
     from gaialake.io import tracking
-    from gaialake.io.delta import read_table, write_table
+    from gaialake.io.delta import read_table, refuse_empty, write_table
     from gaialake.io.feeding import task_device
     from gaialake.io.spark import get_spark
     from gaialake.models.accreted_net import build_accreted_model
@@ -69,6 +69,8 @@ def run(conf: Conf) -> dict:
     torch.set_num_threads(settings.torch_threads)
     t0 = time.perf_counter()
     spark = get_spark(conf)
+    if read_table(spark, conf, tables.GAIA_SOURCE).isEmpty():
+        refuse_empty(conf, tables.ACCRETED_CATALOG, "accreted: gaia_source is empty")
     train_src = galaxy_source(spark, conf, settings.train_galaxy, _build_sky)
     eval_src = galaxy_source(spark, conf, settings.eval_galaxy, _build_sky)
     device = task_device()
@@ -107,7 +109,7 @@ def run(conf: Conf) -> dict:
         state = tracking.state_to_bytes(model_main.state_dict())
         version = tracking.log_torch_model(
             "accreted", BUILDER, {**config, "threshold": threshold}, state,
-            registered_name=REGISTERED_NAME,
+            registered_name=REGISTERED_NAME, alias=None,
             metadata={"threshold": threshold, "target_purity": settings.target_purity})
         model_version = str(version.version)
 
@@ -119,6 +121,8 @@ def run(conf: Conf) -> dict:
                         tables.ACCRETED_CATALOG)
             counts = catalog_counts(read_table(spark, conf, tables.ACCRETED_CATALOG))
             st.count = counts["catalog_rows"]
+        # @champion moves only once the catalog that names this version is committed
+        tracking.promote(conf, REGISTERED_NAME, model_version)
         metrics.update(counts)
 
         figures = evaluation.catalog_figures(

@@ -20,7 +20,6 @@ truth (``truth_streams``), the member-vs-background ROC AUC per injected stream 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import pickle
 import sys
@@ -28,7 +27,7 @@ import tempfile
 from collections import defaultdict
 
 from gaialake import tables
-from gaialake.cli import job_main, run_job
+from gaialake.cli import job_main
 from gaialake.conf import Conf
 from gaialake.io import tracking
 from gaialake.io.delta import read_table, refuse_empty, write_table
@@ -40,7 +39,7 @@ from gaialake.streams.search_spark import (GROUP_KEY, TASK_SCHEMA, big_groups, c
                                            score_groups_in_tasks, search_rows, stream_aucs)
 from gaialake.streams.streaming import StreamSettings, stream_group
 
-__all__ = ["run", "add_arguments", "main"]
+__all__ = ["run"]
 
 log = get_logger("anomaly")
 
@@ -155,20 +154,6 @@ def _log_groups(settings: SearchSettings, models: list[dict]) -> dict:
                "task_seconds": round(seconds, 1), "model_versions": versions}
     tracking.log_metrics(summary)
     return summary
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--allow-empty``: write ``anomaly_scores`` even when no star was scored."""
-    parser.add_argument("--allow-empty", action="store_true",
-                        help="replace anomaly_scores even with 0 rows (run.allow_empty)")
-
-
-def main(conf: Conf, args: argparse.Namespace) -> int:
-    """The command line: ``--allow-empty`` sets ``run.allow_empty``; runs the job."""
-    if args.allow_empty:
-        conf.set("run.allow_empty", True)
-    run_job("anomaly", conf)
-    return 0
 
 
 if __name__ == "__main__":

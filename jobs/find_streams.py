@@ -27,7 +27,7 @@ from gaialake import tables
 from gaialake.cli import job_main
 from gaialake.conf import Conf
 from gaialake.io import tracking
-from gaialake.io.delta import read_table, write_table
+from gaialake.io.delta import read_table, refuse_empty, write_table
 from gaialake.io.spark import get_spark
 from gaialake.log import get_logger, stage
 from gaialake.streams.candidates import (CANDIDATE_COLUMNS, MEMBER_COLUMNS, MergeSettings,
@@ -56,6 +56,8 @@ def run(conf: Conf) -> dict:
     stars = read_table(spark, conf, tables.PATCH_STARS)
     require_columns(scores, SCORE_COLUMNS, tables.ANOMALY_SCORES, conf)
     require_columns(stars, STAR_COLUMNS, tables.PATCH_STARS, conf)
+    if scores.isEmpty():
+        refuse_empty(conf, tables.STREAM_CANDIDATES, "find_streams: anomaly_scores is empty")
     methods = list(conf.get("find_streams.methods", []) or [])
     if methods:
         scores = scores.where(F.col("method").isin(methods))

@@ -13,11 +13,10 @@ as it is, unless ``--allow-empty`` (``run.allow_empty``).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from gaialake import tables
-from gaialake.cli import job_main, run_job
+from gaialake.cli import job_main
 from gaialake.conf import Conf
 from gaialake.io import tracking
 from gaialake.io.delta import read_table, refuse_empty, write_table
@@ -26,7 +25,7 @@ from gaialake.log import get_logger, stage
 from gaialake.streams.patch_grid import (PATCH_COLUMNS, PatchCutSettings, patch_centers, patch_pixels,
                                          select_patch_stars)
 
-__all__ = ["run", "add_arguments", "main"]
+__all__ = ["run"]
 
 log = get_logger("patches")
 
@@ -80,20 +79,6 @@ def run(conf: Conf) -> dict:
     return {"patches": n_patches, "patches_with_stars": len(counts),
             "rows": sum(counts.values()), "run_id": run_id,
             "stars_per_patch_max": max(counts.values(), default=0)}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--allow-empty``: write ``patch_stars`` even when no star is in any patch."""
-    parser.add_argument("--allow-empty", action="store_true",
-                        help="replace patch_stars even with 0 rows (run.allow_empty)")
-
-
-def main(conf: Conf, args: argparse.Namespace) -> int:
-    """The command line: ``--allow-empty`` sets ``run.allow_empty``; runs the job."""
-    if args.allow_empty:
-        conf.set("run.allow_empty", True)
-    run_job("patches", conf)
-    return 0
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from gaialake import tables
 from gaialake.cli import job_main
 from gaialake.conf import Conf
 from gaialake.io import tracking
-from gaialake.io.delta import read_table, table_exists, write_table
+from gaialake.io.delta import read_table, refuse_empty, table_exists, write_table
 from gaialake.io.spark import get_spark
 from gaialake.log import get_logger, stage
 from gaialake.streams.scorer import ScoreSettings
@@ -76,6 +76,9 @@ def run(conf: Conf) -> dict:
     stars = read_table(spark, conf, tables.PATCH_STARS).where(F.col("patch_id").isin(patches))
     if settings.fiducial_only:
         stars = stars.where(F.col("fiducial"))
+    if stars.isEmpty():
+        refuse_empty(conf, tables.ANOMALY_SCORES,
+                     f"score: patch_stars holds no star of {name}@{alias}'s patches")
     have_table = table_exists(spark, conf.table_path(tables.ANOMALY_SCORES.name))
     if mode == "new" and have_table:
         table = read_table(spark, conf, tables.ANOMALY_SCORES).where(F.col("method") == method)

@@ -48,6 +48,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conf", help="YAML merged over conf/default.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a conf key (dotted), e.g. --set catalog.partition_order=3")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="let a job replace a table with 0 rows from an empty upstream "
+                             "(sets run.allow_empty)")
 
 
 def run_job(name: str, conf: Conf) -> dict:
@@ -160,13 +163,17 @@ def guarded(name: str, conf: Conf, fn: Callable[[], int]) -> int:
         return 1
 
 
-def _load(name: str, conf_file: str | None, sets: Sequence[str]) -> Conf | None:
-    """The conf, or None after one line on stderr when it fails its checks."""
+def _load(name: str, args: argparse.Namespace) -> Conf | None:
+    """The conf of the parsed ``--conf``/``--set``/``--allow-empty``, or None after one line on
+    stderr when it fails its checks."""
     try:
-        return load_conf(conf_file, sets)
+        conf = load_conf(args.conf, args.set)
     except (ConfError, FileNotFoundError) as err:
         print(f"gaialake {name}: {err}", file=sys.stderr, flush=True)
         return None
+    if args.allow_empty:
+        conf.set("run.allow_empty", True)
+    return conf
 
 
 def available_jobs() -> list[str]:
@@ -186,7 +193,7 @@ def _pipeline(argv: Sequence[str]) -> int:
     parser.add_argument("--from", dest="start", choices=PIPELINE, help="first stage")
     parser.add_argument("--to", dest="stop", choices=PIPELINE, help="last stage")
     args = parser.parse_args(argv)
-    conf = _load("pipeline", args.conf, args.set)
+    conf = _load("pipeline", args)
     if conf is None:
         return 2
     stages = PIPELINE[PIPELINE.index(args.start) if args.start else 0:
@@ -212,7 +219,7 @@ def job_main(name: str, argv: Sequence[str] | None = None) -> int:
     if hasattr(module, "add_arguments"):
         module.add_arguments(parser)
     args = parser.parse_args(argv)
-    conf = _load(name, args.conf, args.set)
+    conf = _load(name, args)
     if conf is None:
         return 2
 

@@ -126,3 +126,22 @@ def test_a_catalog_entry_is_not_re_pointed_to_another_warehouse(spark, conf, tmp
     write_table(df, other.with_overrides(["catalog.repoint=true"]), "truth_origin")
     location = spark.sql("DESCRIBE DETAIL safety_repoint.truth_origin").first()["location"]
     assert location.endswith(other.table_path("truth_origin"))
+
+
+def test_find_streams_and_accreted_refuse_an_empty_upstream(spark, conf):
+    from gaialake import tables
+    from gaialake.io.delta import EmptyResultError, table_exists, write_table
+    from gaialake.jobs import accreted, find_streams
+
+    empty = lambda spec: spark.createDataFrame([], spec.schema_without("run_id"))
+    write_table(empty(tables.ANOMALY_SCORES), conf, tables.ANOMALY_SCORES)
+    write_table(empty(tables.PATCH_STARS), conf, tables.PATCH_STARS)
+    with pytest.raises(EmptyResultError, match="anomaly_scores is empty.*--allow-empty"):
+        find_streams.run(conf)
+    assert not table_exists(spark, conf.table_path(tables.STREAM_CANDIDATES.name))
+
+    write_table(spark.createDataFrame([], "source_id long, ra double, dec double, hpx long"),
+                conf, tables.GAIA_SOURCE)
+    with pytest.raises(EmptyResultError, match="gaia_source is empty"):
+        accreted.run(conf)          # before any side sky is built or model trained
+    assert not table_exists(spark, conf.table_path(tables.ACCRETED_CATALOG.name))
