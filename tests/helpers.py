@@ -147,3 +147,17 @@ def write_toy_sky(spark, conf, near: pd.DataFrame, far: pd.DataFrame, rng) -> tu
     src["hpx"] = pixel_of(src.ra, src.dec, int(conf.get("catalog.partition_order")))
     write_table(spark.createDataFrame(src), conf, "gaia_source", partition_by=["hpx"])
     return a, b
+
+
+def toy_search_sets(tmp: Path, max_epochs: int, max_iter: int, *extra: str) -> list[str]:
+    """``--set`` items of a small, fast stream search with its paths under ``tmp``: one pm axis
+    over [-9, 0] mas/yr, a 2 x 16 MAF trained ``max_epochs``, CATHODE's boosted trees of
+    ``max_iter`` iterations; ``extra`` items are appended."""
+    return [f"paths.raw={tmp / 'raw'}", f"paths.warehouse={tmp / 'warehouse'}",
+            f"paths.mlflow={tmp / 'mlruns'}", "spark.shuffle_partitions=4",
+            "streams.pm_axes=[pm_phi]", "streams.pm_range_masyr=[-9.0, 0.0]",
+            "streams.flow={type: maf, transforms: 2, hidden: 16}",
+            f"streams.train.max_epochs={max_epochs}",
+            f"streams.cathode.classifier={{max_iter: {max_iter}}}",
+            "streams.min_patch_stars=300", "streams.min_sr_stars=50", *extra]
+

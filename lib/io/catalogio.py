@@ -5,7 +5,7 @@ import fnmatch
 import json
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +22,8 @@ __all__ = ["BulkFile", "list_bulk_files", "spark_schema_ddl", "stage_files_arrow
            "read_headers_arrow", "columns_from_json"]
 
 PATTERN = "GaiaSource_*.csv.gz"
+
+T = TypeVar("T")
 
 log = get_logger("ingest")
 
@@ -84,6 +86,21 @@ def spark_schema_ddl(columns: Sequence[Column]) -> str:
 HEADER_RESULT_DDL = "source_file string, columns string, error string, transient boolean"
 
 
+def _attempt(name: str, work: Callable[[], T]) -> tuple[T | None, str | None, bool]:
+    """``work()`` for the file ``name``: (its result, None, False), or (None, the error,
+    whether it is transient). Content errors (an unreadable header or body) are permanent;
+    :class:`TransientFileError` and anything unexpected (outside the file's content) are
+    transient: the next run tries the file again."""
+    try:
+        return work(), None, False
+    except (EcsvError, BulkFileError) as err:
+        return None, str(err), False
+    except TransientFileError as err:
+        return None, str(err), True
+    except Exception as err:  # outside the file's content: tried again next run
+        return None, f"{name}: {type(err).__name__}: {err}", True
+
+
 def columns_from_json(text: str) -> list[Column]:
     """Columns of a header as :func:`read_headers_arrow` returns them (JSON)."""
     return [Column(n, d, u) for n, d, u in json.loads(text)]
@@ -100,17 +117,8 @@ def read_headers_arrow():
         for batch in batches:
             for path in batch.column("path").to_pylist():
                 name = os.path.basename(path)
-                columns = error = None
-                transient = False
-                try:
-                    columns = json.dumps([[c.name, c.datatype, c.unit]
-                                          for c in read_header(path).columns])
-                except (EcsvError, BulkFileError) as err:
-                    error = str(err)
-                except TransientFileError as err:
-                    error, transient = str(err), True
-                except Exception as err:  # outside the file's content: tried again next run
-                    error, transient = f"{name}: {type(err).__name__}: {err}", True
+                columns, error, transient = _attempt(name, lambda: json.dumps(
+                    [[c.name, c.datatype, c.unit] for c in read_header(path).columns]))
                 yield pa.RecordBatch.from_pydict(
                     {"source_file": [name], "columns": [columns], "error": [error],
                      "transient": [transient]}, schema=schema)
@@ -137,18 +145,10 @@ def stage_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str)
         for batch in batches:
             for path in batch.column("path").to_pylist():
                 name = os.path.basename(path)
-                rows, error, transient = 0, None, False
-                try:
-                    rows = _stage_one(path, columns, chunk_bytes, schema,
-                                      f"{staging.rstrip('/')}/{name}.parquet")
-                except BulkFileError as err:
-                    error = str(err)
-                except TransientFileError as err:
-                    error, transient = str(err), True
-                except Exception as err:  # outside the file's content: tried again next run
-                    error, transient = f"{name}: {type(err).__name__}: {err}", True
+                rows, error, transient = _attempt(name, lambda: _stage_one(
+                    path, columns, chunk_bytes, schema, f"{staging.rstrip('/')}/{name}.parquet"))
                 yield pa.RecordBatch.from_pydict(
-                    {"source_file": [name], "staged_rows": [rows], "error": [error],
+                    {"source_file": [name], "staged_rows": [rows or 0], "error": [error],
                      "transient": [transient]}, schema=out_schema)
     return fn
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import toy_patch, write_toy_sky
+from tests.helpers import toy_patch, toy_search_sets, write_toy_sky
 
 
 def _scores(spark, conf) -> pd.DataFrame:
@@ -38,12 +38,7 @@ def searched(spark, tmp_path_factory):
     from gaialake.jobs import anomaly, patches
 
     tmp = tmp_path_factory.mktemp("registry")
-    sets = [f"paths.raw={tmp / 'raw'}", f"paths.warehouse={tmp / 'warehouse'}",
-            f"paths.mlflow={tmp / 'mlruns'}", "spark.shuffle_partitions=4",
-            "streams.pm_axes=[pm_phi]", "streams.pm_range_masyr=[-9.0, 0.0]",
-            "streams.flow={type: maf, transforms: 2, hidden: 16}",
-            "streams.train.max_epochs=2", "streams.cathode.classifier={max_iter: 10}",
-            "streams.cathode.folds=2", "streams.min_patch_stars=300", "streams.min_sr_stars=50"]
+    sets = toy_search_sets(tmp, 2, 10, "streams.cathode.folds=2")
     conf = load_conf(sets=sets)
     big = toy_patch(2500, 60, seed=21)
     small = toy_patch(300, 0, seed=22).assign(source_id=lambda d: d.source_id + 10**9)

@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import toy_patch
-from tests.helpers import write_toy_sky
+from tests.helpers import toy_patch, toy_search_sets, write_toy_sky
 
 N_NEW = 40
 
@@ -31,13 +30,7 @@ def scored(spark, tmp_path_factory):
     from gaialake.jobs import anomaly, patches, score
 
     tmp = tmp_path_factory.mktemp("score")
-    sets = [f"paths.raw={tmp / 'raw'}", f"paths.warehouse={tmp / 'warehouse'}",
-            f"paths.mlflow={tmp / 'mlruns'}", "spark.shuffle_partitions=4",
-            "streams.pm_axes=[pm_phi]", "streams.pm_range_masyr=[-9.0, 0.0]",
-            "streams.flow={type: maf, transforms: 2, hidden: 16}",
-            "streams.train.max_epochs=3", "streams.cathode.classifier={max_iter: 20}",
-            "streams.min_patch_stars=300", "streams.min_sr_stars=50",
-            "streams.max_group_rows=1000"]
+    sets = toy_search_sets(tmp, 3, 20, "streams.max_group_rows=1000")
     conf = load_conf(sets=sets)
     big = toy_patch(3000, 100, seed=11)
     small = toy_patch(700, 0, seed=12).assign(source_id=lambda d: d.source_id + 10**9)
