@@ -37,13 +37,20 @@ class BulkFile:
     size: int       # bytes
 
 
+def _looks_like_bulk_file(name: str) -> bool:
+    """Whether ``name`` was meant as a bulk file (a CSV, or named like one in any case)."""
+    lower = name.lower()
+    return ".csv" in lower or lower.startswith("gaiasource")
+
+
 def list_bulk_files(spark, raw: str, pattern: str = PATTERN,
                     skipped: list[str] | None = None) -> list[BulkFile]:
     """Bulk files under ``raw`` (any Hadoop file system: local, s3a://, abfss://, dbfs:/), sorted.
 
-    Files whose name does not match ``pattern`` (case-sensitive: ``gaiasource_...``, ``.csv``)
-    are not ingested: a log line names them and they are appended to ``skipped``; hidden files
-    (``.name``, ``_name``) are passed over silently."""
+    Files that look like bulk files but whose name does not match ``pattern`` (case-sensitive:
+    ``gaiasource_...``, ``.csv``) are not ingested: a log line names them and they are appended
+    to ``skipped``. Hidden files (``.name``, ``_name``) and other files (a generator's
+    ``*.json`` manifest, say) are passed over silently."""
     jvm = spark.sparkContext._jvm
     hconf = spark.sparkContext._jsc.hadoopConfiguration()
     root = jvm.org.apache.hadoop.fs.Path(raw)
@@ -60,7 +67,7 @@ def list_bulk_files(spark, raw: str, pattern: str = PATTERN,
             uri = st.getPath().toUri().toString()
             path = uri[len("file:"):] if uri.startswith("file:") else uri
             out.append(BulkFile(path, name, int(st.getLen())))
-        elif not name.startswith((".", "_")):
+        elif not name.startswith((".", "_")) and _looks_like_bulk_file(name):
             others.append(name)
     if others:
         others.sort()

@@ -43,6 +43,7 @@ def test_bad_header_fails_only_its_file_and_never_reaches_the_table(spark, conf)
                    dr3_lines(dr3_table(200, seed=52, ra_range=(20, 30))))
     (raw / "gaiasource_000009-000009.csv.gz").write_bytes(b"")   # wrong case: logged, skipped
     (raw / "GaiaSource_000010-000010.csv").write_text("x")        # not gzip: logged, skipped
+    (raw / "generated_files.json").write_text("{}")   # a generator's manifest: passed over
     first = ingest.run(conf)
     assert first["ingested"] == 1 and first["failed"] == 1
     assert first["failed_files"] == ["GaiaSource_000001-000001.csv.gz"]
