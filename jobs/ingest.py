@@ -1,4 +1,12 @@
-"""``gaialake ingest``: Gaia DR3 bulk files -> Delta ``gaia_source`` partitioned by HEALPix.
+"""``gaialake ingest``: Gaia DR3 bulk files, Parquet files or a HATS catalog -> Delta
+``gaia_source`` partitioned by HEALPix.
+
+``paths.raw`` holds ESA's bulk files (``GaiaSource_*.csv.gz``), Parquet files with DR3 column
+names (an archive export; named by their path below ``paths.raw``), or is a HATS catalog
+(``hats.properties``; its leaf files ``dataset/Norder=*/Dir=*/Npix=*.parquet``, whose
+``_healpix_29`` is checked against ra/dec): :func:`gaialake.io.catalogio.list_bulk_files`.
+Parquet is read with pyarrow (no CSV parsing), through the same checks, quarantine and
+``ingest_log`` records as bulk files (a row's ``line_number`` is its row in the file).
 
 Stages, per batch of ``ingest.files_per_batch`` files not yet in ``ingest_log``:
 
@@ -8,8 +16,9 @@ Stages, per batch of ``ingest.files_per_batch`` files not yet in ``ingest_log``:
    named with its columns in ``ingest_log``; extra columns are added to the table (noted in
    ``ingest_log``), missing optional ones null-filled.
 2. parse: one Spark task per file (gzip does not split); pyarrow parses blocks typed from the
-   file's ECSV header, casts them to the table's columns and validates rows
-   (``gaialake.io.bulkfile``); staged to Parquet once, in a folder of this run.
+   file's ECSV header (or reads the Parquet file's row groups), casts them to the table's
+   columns and validates rows (``gaialake.io.bulkfile``, ``gaialake.io.parquetfile``); staged
+   to Parquet once, in a folder of this run.
 3. dedupe: a ``source_id`` seen twice (in the batch, or already in the table from another file)
    keeps its first occurrence (by file name, line); later ones are quarantined.
 4. write ``gaia_source`` (``hpx`` partitions, sorted by ``hpx29``) and ``gaia_source_quarantine``,
@@ -84,7 +93,7 @@ def _run(spark, conf: Conf, run_id: str) -> dict:
     elif gone:
         log.warning("%d files in ingest_log are gone from paths.raw; their rows stay (set "
                     "ingest.prune_missing=true to delete them)", len(gone))
-    log.info("%d bulk files under %s: %d already ingested, %d to do", len(files),
+    log.info("%d catalog files under %s: %d already ingested, %d to do", len(files),
              conf.path("paths.raw"), len(files) - len(pending), len(pending))
     size = int(conf.get("ingest.files_per_batch"))
     for i in range(0, len(pending), size):

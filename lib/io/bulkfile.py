@@ -34,7 +34,8 @@ from gaialake.io.dr3schema import (FALSE_VALUES, FINITE_COLUMNS, NULL_VALUES, TR
 
 __all__ = ["BulkFileError", "TransientFileError", "file_error", "STAGE_EXTRA", "staged_schema",
            "open_bulk", "read_header", "read_lines", "parse_bulk_file", "write_bulk_file",
-           "format_columns", "MAX_RAW_LINE"]
+           "format_columns", "MAX_RAW_LINE", "conform", "value_failures", "stage_rows",
+           "cut_raw_line"]
 
 #: Characters of a quarantined line kept in ``raw_line`` (a longer one is cut, its length noted).
 MAX_RAW_LINE = 1 << 16
@@ -202,17 +203,17 @@ def _parse_block(block: bytes, n_lines: int, first_line: int, name: str, header:
         bad: dict[int, str] = {}
     except pa.ArrowInvalid:
         table, line_numbers, bad = _parse_block_slowly(block, first_line, header)
-    bad.update(_range_failures(table, line_numbers))
+    bad.update(value_failures(table, line_numbers))
     if bad:
         keep = ~np.isin(line_numbers, np.fromiter(bad, np.int64, len(bad)))
         table, line_numbers = table.filter(pa.array(keep)), line_numbers[keep]
     if table.num_rows:
-        yield _stage(_conform(table, target), line_numbers, name, schema)
+        yield stage_rows(conform(table, target), line_numbers, name, schema)
     if bad:
         yield _quarantine(block, first_line, bad, name, schema)
 
 
-def _conform(table: pa.Table, target: Sequence[Column]) -> pa.Table:
+def conform(table: pa.Table, target: Sequence[Column]) -> pa.Table:
     """The file's typed columns as the table's: cast to its types, its order, nulls where the
     file lacks a column."""
     n = table.num_rows
@@ -221,7 +222,7 @@ def _conform(table: pa.Table, target: Sequence[Column]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=arrow_schema(target))
 
 
-def _range_failures(table: pa.Table, line_numbers: np.ndarray) -> dict[int, str]:
+def value_failures(table: pa.Table, line_numbers: np.ndarray) -> dict[int, str]:
     """Rows (by line number) that parse but fail a value check, with the reason (the first
     check a row fails: source_id, then non-finite values, then the ra/dec ranges)."""
     out: dict[int, str] = {}
@@ -311,7 +312,10 @@ def _convert(raw: list[str], col: Column) -> tuple[pa.Array, np.ndarray]:
     return pa.array(np.where(mask, 0.0, v), pa.float64(), mask=mask).cast(target), failed
 
 
-def _stage(table: pa.Table, line_numbers: np.ndarray, name: str, schema: pa.Schema) -> pa.RecordBatch:
+def stage_rows(table: pa.Table, line_numbers: np.ndarray, name: str,
+               schema: pa.Schema) -> pa.RecordBatch:
+    """Valid rows as staged rows: ``table`` (in the table's columns) with ``hpx29`` computed from
+    ra/dec (deg), ``source_file`` = ``name``, their ``line_numbers``, null ``reason``/``raw_line``."""
     n = table.num_rows
     hpx29 = radec_to_hpx29(table.column("ra").to_numpy(zero_copy_only=False),
                            table.column("dec").to_numpy(zero_copy_only=False))
@@ -325,7 +329,7 @@ def _quarantine(block: bytes, first_line: int, bad: dict[int, str], name: str,
                 schema: pa.Schema) -> pa.RecordBatch:
     lines = block.split(b"\n")
     order = sorted(bad)
-    raw = [_cut(lines[ln - first_line].decode("utf-8", errors="replace")) for ln in order]
+    raw = [cut_raw_line(lines[ln - first_line].decode("utf-8", errors="replace")) for ln in order]
     n = len(order)
     data = {f.name: pa.nulls(n, f.type) for f in schema}
     data["source_file"] = pa.array([name] * n, pa.string())
@@ -335,7 +339,7 @@ def _quarantine(block: bytes, first_line: int, bad: dict[int, str], name: str,
     return pa.RecordBatch.from_arrays([data[f.name] for f in schema], schema=schema)
 
 
-def _cut(text: str) -> str:
+def cut_raw_line(text: str) -> str:
     """A quarantined line as kept in ``raw_line``: at most :data:`MAX_RAW_LINE` characters."""
     if len(text) <= MAX_RAW_LINE:
         return text

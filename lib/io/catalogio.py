@@ -12,16 +12,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gaialake.io.bulkfile import (BulkFileError, TransientFileError, parse_bulk_file,
-                                  read_header, staged_schema)
+                                  read_header, read_lines, staged_schema)
 from gaialake.io.deltafiles import write_partitioned
 from gaialake.io.dr3schema import Column, EcsvError, arrow_type, spark_type
+from gaialake.io.parquetfile import is_parquet, parquet_columns, parse_parquet_file, read_rows
 from gaialake.log import get_logger
 
 __all__ = ["BulkFile", "list_bulk_files", "spark_schema_ddl", "stage_files_arrow", "PATTERN",
            "STAGE_RESULT_DDL", "write_table_files_arrow", "ADD_FILE_DDL", "HEADER_RESULT_DDL",
-           "read_headers_arrow", "columns_from_json"]
+           "read_headers_arrow", "columns_from_json", "staged_file", "header_columns",
+           "parse_file", "raw_rows", "FILES_DDL"]
 
 PATTERN = "GaiaSource_*.csv.gz"
+#: Parquet files beside a mock's catalog files that are not catalog files (its truth tables).
+SIDE_FILES = "truth_*.parquet"
 
 T = TypeVar("T")
 
@@ -43,31 +47,75 @@ def _looks_like_bulk_file(name: str) -> bool:
     return ".csv" in lower or lower.startswith("gaiasource")
 
 
+def _walk(fs, root) -> Iterator:
+    """The file statuses under ``root`` (recursive; Hadoop ``LocatedFileStatus``)."""
+    it = fs.listFiles(root, True)
+    while it.hasNext():
+        yield it.next()
+
+
+def _relative(uri: str, root_uri: str) -> str:
+    return uri[len(root_uri):].lstrip("/") if uri.startswith(root_uri) else uri.rsplit("/", 1)[-1]
+
+
+def _local(uri: str) -> str:
+    return uri[len("file:"):] if uri.startswith("file:") else uri
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith((".", "_")) for part in relative.split("/"))
+
+
 def list_bulk_files(spark, raw: str, pattern: str = PATTERN,
                     skipped: list[str] | None = None) -> list[BulkFile]:
-    """Bulk files under ``raw`` (any Hadoop file system: local, s3a://, abfss://, dbfs:/), sorted.
+    """The catalog files under ``raw`` (any Hadoop file system: local, s3a://, abfss://,
+    dbfs:/), sorted by name: ESA's bulk files, Parquet files, or a HATS catalog.
 
-    Files that look like bulk files but whose name does not match ``pattern`` (case-sensitive:
-    ``gaiasource_...``, ``.csv``) are not ingested: a log line names them and they are appended
-    to ``skipped``. Hidden files (``.name``, ``_name``) and other files (a generator's
-    ``*.json`` manifest, say) are passed over silently."""
+    * Bulk files match ``pattern`` (``GaiaSource_*.csv.gz``, case-sensitive); their ``name``
+      (the ``source_file`` key) is the base name. Files that look like bulk files but do not
+      match (``gaiasource_...``, ``.csv``) are not ingested: a log line names them and they are
+      appended to ``skipped``.
+    * Parquet files (``*.parquet``, at any depth) are named by their path below ``raw``.
+    * A HATS catalog (``raw/hats.properties``): its leaf files ``dataset/Norder=*/Dir=*/Npix=*``
+      (``.parquet``), named by their path below ``raw``; a HATS collection
+      (``collection.properties``) is refused with the catalogs it holds named.
+
+    Hidden files and folders (``.name``, ``_name``: HATS' ``_metadata``), a mock's truth tables
+    (:data:`SIDE_FILES`) and other files (a generator's ``*.json`` manifest, say) are passed
+    over silently."""
     jvm = spark.sparkContext._jvm
     hconf = spark.sparkContext._jsc.hadoopConfiguration()
     root = jvm.org.apache.hadoop.fs.Path(raw)
     fs = root.getFileSystem(hconf)
     if not fs.exists(root):
         raise FileNotFoundError(f"paths.raw={raw}: no such directory (run `gaialake generate` "
-                                f"or point paths.raw at the DR3 bulk files)")
+                                f"or point paths.raw at the DR3 bulk files, Parquet files or a "
+                                f"HATS catalog)")
+    root_uri = fs.getFileStatus(root).getPath().toUri().toString().rstrip("/") + "/"
+    child = jvm.org.apache.hadoop.fs.Path
+    if fs.exists(child(root, "collection.properties")) and not fs.exists(
+            child(root, "hats.properties")):
+        inner = sorted(_relative(st.getPath().getParent().toUri().toString(), root_uri)
+                       for st in _walk(fs, root) if st.getPath().getName() == "hats.properties")
+        raise ValueError(f"paths.raw={raw} is a HATS collection: point paths.raw at one of its "
+                         f"catalogs (a folder with hats.properties): {inner[:10]}")
+    hats = fs.exists(child(root, "hats.properties"))
     out, others = [], []
-    it = fs.listFiles(root, True)
-    while it.hasNext():
-        st = it.next()
+    for st in _walk(fs, root):
+        uri = st.getPath().toUri().toString()
+        rel = _relative(uri, root_uri)
         name = st.getPath().getName()
-        if fnmatch.fnmatchcase(name, pattern):
-            uri = st.getPath().toUri().toString()
-            path = uri[len("file:"):] if uri.startswith("file:") else uri
-            out.append(BulkFile(path, name, int(st.getLen())))
-        elif not name.startswith((".", "_")) and _looks_like_bulk_file(name):
+        if _hidden(rel):
+            continue
+        if fnmatch.fnmatchcase(name, SIDE_FILES):
+            continue
+        if name.endswith(".parquet") and (not hats or rel.startswith("dataset/")):
+            out.append(BulkFile(_local(uri), rel, int(st.getLen())))
+        elif hats:
+            continue
+        elif fnmatch.fnmatchcase(name, pattern):
+            out.append(BulkFile(_local(uri), name, int(st.getLen())))
+        elif _looks_like_bulk_file(name):
             others.append(name)
     if others:
         others.sort()
@@ -84,12 +132,38 @@ def list_bulk_files(spark, raw: str, pattern: str = PATTERN,
     return sorted(out, key=lambda f: f.name)
 
 
+def staged_file(staging: str, name: str) -> str:
+    """The staging Parquet file of the catalog file ``name`` (a path below ``paths.raw`` for
+    Parquet input: flattened, so no folder of the staging area looks like a partition)."""
+    return f"{staging.rstrip('/')}/{name.replace('/', '__')}.parquet"
+
+
+def header_columns(path: str) -> list[Column]:
+    """A catalog file's columns: a bulk file's ECSV header, or a Parquet file's schema."""
+    return parquet_columns(path) if is_parquet(path) else list(read_header(path).columns)
+
+
+def parse_file(path: str, name: str, columns: Sequence[Column],
+               chunk_bytes: int) -> Iterator[pa.RecordBatch]:
+    """Staged rows of one catalog file in the table's ``columns`` (bulk file or Parquet)."""
+    if is_parquet(path):
+        return parse_parquet_file(path, columns, name=name)
+    return parse_bulk_file(path, columns, chunk_bytes)
+
+
+def raw_rows(path: str, line_numbers: Sequence[int]) -> dict[int, str]:
+    """The raw text of rows of a catalog file by line number (Parquet: row number, as JSON)."""
+    return read_rows(path, line_numbers) if is_parquet(path) else read_lines(path, line_numbers)
+
+
 def spark_schema_ddl(columns: Sequence[Column]) -> str:
     """DDL of ingested rows before ``hpx``/``run_id``: the file's columns, hpx29, source_file."""
     fields = [f"`{c.name}` {spark_type(c.datatype)}" for c in columns]
     return ", ".join(fields + ["`hpx29` long", "`source_file` string"])
 
 
+#: The rows the per-file tasks take: a file's path and its ``source_file`` name.
+FILES_DDL = "path string, name string"
 HEADER_RESULT_DDL = "source_file string, columns string, error string, transient boolean"
 
 
@@ -114,7 +188,8 @@ def columns_from_json(text: str) -> list[Column]:
 
 
 def read_headers_arrow():
-    """The mapInArrow function: rows of paths in, one row per file out (:data:`HEADER_RESULT_DDL`):
+    """The mapInArrow function: rows of files in (:data:`FILES_DDL`), one row per file out
+    (:data:`HEADER_RESULT_DDL`):
     its header's columns as JSON ``[[name, datatype, unit], ...]``, or the error that kept it
     from being read and whether that error is transient (outside the file's content)."""
     schema = pa.schema([("source_file", pa.string()), ("columns", pa.string()),
@@ -122,10 +197,10 @@ def read_headers_arrow():
 
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            for path in batch.column("path").to_pylist():
-                name = os.path.basename(path)
+            for path, name in zip(batch.column("path").to_pylist(),
+                                  batch.column("name").to_pylist()):
                 columns, error, transient = _attempt(name, lambda: json.dumps(
-                    [[c.name, c.datatype, c.unit] for c in read_header(path).columns]))
+                    [[c.name, c.datatype, c.unit] for c in header_columns(path)]))
                 yield pa.RecordBatch.from_pydict(
                     {"source_file": [name], "columns": [columns], "error": [error],
                      "transient": [transient]}, schema=schema)
@@ -136,10 +211,10 @@ STAGE_RESULT_DDL = "source_file string, staged_rows long, error string, transien
 
 
 def stage_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str):
-    """The mapInArrow function: rows of paths in, one summary row per file out.
+    """The mapInArrow function: rows of files in (:data:`FILES_DDL`), one summary row per file out.
 
-    Each file's staged rows (:func:`gaialake.io.bulkfile.parse_bulk_file`, in the table's
-    ``columns``) are written by pyarrow to ``<staging>/<file>.parquet`` (columnar, no row
+    Each file's staged rows (:func:`parse_file`, in the table's ``columns``) are written by
+    pyarrow to :func:`staged_file` (columnar, no row
     conversion in the JVM). A file that cannot be read or staged leaves no staging file and
     returns its error, ``transient`` when the cause is outside its content (I/O, permissions, a
     staging write that failed); the others go on.
@@ -150,10 +225,10 @@ def stage_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str)
 
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            for path in batch.column("path").to_pylist():
-                name = os.path.basename(path)
+            for path, name in zip(batch.column("path").to_pylist(),
+                                  batch.column("name").to_pylist()):
                 rows, error, transient = _attempt(name, lambda: _stage_one(
-                    path, columns, chunk_bytes, schema, f"{staging.rstrip('/')}/{name}.parquet"))
+                    path, name, columns, chunk_bytes, schema, staged_file(staging, name)))
                 yield pa.RecordBatch.from_pydict(
                     {"source_file": [name], "staged_rows": [rows or 0], "error": [error],
                      "transient": [transient]}, schema=out_schema)
@@ -189,7 +264,7 @@ def write_table_files_arrow(staging: str, root: str, table_columns: Sequence[str
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for name in batch.column("source_file").to_pylist():
-                staged = pq.read_table(f"{staging.rstrip('/')}/{name}.parquet",
+                staged = pq.read_table(staged_file(staging, name),
                                        columns=data_columns + ["line_number", "reason"])
                 keep = pc.and_(pc.is_null(staged.column("reason")),
                                pc.invert(pc.is_in(staged.column("line_number"),
@@ -207,8 +282,8 @@ def write_table_files_arrow(staging: str, root: str, table_columns: Sequence[str
     return fn
 
 
-def _stage_one(path: str, columns: Sequence[Column], chunk_bytes: int, schema: pa.Schema,
-               target: str) -> int:
+def _stage_one(path: str, name: str, columns: Sequence[Column], chunk_bytes: int,
+               schema: pa.Schema, target: str) -> int:
     import pyarrow.parquet as pq
 
     local = "://" not in target
@@ -223,7 +298,7 @@ def _stage_one(path: str, columns: Sequence[Column], chunk_bytes: int, schema: p
             import fsspec
             sink = fsspec.open(tmp.replace("s3a://", "s3://", 1), "wb").open()
         with pq.ParquetWriter(sink, schema, compression="snappy") as writer:
-            for block in parse_bulk_file(path, columns, chunk_bytes):
+            for block in parse_file(path, name, columns, chunk_bytes):
                 writer.write_batch(block)
                 rows += block.num_rows
         if local:
@@ -234,6 +309,6 @@ def _stage_one(path: str, columns: Sequence[Column], chunk_bytes: int, schema: p
         if isinstance(err, (BulkFileError, TransientFileError)) or not isinstance(err, Exception):
             raise
         # not a content error the parser names: staging failed (disk, permissions, a folder gone)
-        raise TransientFileError(f"{os.path.basename(path)}: staging to {target} failed: "
+        raise TransientFileError(f"{name}: staging to {target} failed: "
                                  f"{type(err).__name__}: {err}") from None
     return rows

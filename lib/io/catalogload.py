@@ -30,10 +30,10 @@ from typing import Any, Iterator, Sequence
 
 from gaialake import tables
 from gaialake.conf import Conf
-from gaialake.io.bulkfile import read_lines
-from gaialake.io.catalogio import (ADD_FILE_DDL, HEADER_RESULT_DDL, STAGE_RESULT_DDL, BulkFile,
-                                   columns_from_json, read_headers_arrow, spark_schema_ddl,
-                                   stage_files_arrow, write_table_files_arrow)
+from gaialake.io.catalogio import (ADD_FILE_DDL, FILES_DDL, HEADER_RESULT_DDL, STAGE_RESULT_DDL,
+                                   BulkFile, columns_from_json, raw_rows, read_headers_arrow,
+                                   spark_schema_ddl, stage_files_arrow, staged_file,
+                                   write_table_files_arrow)
 from gaialake.io.delta import (commit_files, in_predicate, read_table, register_table,
                                table_exists, table_layout, write_table)
 from gaialake.io.dr3schema import (DR3_COLUMNS, Column, HeaderCheck, check_header,
@@ -190,7 +190,7 @@ def read_headers(spark, batch: Sequence[BulkFile]) -> dict[str, tuple[list[Colum
     """Each file's header columns, one Spark task per file: name -> (columns, None, False), or
     (None, error, transient) when its header could not be read."""
     files_df = spark.createDataFrame(
-        spark.sparkContext.parallelize([(f.path,) for f in batch], len(batch)), "path string")
+        spark.sparkContext.parallelize([(f.path, f.name) for f in batch], len(batch)), FILES_DDL)
     rows = files_df.mapInArrow(read_headers_arrow(), HEADER_RESULT_DDL).collect()
     return {r.source_file: (columns_from_json(r.columns) if r.columns is not None else None,
                             r.error, bool(r.transient)) for r in rows}
@@ -307,7 +307,7 @@ def stage_batch(spark, batch: Sequence[BulkFile], columns: Sequence[Column], chu
     logged and the others go on."""
     clear_path(spark, staging)
     files_df = spark.createDataFrame(
-        spark.sparkContext.parallelize([(f.path,) for f in batch], len(batch)), "path string")
+        spark.sparkContext.parallelize([(f.path, f.name) for f in batch], len(batch)), FILES_DDL)
     results = files_df.mapInArrow(stage_files_arrow(columns, chunk_bytes, staging),
                                   STAGE_RESULT_DDL).collect()
     failures = {r.source_file: (r.error, bool(r.transient)) for r in results
@@ -316,7 +316,7 @@ def stage_batch(spark, batch: Sequence[BulkFile], columns: Sequence[Column], chu
         log.error("file failed%s, others go on: %s", " (transient: retried next run)"
                   if transient else "", err)
     staged = [r.source_file for r in results if r.error is None]
-    rows = (spark.read.parquet(*[f"{staging}/{name}.parquet" for name in staged])
+    rows = (spark.read.parquet(*[staged_file(staging, name) for name in staged])
             if len(failures) < len(batch) else None)
     return StagedBatch(rows, staged, failures)
 
@@ -372,7 +372,7 @@ def _raw_lines(dups, batch: Sequence[BulkFile]):
 
     def fetch(pdf: pd.DataFrame) -> pd.DataFrame:
         name = pdf["source_file"].iloc[0]
-        text = read_lines(paths[name], pdf["line_number"].tolist())
+        text = raw_rows(paths[name], pdf["line_number"].tolist())
         return pdf.assign(raw_line=[text.get(int(n)) for n in pdf["line_number"]])[
             ["source_file", "line_number", "raw_line", "reason"]]
 

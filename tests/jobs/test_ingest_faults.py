@@ -109,6 +109,23 @@ def test_extra_columns_evolve_missing_optional_are_null_filled_and_policies_refu
     assert "ingest.missing_columns=refuse" in log.loc["GaiaSource_000005-000005.csv.gz"].error
     assert "z_dr4" not in read_table(spark, conf, "gaia_source").columns
 
+    # DR4-like: a new column that changes type between files (in one batch, then across runs)
+    t6 = dr3_table(40, seed=66, ra_range=(100, 110)).append_column("w_dr4", pa.array([3] * 40))
+    _write(raw / "GaiaSource_000006-000006.csv.gz", t6, _cols([Column("w_dr4", "int64")]))
+    t7 = dr3_table(40, seed=67, ra_range=(120, 130)).append_column("w_dr4", pa.array(["x"] * 40))
+    _write(raw / "GaiaSource_000007-000007.csv.gz", t7, _cols([Column("w_dr4", "string")]))
+    summary = ingest.run(conf)
+    assert summary["failed_files"] == ["GaiaSource_000007-000007.csv.gz"]
+    assert "column w_dr4: file declares string, gaia_source has int64" in \
+        _log(spark, conf).loc["GaiaSource_000007-000007.csv.gz"].error
+    t8 = dr3_table(40, seed=68, ra_range=(140, 150)).append_column("x_dr4", pa.array([True] * 40))
+    _write(raw / "GaiaSource_000008-000008.csv.gz", t8, _cols([Column("x_dr4", "bool")]))
+    summary = ingest.run(conf)
+    assert summary["failed_files"] == ["GaiaSource_000008-000008.csv.gz"]
+    assert "column x_dr4: file declares bool, gaia_source has float64" in \
+        _log(spark, conf).loc["GaiaSource_000008-000008.csv.gz"].error
+    assert dict(read_table(spark, conf, "gaia_source").dtypes)["w_dr4"] == "bigint"
+
 
 def test_pruning_is_off_by_default_and_refuses_an_empty_raw_or_too_large_a_cut(spark, conf):
     raw = Path(conf.path("paths.raw"))
