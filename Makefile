@@ -4,11 +4,13 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 PYTEST  ?= $(PY) -m pytest
 ARGS    ?=
-# hats-import, the HATS importer that `make bench` measures ingest against, in its own venv: it
-# needs numpy >= 2 and pandas >= 3, which cannot live beside gaialake's numpy 1.26. Tested on
-# Python 3.11. `make bench` runs lib/bench/hats_import.py with .venv-hats/bin/python.
-HATS_PINS  := hats-import==0.11.1 hats==0.11.1 nested-pandas==0.7.2 dask==2026.8.0 \
-              distributed==2026.8.0 pandas==3.1.1 pyarrow==26.0.1 numpy==2.4.6
+# hats-import, the HATS importer that `make bench` measures ingest against, and lsdb, which
+# `make test` opens `gaialake export hats` catalogs with, in their own venv: they need numpy >= 2
+# and pandas >= 3, which cannot live beside gaialake's numpy 1.26. Tested on Python 3.11.
+# `make bench` runs lib/bench/hatsimport_run.py with .venv-hats/bin/python. lsdb 0.11.1 is the
+# release that pins hats 0.11 (hats>=0.11.1,<0.12).
+HATS_PINS  := hats-import==0.11.1 hats==0.11.1 lsdb==0.11.1 nested-pandas==0.7.2 \
+              dask==2026.8.0 distributed==2026.8.0 pandas==3.1.1 pyarrow==26.0.1 numpy==2.4.6
 HATS_STAMP := .venv-hats/.installed
 
 .PHONY: install run test bench clean .venv-hats chromium
@@ -44,7 +46,7 @@ chromium:
 	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || true; \
 	  fi; }
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium .venv-hats
 	@if $(HAVE_CHROMIUM); then $(PYTEST) -q tests $(ARGS); else \
 	  echo "make test: SKIPPING the 3 browser tests: Chromium is not installed and could not be" \
 	       "installed here (needs apt-get as root or password-less sudo): apt-get install chromium"; \
@@ -54,7 +56,8 @@ test: $(STAMP) chromium
 $(HATS_STAMP): Makefile
 	(test -x .venv-hats/bin/python || python3 -m venv .venv-hats) && \
 	.venv-hats/bin/pip install -q $(HATS_PINS) && touch $(HATS_STAMP) || \
-	echo "hats-import not installed: make bench reports it in BENCHMARKS.md"
+	echo "hats-import/lsdb not installed: make bench reports it in BENCHMARKS.md," \
+	     "the export tests skip"
 
 .venv-hats: $(HATS_STAMP)
 

@@ -4,7 +4,7 @@ Every figure is a ratio against a baseline measured in the same run on the same 
 
 - ingest (:mod:`gaialake.bench.ingest_bench`): ``gaialake ingest`` vs pyarrow's CSV reader
   writing Parquet (the single-pass baseline) and vs hats-import (the HATS importer,
-  ``lib/bench/hats_import.py`` run by ``.venv-hats/bin/python``) on the same synthetic bulk
+  ``lib/bench/hatsimport_run.py`` run by ``.venv-hats/bin/python``) on the same synthetic bulk
   files; rows/s per core and peak memory (process trees); and the arrow writer against Spark's
   Delta writer (the slowest stage before it was fixed);
 - training: Spark + Petastorm feeding vs a bare torch/zuko loop over in-memory tensors, and
@@ -24,7 +24,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gaialake.bench.ingest_bench import bench_ingest
+from gaialake.bench.ingest_bench import bench_ingest, bench_ingest_at_scale
 from gaialake.bench.kit import machine_line, versions_line
 from gaialake.bench.markdown import write_benchmarks_md
 from gaialake.bench.pipeline_bench import bench_pipeline, bench_scaling
@@ -52,6 +52,11 @@ def run(conf: Conf) -> dict:
     results["score"] = run_score_bench(conf, train_rows)
     log.info("bench: scaling")
     results["scaling"] = bench_scaling(root, [float(s) for s in conf.get("bench.scales")])
+    largest = next((r for r in reversed(results["scaling"]) if "ingest_s" in r), None)
+    if largest is not None:
+        log.info("bench: ingest vs pyarrow and hats-import at %d stars", largest["n_stars"])
+        results["ingest_at_scale"] = bench_ingest_at_scale(
+            root / f"scale_{largest['n_stars']}", largest, cores)
     if conf.get("bench.pipeline", True):
         log.info("bench: make run (gaialake pipeline) per stage")
         results["pipeline"] = bench_pipeline(root)

@@ -15,26 +15,32 @@ Stages, per batch of ``ingest.files_per_batch`` files not yet in ``ingest_log``:
    refused policy (``ingest.extra_columns``, ``ingest.missing_columns``) fails that file alone,
    named with its columns in ``ingest_log``; extra columns are added to the table (noted in
    ``ingest_log``), missing optional ones null-filled.
-2. parse: one Spark task per file (gzip does not split); pyarrow parses blocks typed from the
-   file's ECSV header (or reads the Parquet file's row groups), casts them to the table's
-   columns and validates rows (``gaialake.io.bulkfile``, ``gaialake.io.parquetfile``); staged
-   to Parquet once, in a folder of this run.
+2. parse and write (``ingest.writer: arrow``, local warehouses): one Spark task per file (gzip
+   does not split) parses it (pyarrow: blocks typed from the file's ECSV header, or the Parquet
+   file's row groups), casts the rows to the table's columns and validates them
+   (``gaialake.io.bulkfile``, ``gaialake.io.parquetfile``), then writes its valid rows, sorted
+   by ``hpx29``, as the table's data files in its ``hpx=<k>/`` folders with Delta's statistics
+   (after checking their schema is the table's), and its row keys and quarantined rows to a
+   staging folder of this run: one parse and one write per row.
 3. dedupe: a ``source_id`` seen twice (in the batch, or already in the table from another file)
-   keeps its first occurrence (by file name, line); later ones are quarantined.
-4. write ``gaia_source`` (``hpx`` partitions, sorted by ``hpx29``) and ``gaia_source_quarantine``,
-   each replacing exactly the rows of the batch's files (``source_file IN ...``), then
+   keeps its first occurrence (by file name, line); later ones are quarantined. The rare file
+   holding such a duplicate is written again without it. Skipped when no duplicate is
+   possible: no file repeats a ``source_id`` and the files' ``source_id`` ranges are disjoint
+   from each other and from the table's other data files (Delta statistics), as ESA's bulk
+   files are (:func:`gaialake.io.catalogload.may_hold_duplicates`).
+4. commit: the driver commits the data files and the removal of the batch's old rows in one
+   Delta commit (:func:`gaialake.io.delta.commit_files`); then ``gaia_source_quarantine``
+   (replacing exactly the rows of the batch's files, ``source_file IN ...``) and
    ``ingest_log``, the completion marker (the plumbing: :mod:`gaialake.io.catalogload`).
-   ``ingest.writer``: ``arrow`` (local warehouses) has one Spark task per file write its rows
-   with pyarrow into the table's ``hpx=<k>/`` folders, with Delta's statistics, after checking
-   their schema is the table's, and the driver commits them and the removal of the batch's old
-   rows in one Delta commit (:func:`gaialake.io.delta.commit_files`); ``spark`` uses Spark's
-   Delta writer (``replaceWhere``), 1.3-1.5x slower (BENCHMARKS.md). A run killed anywhere
-   redoes the unfinished batch and ends with exactly the right rows (files it wrote but never
-   committed are no part of the table; ``VACUUM`` deletes them); re-running on ingested files
-   changes nothing. A file replaced by one of another size is ingested again (its rows
-   replaced). A file that failed for a cause outside it (I/O, permissions, a staging write) is
+   ``ingest.writer: spark`` (object stores) stages the parsed rows to Parquet and uses Spark's
+   Delta writer (``replaceWhere``), slower (BENCHMARKS.md). A run killed anywhere redoes the
+   unfinished batch and ends with exactly the right rows (files it wrote but never committed
+   are no part of the table; ``VACUUM`` deletes them); re-running on ingested files changes
+   nothing. A file replaced by one of another size is ingested again (its rows replaced). A
+   file that failed for a cause outside it (I/O, permissions, a staging write) is
    ``failed_transient`` and tried again by the next run; one that failed for its content is
-   ``failed`` (listed in the summary; tried again with ``ingest.retry_failed`` or once replaced).
+   ``failed`` (listed in the summary; tried again with ``ingest.retry_failed`` or once
+   replaced).
 
 Rows of files gone from ``paths.raw`` stay unless ``ingest.prune_missing`` (off by default),
 which refuses when ``paths.raw`` holds no bulk file or the files hold more than
@@ -52,11 +58,13 @@ from gaialake.cli import job_main
 from gaialake.conf import Conf
 from gaialake.io.catalogio import BulkFile, list_bulk_files
 from gaialake.io.catalogload import (FAILED, OK, batch_log_rows, choose_writer, clear_path,
-                                     failed_log_rows, find_duplicates, ingest_lock,
-                                     ingested_files, plan_batch, prepare_gaia_source,
-                                     prune_files, quarantine_rows, read_headers, source_files_in,
-                                     stage_batch, staging_path, table_columns, write_ingest_log,
-                                     write_rows_arrow, write_rows_spark)
+                                     commit_batch_arrow, failed_log_rows, find_duplicates,
+                                     ingest_lock, ingested_files, may_hold_duplicates,
+                                     plan_batch,
+                                     prepare_gaia_source, prune_files, quarantine_rows,
+                                     read_headers, source_files_in, stage_batch, staged_counts,
+                                     staging_path, table_columns, write_batch_arrow,
+                                     write_ingest_log, write_rows_spark)
 from gaialake.io.delta import write_table
 from gaialake.io.spark import get_spark
 from gaialake.log import get_logger, stage
@@ -129,38 +137,69 @@ def ingest_batch(spark, conf: Conf, batch: list[BulkFile], run_id: str) -> dict:
                           str(conf.get("ingest.extra_columns", "evolve")),
                           str(conf.get("ingest.missing_columns") or "null"))
     failures = dict(plan.failures)
-    staged = None
-    if plan.accepted:
-        prepare_gaia_source(spark, conf, plan)
-        staging = staging_path(conf, run_id)
+    if not plan.accepted:
+        return _log_failed(spark, conf, batch, failures, run_id)
+    prepare_gaia_source(spark, conf, plan)
+    staging = staging_path(conf, run_id)
+    clear_path(spark, staging)
+    shift = 2 * (MAX_ORDER - int(conf.get("catalog.partition_order")))
+    writer = choose_writer(conf)
+    if writer == "arrow":
+        with stage(log, "parse and write (arrow writer)"):
+            written = write_batch_arrow(spark, conf, plan.accepted, plan.target, staging, shift,
+                                        run_id)
+        failures.update(written.failures)
+        if written.keys is None:
+            return _log_failed(spark, conf, batch, failures, run_id)
+        keys, invalid, counts = written.keys, written.invalid, written.counts
+    else:
         with stage(log, "parse and stage"):
             staged = stage_batch(spark, plan.accepted, plan.target,
                                  int(conf.get("ingest.chunk_bytes")), staging)
         failures.update(staged.failures)
-    if staged is None or staged.rows is None:
-        log_rows = failed_log_rows({f: failures[f.name] for f in batch}, run_id)
-        write_ingest_log(spark, conf, log_rows)
-        return {"rows_read": 0, "rows_kept": 0, "rows_quarantined": 0,
-                "status": {r[0]: r[2] for r in log_rows}}
-    rows = staged.rows.where("reason IS NULL")
-    with stage(log, "find duplicate source_ids"):
-        dups, n_dups = find_duplicates(spark, conf, rows, names)
+        if staged.rows is None:
+            return _log_failed(spark, conf, batch, failures, run_id)
+        keys = staged.rows.where("reason IS NULL")
+        invalid = staged.rows.where("reason IS NOT NULL")
+        counts = staged_counts(staged.rows)
+    dups, n_dups = None, {}
+    if writer != "arrow" or may_hold_duplicates(spark, conf, written.spans, names):
+        with stage(log, "find duplicate source_ids"):
+            dups, n_dups = find_duplicates(spark, conf, keys, names)
+    else:
+        log.info("no duplicate source_id possible: the files' source_id ranges are disjoint "
+                 "and none repeats one")
     found = dups if n_dups else None
-    shift = 2 * (MAX_ORDER - int(conf.get("catalog.partition_order")))
-    writer = choose_writer(conf)
     with stage(log, f"write {tables.GAIA_SOURCE.name} ({writer} writer)"):
         if writer == "arrow":
-            write_rows_arrow(spark, conf, staging, staged.staged, names, found, shift, run_id)
+            adds = written.adds
+            if n_dups:   # rare: write the files with duplicates again, without them
+                lines: dict[str, list[int]] = {}
+                for r in dups.select("source_file", "line_number").collect():
+                    lines.setdefault(r.source_file, []).append(int(r.line_number))
+                again = write_batch_arrow(spark, conf, [f for f in plan.accepted if f.name in lines],
+                                          plan.target, staging, shift, run_id, lines)
+                adds = {**adds, **again.adds}
+            commit_batch_arrow(spark, conf, adds, names)
         else:
-            write_rows_spark(conf, rows, found, names, shift, run_id,
+            write_rows_spark(conf, keys, found, names, shift, run_id,
                              bool(conf.get("ingest.shuffle_by_hpx", False)))
-    write_table(quarantine_rows(staged.rows, found, batch, run_id), conf,
+    write_table(quarantine_rows(invalid, found, batch, run_id), conf,
                 tables.GAIA_SOURCE_QUARANTINE, replace_where=source_files_in(names))
-    log_rows = batch_log_rows(staged.rows, batch, failures, n_dups, run_id, plan.notes)
+    log_rows = batch_log_rows(counts, batch, failures, n_dups, run_id, plan.notes)
     write_ingest_log(spark, conf, log_rows)
-    dups.unpersist()
+    if dups is not None:
+        dups.unpersist()
     return {"rows_read": sum(r[4] for r in log_rows), "rows_kept": sum(r[5] for r in log_rows),
             "rows_quarantined": sum(r[6] for r in log_rows),
+            "status": {r[0]: r[2] for r in log_rows}}
+
+
+def _log_failed(spark, conf: Conf, batch: list[BulkFile], failures: dict, run_id: str) -> dict:
+    """Record a batch none of whose files could be read (each with its error)."""
+    log_rows = failed_log_rows({f: failures[f.name] for f in batch}, run_id)
+    write_ingest_log(spark, conf, log_rows)
+    return {"rows_read": 0, "rows_kept": 0, "rows_quarantined": 0,
             "status": {r[0]: r[2] for r in log_rows}}
 
 

@@ -1,4 +1,5 @@
-"""``gaialake <job> [--conf FILE] [--set key=value ...]``, ``gaialake pipeline``, ``gaialake sql``.
+"""``gaialake <job> [--conf FILE] [--set key=value ...]``, ``gaialake pipeline``, ``gaialake sql``,
+``gaialake export``.
 
 Each job is a module ``gaialake.jobs.<name>`` with ``run(conf) -> dict`` (a summary of counts);
 the same module runs under ``spark-submit jobs/<name>.py --conf ... --set ...``.
@@ -34,7 +35,7 @@ log = get_logger("cli")
 PIPELINE = ["generate", "ingest", "patches", "anomaly", "null_sky", "find_streams", "accreted",
             "density", "upsample", "report"]
 #: Commands that are not pipeline stages.
-COMMANDS = ["sql", "models", "score", "bench"]
+COMMANDS = ["sql", "export", "models", "score", "bench"]
 
 
 def _job_module(name: str):

@@ -111,6 +111,9 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "streams.cathode.folds": (2, None, False),
     "find_streams.top_n": (0, None, True),
     "upsample.multiple": (0, None, True),
+    "export.max_rows": (0, None, True),
+    "export.hats_max_rows": (0, None, True),
+    "export.hats_skymap_order": (0, 10, False),
 }
 
 #: Keys with a fixed set of values.

@@ -6,7 +6,7 @@ the arrow writer, then Spark's Delta writer in its own warehouse) and returns th
 - pyarrow CSV -> Parquet, the single-pass floor: ``python -m gaialake.bench.ingest_bench pyarrow RAW
   OUT`` (pyarrow's multithreaded CSV reader, types from the ECSV header, one Parquet file per
   bulk file);
-- hats-import (the HATS/LSDB importer), the HEALPix-partitioned peer: ``lib/bench/hats_import.py`` run
+- hats-import (the HATS/LSDB importer), the HEALPix-partitioned peer: ``lib/bench/hatsimport_run.py`` run
   by the python of its own virtual environment (:func:`measure_hats_import`).
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from gaialake import tables
+from gaialake.bench.export_bench import bench_export
 from gaialake.bench.kit import dir_bytes, job_sets, job_summary, measure_command, measure_job
 from gaialake.conf import REPO_ROOT
 from gaialake.io.bulkfile import open_bulk, read_header
@@ -28,15 +29,16 @@ from gaialake.io.dr3schema import FALSE_VALUES, NULL_VALUES, TRUE_VALUES, arrow_
 from gaialake.log import get_logger
 
 __all__ = ["pyarrow_csv_to_parquet", "hats_summary", "measure_hats_import", "HATS_SCRIPT",
-           "HATS_PYTHON", "bench_ingest", "bench_hats", "batch_seconds"]
+           "HATS_PYTHON", "bench_ingest", "bench_hats", "batch_seconds", "bench_ingest_at_scale"]
 
 log = get_logger("bench")
 
 #: The hats-import script (run by the hats venv's python, never imported here).
-HATS_SCRIPT = Path(__file__).with_name("hats_import.py")
+#: (Not named hats_import.py: run as a script, it would shadow the ``hats_import`` package.)
+HATS_SCRIPT = Path(__file__).with_name("hatsimport_run.py")
 #: The python of hats-import's own virtual environment (``make .venv-hats`` creates it).
 HATS_PYTHON = REPO_ROOT / ".venv-hats" / "bin" / "python"
-_SUMMARY = "hats_import_summary "  # hats_import.SUMMARY and a space: its summary line's start
+_SUMMARY = "hats_import_summary "  # hatsimport_run.SUMMARY and a space: its summary line's start
 
 
 def pyarrow_csv_to_parquet(raw: str, out: str) -> int:
@@ -126,7 +128,49 @@ def bench_ingest(work: Path, n_stars: float, cores: int) -> dict:
                                    if stage and out["spark_writer_stage_s"] else None)
     out["hats"] = bench_hats(work, rows, cores, out["ingest_rows_s_core"],
                              out["ingest_stage_rows_s_core"])
+    # the same rows from Parquet (pyarrow's output) and from a HATS catalog (hats-import's)
+    out["from_parquet"] = _ingest_from(work / "from_parquet", work / "pyarrow_parquet", rows, cores)
+    hats_catalog = work / "hats" / "gaia"
+    if (hats_catalog / "hats.properties").exists():
+        out["from_hats"] = _ingest_from(work / "from_hats", hats_catalog, rows, cores)
+    out["export"] = bench_export(work, cores, out["hats"])
     return out
+
+
+def bench_ingest_at_scale(work: Path, scale: dict, cores: int) -> dict:
+    """pyarrow CSV -> Parquet and hats-import on the bulk files of a scaling size (``work/raw``,
+    generated and ingested by :func:`gaialake.bench.pipeline_bench.bench_scaling`, whose row
+    ``scale`` holds the ingest's seconds): the whole-process and stage ratios of the ingest's
+    rows/s per core over each."""
+    base = measure_command([sys.executable, "-m", "gaialake.bench.ingest_bench", "pyarrow",
+                            str(work / "raw"), str(work / "pyarrow_parquet")])
+    rows = int(base.output.strip().splitlines()[-1])
+    out = {"rows": rows, "pyarrow_s": base.seconds, "ingest_s": scale["ingest_s"],
+           "ingest_stage_s": scale.get("ingest_stage_s"), "cores": cores}
+    out["ratio_wall"] = base.seconds / scale["ingest_s"]
+    out["ratio_stage"] = base.seconds / out["ingest_stage_s"] if out["ingest_stage_s"] else None
+    hats = measure_hats_import(HATS_PYTHON, work / "raw", work / "hats", cores)
+    if "error" not in hats:
+        out["hats_s"], out["hats_pipeline_s"] = hats["seconds"], hats["pipeline_s"]
+        out["hats_ratio_wall"] = hats["seconds"] / scale["ingest_s"]
+        out["hats_ratio_stage"] = (hats["pipeline_s"] / out["ingest_stage_s"]
+                                   if out["ingest_stage_s"] else None)
+    else:
+        out["hats_error"] = hats["error"]
+    return out
+
+
+def _ingest_from(work: Path, raw: Path, rows: int, cores: int) -> dict:
+    """``gaialake ingest`` of the catalog at ``raw`` (Parquet files or a HATS catalog) into its
+    own warehouse under ``work``: seconds, stage seconds, rows kept and quarantined, rows/s per
+    core."""
+    m = measure_job("ingest", job_sets(work, raw=raw))
+    summ = job_summary(m, "ingest")
+    stage = batch_seconds(m.output)
+    return {"seconds": m.seconds, "stage_s": stage, "peak_mib": m.peak_mib,
+            "rows_kept": summ.get("rows_kept"), "rows_quarantined": summ.get("rows_quarantined"),
+            "rows_s_core": rows / m.seconds / cores,
+            "stage_rows_s_core": rows / stage / cores if stage else None}
 
 
 def batch_seconds(output: str) -> float:

@@ -61,6 +61,52 @@ def _spark_writer_rows(ing: dict) -> list[str]:
             f"{_f(rows / stage / cores if stage else None)} | | |"]
 
 
+def _input_rows(ing: dict) -> list[str]:
+    """gaialake ingest of the same rows from Parquet and from a HATS catalog, when measured."""
+    out = []
+    for key, label in (("from_parquet", "Parquet (pyarrow's output)"),
+                       ("from_hats", "a HATS catalog (hats-import's output)")):
+        m = ing.get(key)
+        if not m:
+            continue
+        kept = (f", {m['rows_kept']:,} rows kept, {m['rows_quarantined']:,} quarantined"
+                if m.get("rows_kept") is not None else "")
+        out += [f"| gaialake ingest from {label}, whole process{kept} | {m['seconds']:.1f} | "
+                f"{_f(m['rows_s_core'])} | {m['peak_mib']:.0f} | |",
+                f"| gaialake ingest from {label}, *stage* | {_f(m['stage_s'], '{:.1f}')} | "
+                f"{_f(m['stage_rows_s_core'])} | | |"]
+    return out
+
+
+def _scale_ratio(scale: dict | None) -> list[str]:
+    """The ratio line at the largest scaling size: ingest vs pyarrow and vs hats-import on the
+    same files (ratios of seconds: same rows, same cores)."""
+    if not scale:
+        return ["**Ratio (ingest per core / pyarrow per core): not measured at scale in this "
+                "run**", ""]
+    hats = (f" gaialake / hats-import at this size: {scale['hats_ratio_wall']:.2f}x whole process, "
+            f"{_f(scale.get('hats_ratio_stage'), '{:.2f}')}x stage (hats-import "
+            f"{scale['hats_s']:.0f} s, its pipeline {scale['hats_pipeline_s']:.0f} s; target >= 1.5x)."
+            if "hats_s" in scale else f" hats-import not measured: {scale.get('hats_error')}.")
+    return [f"**Ratio (ingest per core / pyarrow per core): {scale['ratio_wall']:.2f}x whole "
+            f"process, {_f(scale['ratio_stage'], '{:.2f}')}x stage** at {scale['rows']:,} rows "
+            f"(the scaling table's largest size; pyarrow {scale['pyarrow_s']:.0f} s, gaialake "
+            f"ingest {scale['ingest_s']:.0f} s, its batches {_f(scale['ingest_stage_s'], '{:.0f}')} s; "
+            f"budget: >= 0.5x).{hats}", ""]
+
+
+def _export_lines(export: dict | None) -> list[str]:
+    """`gaialake export hats` of the ingested rows, beside hats-import."""
+    if not export or "seconds" not in export:
+        return []
+    ratio = (f"; rows/s per core over hats-import's: {export['ratio_wall']:.2f}x whole process, "
+             f"{_f(export.get('ratio_stage'), '{:.2f}')}x stage" if "ratio_wall" in export else "")
+    return [f"`gaialake export hats --table gaia_source` of these rows: {export['seconds']:.1f} s "
+            f"whole process ({_f(export['rows_s_core'])} rows/s per core), "
+            f"{_f(export.get('stage_s'), '{:.1f}')} s export stage, {export['pixels']} pixels, "
+            f"{export['bytes'] / 2**20:.1f} MiB{ratio}.", ""]
+
+
 def _writer_ratio(ing: dict) -> list[str]:
     if "spark_writer_s" not in ing:
         return []
@@ -92,10 +138,11 @@ def write_benchmarks_md(results: dict, path: Path) -> Path:
         f"{ing['ingest_peak_mib']:.0f} | {ing['delta_bytes'] / 2**20:.1f} |",
         f"| gaialake ingest, *stage* (batches, no JVM start) | {_f(ing['ingest_stage_s'], '{:.1f}')} | "
         f"{_f(ing['ingest_stage_rows_s_core'])} | | |",
-        *_hats_rows(hats), *_spark_writer_rows(ing), "",
-        f"**Ratio (ingest per core / pyarrow per core): {ing['ratio_wall']:.2f}x whole process, "
-        f"{_f(ing['ratio_stage'], '{:.2f}')}x stage** (budget: >= 0.5x).", "",
-        _hats_ratio(hats, ing["rows"]), "", *_writer_ratio(ing),
+        *_hats_rows(hats), *_spark_writer_rows(ing), *_input_rows(ing), "",
+        f"At {ing['rows']:,} rows: ingest per core / pyarrow per core {ing['ratio_wall']:.2f}x "
+        f"whole process, {_f(ing['ratio_stage'], '{:.2f}')}x stage.", "",
+        *_scale_ratio(results.get("ingest_at_scale")),
+        _hats_ratio(hats, ing["rows"]), "", *_writer_ratio(ing), *_export_lines(ing.get("export")),
         f"Synthetic sky generation: {_f(ing['generate_stars_s_core'])} stars/s per core "
         f"({ing['generate_s']:.1f} s including Spark start, peak {ing['generate_peak_mib']:.0f} MiB).", "",
     ]

@@ -9,6 +9,10 @@
 - :mod:`~gaialake.io.delta`: Delta tables: write with idempotent replace, register, read.
 - :mod:`~gaialake.io.deltafiles`: Delta data files written by pyarrow on executors.
 - :mod:`~gaialake.io.deltaread`: read a Delta snapshot without Spark.
+- :mod:`~gaialake.io.sqlquery`: read-only SQL (cone searches expanded, writes refused).
+- :mod:`~gaialake.io.hatsfiles`: the HATS catalog on disk (lsdb's format), written by pyarrow.
+- :mod:`~gaialake.io.hatsexport`: a table as a HATS catalog (``gaialake export hats``).
+- :mod:`~gaialake.io.queryfile`: a query's rows as FITS, VOTable, ECSV or Parquet with units.
 - :mod:`~gaialake.io.feeding`: a task's torch device and Petastorm loaders over DataFrames.
 - :mod:`~gaialake.io.tracking`: MLflow runs, torch models as pyfunc wrappers, the registry.
 """

@@ -19,9 +19,10 @@ from gaialake.io.parquetfile import is_parquet, parquet_columns, parse_parquet_f
 from gaialake.log import get_logger
 
 __all__ = ["BulkFile", "list_bulk_files", "spark_schema_ddl", "stage_files_arrow", "PATTERN",
-           "STAGE_RESULT_DDL", "write_table_files_arrow", "ADD_FILE_DDL", "HEADER_RESULT_DDL",
+           "STAGE_RESULT_DDL", "ADD_FILE_DDL", "HEADER_RESULT_DDL",
            "read_headers_arrow", "columns_from_json", "staged_file", "header_columns",
-           "parse_file", "raw_rows", "FILES_DDL"]
+           "parse_file", "raw_rows", "FILES_DDL", "WRITE_RESULT_DDL", "write_files_arrow",
+           "sorted_table_rows", "QUARANTINE_COLUMNS", "KEY_COLUMNS"]
 
 PATTERN = "GaiaSource_*.csv.gz"
 #: Parquet files beside a mock's catalog files that are not catalog files (its truth tables).
@@ -237,48 +238,107 @@ def stage_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str)
 
 ADD_FILE_DDL = ("source_file string, path string, size long, partition_value string, "
                 "modification_time long, stats string")
+WRITE_RESULT_DDL = ("source_file string, rows_read long, rows_bad long, adds string, "
+                    "error string, transient boolean, id_min long, id_max long, repeats boolean")
+#: Columns of a quarantined row in the staging area and in ``gaia_source_quarantine``.
+QUARANTINE_COLUMNS = ["source_file", "line_number", "raw_line", "reason"]
+#: Columns of a valid row's key in the staging area (what duplicate detection reads).
+KEY_COLUMNS = ["source_id", "source_file", "line_number"]
 
 
-def write_table_files_arrow(staging: str, root: str, table_columns: Sequence[str],
-                            stats_columns: Sequence[str], shift: int, run_id: str,
-                            duplicates: dict[str, list[int]],
-                            table_types: dict[str, str] | None = None):
-    """The mapInArrow function: rows of staged file names in, one row per data file written out
-    (:data:`ADD_FILE_DDL`, for :func:`gaialake.io.delta.commit_files`).
+def sorted_table_rows(rows: pa.Table, table_columns: Sequence[str], run_id: str,
+                      hpx29: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+    """Valid staged rows as the table's data columns (``hpx`` aside) plus ``run_id``, sorted by
+    ``hpx29``; returns them and their sorted ``hpx29``."""
+    order = np.argsort(hpx29, kind="stable")
+    data_columns = [c for c in table_columns if c not in ("hpx", "run_id")]
+    out = (rows.select(data_columns).take(order)
+           .append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
+           .select([c for c in table_columns if c != "hpx"]))
+    return out, hpx29[order]
 
-    Each file's valid rows (staged with no ``reason``, less the ``duplicates`` lines of that file)
-    get ``hpx = hpx29 >> shift`` and ``run_id``, are sorted by ``hpx29`` and written by pyarrow as
-    the table's data files under ``root`` (local), one per ``hpx`` partition. ``table_types``:
-    the table's columns -> ECSV datatype; rows of another schema fail the task before any file
-    is written (:func:`gaialake.io.deltafiles.write_partitioned`).
+
+def write_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str, root: str,
+                      table_columns: Sequence[str], stats_columns: Sequence[str], shift: int,
+                      run_id: str, table_types: dict[str, str],
+                      exclude: dict[str, list[int]] | None = None):
+    """The mapInArrow function of the arrow writer: rows of files in (:data:`FILES_DDL`), one
+    row per file out (:data:`WRITE_RESULT_DDL`).
+
+    Each file is parsed (:func:`parse_file`, in the table's ``columns``) and its valid rows,
+    less its ``exclude`` lines (duplicates found after a first pass), get ``hpx = hpx29 >>
+    shift`` and ``run_id``, are sorted by ``hpx29`` and written by pyarrow as the table's data
+    files under ``root`` (local), one per ``hpx`` partition, with Delta's statistics of
+    ``stats_columns``; ``adds`` lists them (JSON) for the driver's one commit
+    (:func:`gaialake.io.delta.commit_files`). Beside them, in ``staging``, the file's row keys
+    (:data:`KEY_COLUMNS`) and quarantined rows (:data:`QUARANTINE_COLUMNS`); the result row
+    also gives the file's smallest and largest valid ``source_id`` and whether one repeats in
+    it (what lets the driver skip duplicate detection). Rows of another
+    schema than ``table_types`` (column -> ECSV datatype) fail the task before any data file
+    is written. A file that cannot be read returns its error (``transient`` when the cause is
+    outside its content); the others go on. Nothing is staged twice: one parse, one write.
     """
     import pyarrow.parquet as pq
 
-    out_schema = pa.schema([("source_file", pa.string()), ("path", pa.string()),
-                            ("size", pa.int64()), ("partition_value", pa.string()),
-                            ("modification_time", pa.int64()), ("stats", pa.string())])
-    data_columns = [c for c in table_columns if c not in ("hpx", "run_id")]
-    expected = None if table_types is None else pa.schema(
-        [(c, arrow_type(table_types[c])) for c in table_columns if c != "hpx"])
+    schema = staged_schema(columns)
+    out_schema = pa.schema([("source_file", pa.string()), ("rows_read", pa.int64()),
+                            ("rows_bad", pa.int64()), ("adds", pa.string()),
+                            ("error", pa.string()), ("transient", pa.bool_()),
+                            ("id_min", pa.int64()), ("id_max", pa.int64()),
+                            ("repeats", pa.bool_())])
+    expected = pa.schema([(c, arrow_type(table_types[c])) for c in table_columns if c != "hpx"])
+    exclude = exclude or {}
+
+    def write_one(path: str, name: str) -> dict:
+        parsed, error, transient = _attempt(name, lambda: pa.Table.from_batches(
+            list(parse_file(path, name, columns, chunk_bytes)), schema=schema))
+        if parsed is None:
+            return {"source_file": name, "rows_read": 0, "rows_bad": 0, "adds": None,
+                    "error": error, "transient": transient}
+        n_read = parsed.num_rows
+        valid = pc.is_null(parsed.column("reason"))
+        bad = parsed.filter(pc.invert(valid)).select(QUARANTINE_COLUMNS)
+        good = parsed.filter(valid)
+        if exclude.get(name):
+            good = good.filter(pc.invert(pc.is_in(good.column("line_number"),
+                                                  pa.array(exclude[name], pa.int64()))))
+        _, error, _ = _attempt(name, lambda g=good, b=bad: _stage_side_files(name, g, b))
+        if error is not None:
+            return {"source_file": name, "rows_read": 0, "rows_bad": 0, "adds": None,
+                    "error": error, "transient": True}
+        ids = np.sort(good.column("source_id").to_numpy())
+        span = {"id_min": int(ids[0]) if len(ids) else None,
+                "id_max": int(ids[-1]) if len(ids) else None,
+                "repeats": bool(len(ids) > 1 and (np.diff(ids) == 0).any())}
+        rows, hpx29 = sorted_table_rows(good, table_columns, run_id,
+                                        good.column("hpx29").to_numpy())
+        del parsed, good
+        records = write_partitioned(rows, root, "hpx", hpx29 >> shift, stats_columns,
+                                    expected=expected)
+        return {"source_file": name, "rows_read": n_read, "rows_bad": bad.num_rows,
+                "adds": json.dumps(records), "error": None, "transient": False, **span}
+
+    def _stage_side_files(name: str, good: pa.Table, bad: pa.Table) -> None:
+        for table, target in ((good.select(KEY_COLUMNS), staged_file(staging, f"{name}.keys")),
+                              (bad, staged_file(staging, f"{name}.quarantine"))):
+            try:
+                if "://" in target:
+                    import fsspec
+
+                    with fsspec.open(target.replace("s3a://", "s3://", 1), "wb") as out:
+                        pq.write_table(table, out)
+                else:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    pq.write_table(table, target)
+            except Exception as err:
+                raise TransientFileError(f"{name}: staging to {target} failed: "
+                                         f"{type(err).__name__}: {err}") from None
 
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            for name in batch.column("source_file").to_pylist():
-                staged = pq.read_table(staged_file(staging, name),
-                                       columns=data_columns + ["line_number", "reason"])
-                keep = pc.and_(pc.is_null(staged.column("reason")),
-                               pc.invert(pc.is_in(staged.column("line_number"),
-                                                  pa.array(duplicates.get(name, []), pa.int64()))))
-                rows = staged.filter(keep)
-                hpx29 = rows.column("hpx29").to_numpy()
-                order = np.argsort(hpx29, kind="stable")
-                rows = (rows.select(data_columns).take(order)
-                        .append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
-                        .select([c for c in table_columns if c != "hpx"]))
-                records = write_partitioned(rows, root, "hpx", hpx29[order] >> shift, stats_columns,
-                                            expected=expected)
-                yield pa.RecordBatch.from_pylist([{"source_file": name, **r} for r in records],
-                                                 schema=out_schema)
+            for path, name in zip(batch.column("path").to_pylist(),
+                                  batch.column("name").to_pylist()):
+                yield pa.RecordBatch.from_pylist([write_one(path, name)], schema=out_schema)
     return fn
 
 

@@ -21,6 +21,7 @@ or ``failed_transient`` (a cause outside the file: tried again by the next run).
 from __future__ import annotations
 
 import fcntl
+import json
 import math
 import os
 from contextlib import contextmanager
@@ -30,10 +31,11 @@ from typing import Any, Iterator, Sequence
 
 from gaialake import tables
 from gaialake.conf import Conf
-from gaialake.io.catalogio import (ADD_FILE_DDL, FILES_DDL, HEADER_RESULT_DDL, STAGE_RESULT_DDL,
+from gaialake.io.catalogio import (FILES_DDL, HEADER_RESULT_DDL, KEY_COLUMNS,
+                                   QUARANTINE_COLUMNS, STAGE_RESULT_DDL, WRITE_RESULT_DDL,
                                    BulkFile, columns_from_json, raw_rows, read_headers_arrow,
                                    spark_schema_ddl, stage_files_arrow, staged_file,
-                                   write_table_files_arrow)
+                                   write_files_arrow)
 from gaialake.io.delta import (commit_files, in_predicate, read_table, register_table,
                                table_exists, table_layout, write_table)
 from gaialake.io.dr3schema import (DR3_COLUMNS, Column, HeaderCheck, check_header,
@@ -44,7 +46,8 @@ __all__ = ["StagedBatch", "BatchPlan", "PruneRefused", "OK", "FAILED", "FAILED_T
            "ingested_files", "prune_files", "table_columns", "read_headers", "plan_batch",
            "prepare_gaia_source", "failed_log_rows", "batch_log_rows", "write_ingest_log",
            "create_gaia_source", "stage_batch", "find_duplicates", "quarantine_rows",
-           "choose_writer", "write_rows_spark", "write_rows_arrow", "clear_path",
+           "choose_writer", "write_rows_spark", "write_batch_arrow", "commit_batch_arrow",
+           "WrittenBatch", "staged_counts", "may_hold_duplicates", "clear_path",
            "source_files_in", "staging_path", "ingest_lock", "STATS_COLUMNS"]
 
 log = get_logger("ingest")
@@ -59,6 +62,8 @@ FAILED_TRANSIENT = "failed_transient"
 STATS_COLUMNS = "source_id,ra,dec,hpx29,source_file,parallax,pmra,pmdec,phot_g_mean_mag,bp_rp"
 #: The quarantine rows' columns before ``run_id``.
 _QUARANTINE_DDL = "source_file string, line_number long, raw_line string, reason string"
+#: A valid row's key in the staging area (:data:`gaialake.io.catalogio.KEY_COLUMNS`).
+_KEYS_DDL = "source_id long, source_file string, line_number long"
 #: Columns ingest adds to the files' own in ``gaia_source``.
 _ADDED = ("hpx29", "source_file", "hpx", "run_id")
 
@@ -328,9 +333,12 @@ def find_duplicates(spark, conf: Conf, rows, names: Sequence[str]):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    keys = rows.select("source_id", "source_file", "line_number")
+    keys = rows.select(*KEY_COLUMNS)
+    # a hash aggregate finds the source_ids seen twice (no sort of the batch); only their rows
+    # are ranked
+    twice = keys.groupBy("source_id").count().where("count > 1").select("source_id")
     first = Window.partitionBy("source_id").orderBy("source_file", "line_number")
-    dups = (keys.withColumn("rank", F.row_number().over(first))
+    dups = (keys.join(twice, "source_id").withColumn("rank", F.row_number().over(first))
             .withColumn("first_file", F.first("source_file").over(first))
             .withColumn("first_line", F.first("line_number").over(first))
             .where("rank > 1")
@@ -350,15 +358,14 @@ def find_duplicates(spark, conf: Conf, rows, names: Sequence[str]):
     return dups, counts
 
 
-def quarantine_rows(staged, dups, batch: Sequence[BulkFile], run_id: str):
-    """The quarantine rows of a batch: the staged rows with a ``reason`` and the duplicates
-    (``dups``; None: none) with their raw lines re-read from the files."""
+def quarantine_rows(invalid, dups, batch: Sequence[BulkFile], run_id: str):
+    """The quarantine rows of a batch: the ``invalid`` rows (:data:`QUARANTINE_COLUMNS`) and
+    the duplicates (``dups``; None: none) with their raw lines re-read from the files."""
     from pyspark.sql import functions as F
 
-    invalid = staged.where("reason IS NOT NULL").select("source_file", "line_number", "raw_line",
-                                                        "reason")
+    invalid = invalid.select(*QUARANTINE_COLUMNS)
     if dups is None:
-        dup_lines = staged.sparkSession.createDataFrame([], _QUARANTINE_DDL)
+        dup_lines = invalid.sparkSession.createDataFrame([], _QUARANTINE_DDL)
     else:
         dup_lines = _raw_lines(dups, batch)
     return invalid.unionByName(dup_lines).withColumn("run_id", F.lit(run_id))
@@ -379,17 +386,21 @@ def _raw_lines(dups, batch: Sequence[BulkFile]):
     return dups.groupBy("source_file").applyInPandas(fetch, _QUARANTINE_DDL)
 
 
-def batch_log_rows(staged_rows, batch: Sequence[BulkFile], failures: dict[str, tuple[str, bool]],
-                   duplicates: dict[str, int], run_id: str,
-                   notes: dict[str, str] | None = None) -> list[tuple]:
-    """``ingest_log`` rows of a batch: per file, rows read, kept and quarantined (invalid rows
-    and ``duplicates``) with its ``notes`` (added or null-filled columns) in ``error``, or its
-    (error, transient) when it failed as a whole."""
+def staged_counts(staged_rows) -> dict[str, tuple[int, int]]:
+    """Rows read and invalid per file of a staged batch (a Spark aggregate)."""
     from pyspark.sql import functions as F
 
-    counts = {r.source_file: r for r in staged_rows.groupBy("source_file").agg(
+    return {r.source_file: (int(r.read), int(r.bad)) for r in staged_rows.groupBy("source_file").agg(
         F.count("*").alias("read"),
         F.sum(F.when(F.col("reason").isNotNull(), 1).otherwise(0)).alias("bad")).collect()}
+
+
+def batch_log_rows(counts: dict[str, tuple[int, int]], batch: Sequence[BulkFile],
+                   failures: dict[str, tuple[str, bool]], duplicates: dict[str, int], run_id: str,
+                   notes: dict[str, str] | None = None) -> list[tuple]:
+    """``ingest_log`` rows of a batch: per file, rows read, kept and quarantined (``counts``:
+    rows read and invalid per file, plus its ``duplicates``) with its ``notes`` (added or
+    null-filled columns) in ``error``, or its (error, transient) when it failed as a whole."""
     now = datetime.now(timezone.utc)
     out = []
     for f in batch:
@@ -398,9 +409,8 @@ def batch_log_rows(staged_rows, batch: Sequence[BulkFile], failures: dict[str, t
             out.append((f.name, f.size, FAILED_TRANSIENT if transient else FAILED, err, 0, 0, 0,
                         now, run_id))
             continue
-        c = counts.get(f.name)
-        read = int(c["read"]) if c else 0
-        bad = (int(c["bad"]) if c else 0) + int(duplicates.get(f.name, 0))
+        read, bad = counts.get(f.name, (0, 0))
+        bad += int(duplicates.get(f.name, 0))
         out.append((f.name, f.size, OK, (notes or {}).get(f.name), read, read - bad, bad, now,
                     run_id))
     return out
@@ -443,26 +453,105 @@ def write_rows_spark(conf: Conf, rows, dups, names: Sequence[str], shift: int, r
     write_table(kept, conf, tables.GAIA_SOURCE, replace_where=source_files_in(names))
 
 
-def write_rows_arrow(spark, conf: Conf, staging: str, staged: Sequence[str], names: Sequence[str],
-                     dups, shift: int, run_id: str) -> None:
-    """pyarrow writes each staged file's valid rows (less ``dups``) into the table's ``hpx``
-    folders, one Spark task per file, after checking that their schema is the table's (a
-    mismatch fails the batch before the commit); the driver commits them in one Delta commit
-    that also removes the rows of ``names`` ingested before
-    (:func:`gaialake.io.delta.commit_files`)."""
+@dataclass
+class WrittenBatch:
+    """A batch parsed and written by the arrow writer, not yet committed: each file's data
+    files (``adds``, :func:`gaialake.io.delta.commit_files` records), rows (read, invalid),
+    its ``keys`` and ``invalid`` rows as DataFrames (None when no file could be read) and the
+    (error, transient) of each file that failed as a whole."""
+
+    adds: dict[str, list[dict]]
+    counts: dict[str, tuple[int, int]]
+    keys: Any
+    invalid: Any
+    failures: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    spans: dict[str, tuple[int | None, int | None, bool]] = field(default_factory=dict)
+
+
+def write_batch_arrow(spark, conf: Conf, batch: Sequence[BulkFile], columns: Sequence[Column],
+                      staging: str, shift: int, run_id: str,
+                      exclude: dict[str, list[int]] | None = None) -> WrittenBatch:
+    """Parse each file of the batch and write its valid rows (less its ``exclude`` lines) as
+    ``gaia_source`` data files, one Spark task per file, with pyarrow
+    (:func:`gaialake.io.catalogio.write_files_arrow`): one parse and one write per row, nothing
+    committed yet. Files that fail are logged and the others go on."""
     path = conf.table_path(tables.GAIA_SOURCE.name)
-    lines: dict[str, list[int]] = {}
-    for r in (dups.select("source_file", "line_number").collect() if dups is not None else []):
-        lines.setdefault(r.source_file, []).append(int(r.line_number))
     target, stats = table_layout(spark, path)
     types = {f.name: datatype_of_spark(f.dataType.simpleString())
              for f in spark.read.format("delta").load(path).schema.fields}
     files_df = spark.createDataFrame(
-        spark.sparkContext.parallelize([(n,) for n in staged], max(len(staged), 1)),
-        "source_file string")
-    adds = files_df.mapInArrow(
-        write_table_files_arrow(staging, path, target, stats, shift, run_id,
-                                lines, types), ADD_FILE_DDL).collect()
+        spark.sparkContext.parallelize([(f.path, f.name) for f in batch], len(batch)), FILES_DDL)
+    results = files_df.mapInArrow(
+        write_files_arrow(columns, int(conf.get("ingest.chunk_bytes")), staging, path, target,
+                          stats, shift, run_id, types, exclude), WRITE_RESULT_DDL).collect()
+    failures = {r.source_file: (r.error, bool(r.transient)) for r in results
+                if r.error is not None}
+    for err, transient in failures.values():
+        log.error("file failed%s, others go on: %s", " (transient: retried next run)"
+                  if transient else "", err)
+    done = [r for r in results if r.error is None]
+    keys = invalid = None
+    if done:   # lazy, with their schemas: no Spark job unless read
+        keys = spark.read.schema(_KEYS_DDL).parquet(
+            *[staged_file(staging, f"{r.source_file}.keys") for r in done])
+        bad = [r for r in done if r.rows_bad]
+        invalid = (spark.read.schema(_QUARANTINE_DDL).parquet(
+            *[staged_file(staging, f"{r.source_file}.quarantine") for r in bad])
+            if bad else spark.createDataFrame([], _QUARANTINE_DDL))
+    return WrittenBatch({r.source_file: json.loads(r.adds) for r in done},
+                        {r.source_file: (int(r.rows_read), int(r.rows_bad)) for r in done},
+                        keys, invalid, failures,
+                        {r.source_file: (r.id_min, r.id_max, bool(r.repeats)) for r in done})
+
+
+def may_hold_duplicates(spark, conf: Conf, spans: dict[str, tuple[int | None, int | None, bool]],
+                        names: Sequence[str]) -> bool:
+    """Whether a batch may hold a ``source_id`` twice, from each file's valid ``source_id``
+    range and whether one repeats inside it (``spans``): False only when no file repeats one,
+    the files' ranges are disjoint, and no data file of ``gaia_source`` outside ``names`` has a
+    ``source_id`` range (Delta statistics) that meets one of them. ESA's bulk files cover
+    disjoint ``source_id`` ranges, so their batches skip the Spark duplicate search."""
+    import numpy as np
+    from pyspark.sql import DataFrame
+    from pyspark.sql import functions as F
+
+    ranges = sorted((lo, hi) for lo, hi, _ in spans.values() if lo is not None)
+    if any(rep for _, _, rep in spans.values()) or any(
+            b[0] <= a[1] for a, b in zip(ranges, ranges[1:])):
+        return True
+    path = conf.table_path(tables.GAIA_SOURCE.name)
+    if not ranges or not table_exists(spark, path):
+        return False
+    none = spark._jvm.scala.Option.empty()
+    snapshot = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+        spark._jsparkSession, path).update(False, none, none)
+    stats = F.from_json("stats", "minValues struct<source_id: long, source_file: string>, "
+                                 "maxValues struct<source_id: long, source_file: string>")
+    files = (DataFrame(snapshot.allFiles().toDF(), spark).select(stats.alias("s"))
+             .select(F.col("s.minValues.source_id").alias("lo"),
+                     F.col("s.maxValues.source_id").alias("hi"),
+                     F.col("s.minValues.source_file").alias("f_lo"),
+                     F.col("s.maxValues.source_file").alias("f_hi")).collect())
+    batch = set(names)
+    los = np.array([lo for lo, _ in ranges], dtype=np.int64)
+    his = np.array([hi for _, hi in ranges], dtype=np.int64)
+    for f in files:
+        if f.f_lo is not None and f.f_lo == f.f_hi and f.f_lo in batch:
+            continue   # rows of the batch's own files, replaced by this batch
+        if f.lo is None or f.hi is None:
+            return True
+        i = int(np.searchsorted(los, f.hi, side="right")) - 1   # last range starting <= f.hi
+        if i >= 0 and his[i] >= f.lo:
+            return True
+    return False
+
+
+def commit_batch_arrow(spark, conf: Conf, adds: dict[str, list[dict]],
+                       names: Sequence[str]) -> None:
+    """Commit the data files of a batch (``adds`` per file) in one Delta commit that also
+    removes the rows of ``names`` ingested before (:func:`gaialake.io.delta.commit_files`)."""
+    path = conf.table_path(tables.GAIA_SOURCE.name)
     (partition,) = tables.GAIA_SOURCE.partition_by
-    commit_files(spark, path, [r.asDict() for r in adds], partition, "source_file", list(names))
+    commit_files(spark, path, [a for name in sorted(adds) for a in adds[name]], partition,
+                 "source_file", list(names))
     register_table(spark, conf, tables.GAIA_SOURCE)

@@ -13,7 +13,7 @@ from gaialake.tables import TableSpec, spec
 
 __all__ = ["table_exists", "write_table", "register_table", "read_table", "qualified",
            "commit_files", "table_layout", "in_predicate", "CatalogConflictError",
-           "check_catalog_entry", "EmptyResultError", "refuse_empty"]
+           "check_catalog_entry", "EmptyResultError", "refuse_empty", "data_files"]
 
 log = get_logger("delta")
 
@@ -176,6 +176,30 @@ def table_layout(spark, path: str) -> tuple[list[str], list[str]]:
     named = named.get() if named.isDefined() else ""
     return (list(snapshot.schema().fieldNames()),
             [c.strip().strip("`") for c in named.split(",") if c.strip()])
+
+
+def data_files(spark, path: str) -> list[tuple[str, dict[str, str]]]:
+    """(URI, partition values) of every data file of the current snapshot of the Delta table at
+    ``path``, for readers outside Spark. A table whose files hold rows Delta alone reads right
+    (deletion vectors, column mapping) raises ``NotImplementedError`` naming the fix."""
+    from urllib.parse import unquote
+
+    from pyspark.sql import DataFrame
+
+    none = spark._jvm.scala.Option.empty()
+    snapshot = _delta_log(spark, path).update(False, none, none)
+    mapping = snapshot.metadata().configuration().get("delta.columnMapping.mode")
+    if mapping.isDefined() and mapping.get() != "none":
+        raise NotImplementedError(f"{path}: column mapping ({mapping.get()}): its files' column "
+                                  f"names are not the table's; read it with Spark")
+    root = str(snapshot.deltaLog().dataPath().toString()).rstrip("/")
+    rows = DataFrame(snapshot.allFiles().toDF(), spark).select(
+        "path", "partitionValues", "deletionVector").collect()
+    if any(r.deletionVector is not None for r in rows):
+        raise NotImplementedError(f"{path}: deletion vectors hide rows still in its files: "
+                                  f"REORG TABLE delta.`{path}` APPLY (PURGE) rewrites them")
+    return [(unquote(r.path) if ":" in r.path.split("/")[0] else f"{root}/{unquote(r.path)}",
+             dict(r.partitionValues or {})) for r in rows]
 
 
 def _delta_log(spark, path: str):

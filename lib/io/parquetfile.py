@@ -11,8 +11,8 @@ values as JSON.
 
 HATS bookkeeping columns are not catalog columns: ``Norder``, ``Dir``, ``Npix`` are dropped, and
 ``_healpix_29`` (HATS' spatial index; ``_hipscat_index`` in older catalogs) is compared with the
-``hpx29`` ingest computes from ra/dec: a row where they differ is quarantined (its position and
-its index disagree), then the column is dropped.
+``hpx29`` ingest computes from ra/dec at order :data:`INDEX_CHECK_ORDER`: a row where they
+differ is quarantined (its position and its index disagree), then the column is dropped.
 """
 from __future__ import annotations
 
@@ -82,11 +82,17 @@ def parquet_columns(path: str) -> list[Column]:
             for f in schema if f.name not in skip]
 
 
+#: HEALPix order at which HATS' index must agree with the pixel of (ra, dec): 20 (0.2 arcsec
+#: pixels), so that another library's rounding at order 29 (0.4 mas pixels) is no disagreement.
+INDEX_CHECK_ORDER = 20
+
+
 def _index_failures(rows: pa.Table, index: str, hpx29: np.ndarray,
                     line_numbers: np.ndarray) -> dict[int, str]:
     given = rows.column(index).to_numpy(zero_copy_only=False)
+    shift = 2 * (29 - INDEX_CHECK_ORDER)
     out = {}
-    for i in np.flatnonzero(given != hpx29):
+    for i in np.flatnonzero((given >> shift) != (hpx29 >> shift)):
         out[int(line_numbers[i])] = (f"column {index}: {given[i]} differs from the order-29 "
                                      f"pixel of (ra, dec), {hpx29[i]}")
     return out

@@ -11,11 +11,11 @@ from gaialake.bench.markdown import write_benchmarks_md
 
 
 def _script_summary_word() -> str:
-    """SUMMARY as hats_import.py defines it (read, not imported: it needs the hats venv)."""
+    """SUMMARY as hatsimport_run.py defines it (read, not imported: it needs the hats venv)."""
     for node in ast.parse(HATS_SCRIPT.read_text()).body:
         if isinstance(node, ast.Assign) and node.targets[0].id == "SUMMARY":
             return node.value.value
-    raise AssertionError("hats_import.py defines no SUMMARY")
+    raise AssertionError("hatsimport_run.py defines no SUMMARY")
 
 
 def test_hats_summary_reads_the_line_the_script_prints_last():

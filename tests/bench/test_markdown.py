@@ -40,3 +40,25 @@ def test_pipeline_table_and_projection(tmp_path):
     assert rows.index("| null_sky | 60 |") < rows.index("null_sky / generate | 40 |")
     # 600 task-s over 5 patches, 50x the stars per real patch, 96 patches: 160 core-hours
     assert "anomaly 160 core-hours" in text
+
+
+def test_ratio_line_comes_from_the_largest_size_with_both_baselines(tmp_path):
+    ingest = {"rows": 1000, "files": 1, "raw_bytes": 1 << 20, "cores": 2, "pyarrow_s": 1.0,
+              "pyarrow_rows_s_core": 500.0, "pyarrow_peak_mib": 100.0, "parquet_bytes": 1 << 20,
+              "ingest_s": 10.0, "ingest_rows_s_core": 50.0, "ingest_peak_mib": 900.0,
+              "delta_bytes": 200_000, "ingest_stage_s": 5.0, "ingest_stage_rows_s_core": 100.0,
+              "ratio_wall": 0.1, "ratio_stage": 0.2, "generate_stars_s_core": 1e4,
+              "generate_s": 3.0, "generate_peak_mib": 800.0,
+              "from_parquet": {"seconds": 8.0, "stage_s": 4.0, "peak_mib": 700.0, "rows_kept": 1000,
+                               "rows_quarantined": 0, "rows_s_core": 62.5,
+                               "stage_rows_s_core": 125.0}}
+    scale = {"rows": 10_000_000, "pyarrow_s": 100.0, "ingest_s": 180.0, "ingest_stage_s": 150.0,
+             "ratio_wall": 100 / 180, "ratio_stage": 100 / 150, "hats_s": 300.0,
+             "hats_pipeline_s": 280.0, "hats_ratio_wall": 300 / 180, "hats_ratio_stage": 280 / 150,
+             "cores": 2}
+    text = write_benchmarks_md({"date": "d", "machine": "m", "versions": "v", "ingest": ingest,
+                                "ingest_at_scale": scale}, tmp_path / "B.md").read_text()
+    assert ("**Ratio (ingest per core / pyarrow per core): 0.56x whole process, 0.67x stage** at "
+            "10,000,000 rows") in text
+    assert "gaialake / hats-import at this size: 1.67x whole process, 1.87x stage" in text
+    assert "| gaialake ingest from Parquet (pyarrow's output), whole process, 1,000 rows kept" in text

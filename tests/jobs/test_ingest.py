@@ -130,3 +130,38 @@ def test_replaced_and_removed_files_are_reingested_and_pruned(spark, conf):
     assert {r[0] for r in table.select("source_file").distinct().collect()} == {"GaiaSource_000001-000001.csv.gz"}
     log = read_table(spark, conf, "ingest_log").toPandas()
     assert list(log.source_file) == ["GaiaSource_000001-000001.csv.gz"] and log.rows_read[0] == 120
+
+
+def test_duplicate_search_is_skipped_only_when_no_duplicate_is_possible(spark, conf):
+    from gaialake.io.catalogload import may_hold_duplicates
+
+    raw = Path(conf.path("paths.raw"))
+    raw.mkdir(parents=True)
+    a, b = dr3_table(300, seed=11, ra_range=(10, 20)), dr3_table(300, seed=12, ra_range=(200, 210))
+    write_dr3_file(raw / "GaiaSource_000001-000001.csv.gz", dr3_lines(a))
+    write_dr3_file(raw / "GaiaSource_000002-000002.csv.gz", dr3_lines(b))
+    assert ingest.run(conf)["rows_kept"] == 600
+    ids = a.column("source_id").to_numpy()
+    lo, hi = int(ids.min()), int(ids.max())
+    top = max(hi, int(b.column("source_id").to_numpy().max()))
+    apart = (top + 1, top + 1000, False)               # beyond every ingested source_id
+    assert not may_hold_duplicates(spark, conf, {"new": apart}, ["new"])
+    assert may_hold_duplicates(spark, conf, {"new": (apart[0], apart[1], True)}, ["new"])
+    assert may_hold_duplicates(spark, conf, {"new": apart, "x": (apart[1], apart[1] + 5, False)},
+                               ["new", "x"])
+    assert may_hold_duplicates(spark, conf, {"new": (lo + 1, lo + 2, False)}, ["new"])
+    # a's own file again (replaced): its old rows are no duplicates
+    again = {"GaiaSource_000001-000001.csv.gz": (lo, lo, False)}
+    assert not may_hold_duplicates(spark, conf, again, list(again))
+    assert may_hold_duplicates(spark, conf, again, ["GaiaSource_000009-000009.csv.gz"])
+
+    # a later file whose one row repeats an ingested source_id is caught
+    lines = dr3_lines(dr3_table(200, seed=13, ra_range=(100, 110)))
+    lines[50] = dr3_lines(a)[7]
+    write_dr3_file(raw / "GaiaSource_000003-000003.csv.gz", lines)
+    summary = ingest.run(conf)
+    assert summary["rows_quarantined"] == 1 and summary["rows_kept"] == 199
+    quarantine = read_table(spark, conf, "gaia_source_quarantine").toPandas()
+    assert list(quarantine.reason) == ["duplicate source_id: already ingested from "
+                                       "GaiaSource_000001-000001.csv.gz"]
+    assert read_table(spark, conf, "gaia_source").count() == 799

@@ -4,7 +4,7 @@ A standalone script for the hats virtual environment (``.venv-hats``, made by ``
 numpy >= 2 and pandas >= 3 cannot live beside gaialake's numpy 1.26), so it imports nothing
 from gaialake::
 
-    .venv-hats/bin/python lib/bench/hats_import.py RAW OUT CORES
+    .venv-hats/bin/python lib/bench/hatsimport_run.py RAW OUT CORES
 
 Reads every ``GaiaSource_*.csv.gz`` under RAW the way hats-import reads Gaia DR3 (its
 ``CsvReader`` with ``comment="#"``, gzip, and a Parquet schema file for the column types, here
