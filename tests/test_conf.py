@@ -147,3 +147,15 @@ def test_a_wrong_type_in_a_conf_file_names_its_line(tmp_path):
             f"{path} line 4: null_sky.set entry sky.n_stars: conf sky.n_stars: 'lots' is not a "
             "number")):
         load_conf(path)
+
+
+@pytest.mark.parametrize("conf_file", ["cluster.yaml", "databricks.yaml"])
+def test_cluster_confs_search_every_high_latitude_patch(conf_file):
+    from gaialake.streams.patch_grid import patch_centers
+
+    conf = load_conf(REPO_ROOT / "conf" / conf_file)
+    assert not conf.get("patches.only"), f"{conf_file} chooses patches"
+    assert conf.get("patches.b_min_deg") <= 30.0
+    centers = patch_centers(int(conf.get("patches.grid_order")),
+                            float(conf.get("patches.b_min_deg")), conf.get("patches.only"))
+    assert len(centers) == 96 and (abs(centers.b) >= 30).all()
