@@ -35,7 +35,7 @@ from gaialake.io.dr3schema import (FALSE_VALUES, FINITE_COLUMNS, NULL_VALUES, TR
 __all__ = ["BulkFileError", "TransientFileError", "file_error", "STAGE_EXTRA", "staged_schema",
            "open_bulk", "read_header", "read_lines", "parse_bulk_file", "write_bulk_file",
            "format_columns", "MAX_RAW_LINE", "conform", "value_failures", "stage_rows",
-           "cut_raw_line"]
+           "cut_raw_line", "quarantine_batch"]
 
 #: Characters of a quarantined line kept in ``raw_line`` (a longer one is cut, its length noted).
 MAX_RAW_LINE = 1 << 16
@@ -328,8 +328,16 @@ def stage_rows(table: pa.Table, line_numbers: np.ndarray, name: str,
 def _quarantine(block: bytes, first_line: int, bad: dict[int, str], name: str,
                 schema: pa.Schema) -> pa.RecordBatch:
     lines = block.split(b"\n")
+    raw = [lines[ln - first_line].decode("utf-8", errors="replace") for ln in sorted(bad)]
+    return quarantine_batch(bad, raw, name, schema)
+
+
+def quarantine_batch(bad: dict[int, str], raw: Sequence[str], name: str,
+                     schema: pa.Schema) -> pa.RecordBatch:
+    """Staged rows of quarantined lines: ``bad`` (line number -> reason) in line order, their
+    ``raw`` text in that order (cut to :data:`MAX_RAW_LINE`), data columns null."""
     order = sorted(bad)
-    raw = [cut_raw_line(lines[ln - first_line].decode("utf-8", errors="replace")) for ln in order]
+    raw = [cut_raw_line(text) for text in raw]
     n = len(order)
     data = {f.name: pa.nulls(n, f.type) for f in schema}
     data["source_file"] = pa.array([name] * n, pa.string())

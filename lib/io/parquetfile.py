@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gaialake.io.bulkfile import (BulkFileError, conform, cut_raw_line, file_error, stage_rows,
-                                  staged_schema, value_failures)
+from gaialake.io.bulkfile import (BulkFileError, conform, cut_raw_line, file_error,
+                                  quarantine_batch, stage_rows, staged_schema, value_failures)
 from gaialake.io.dr3schema import DR3_COLUMNS, Column, check_header
 
 __all__ = ["HATS_INDEX", "HATS_PARTITION_COLUMNS", "is_parquet", "parquet_columns",
@@ -100,16 +100,9 @@ def _index_failures(rows: pa.Table, index: str, hpx29: np.ndarray,
 
 def _quarantine(rows: pa.Table, line_numbers: np.ndarray, bad: dict[int, str], name: str,
                 schema: pa.Schema) -> pa.RecordBatch:
-    order = sorted(bad)
-    where = np.searchsorted(line_numbers, order)
-    raw = [cut_raw_line(json.dumps(r, default=str)) for r in rows.take(pa.array(where)).to_pylist()]
-    n = len(order)
-    data = {f.name: pa.nulls(n, f.type) for f in schema}
-    data["source_file"] = pa.array([name] * n, pa.string())
-    data["line_number"] = pa.array(order, pa.int64())
-    data["reason"] = pa.array([bad[ln] for ln in order], pa.string())
-    data["raw_line"] = pa.array(raw, pa.string())
-    return pa.RecordBatch.from_arrays([data[f.name] for f in schema], schema=schema)
+    where = np.searchsorted(line_numbers, sorted(bad))
+    raw = [json.dumps(r, default=str) for r in rows.take(pa.array(where)).to_pylist()]
+    return quarantine_batch(bad, raw, name, schema)
 
 
 def parse_parquet_file(path: str, expected: Sequence[Column] | None = None,
