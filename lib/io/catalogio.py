@@ -19,7 +19,7 @@ from gaialake.io.parquetfile import is_parquet, parquet_columns, parse_parquet_f
 from gaialake.log import get_logger
 
 __all__ = ["BulkFile", "list_bulk_files", "spark_schema_ddl", "stage_files_arrow", "PATTERN",
-           "STAGE_RESULT_DDL", "ADD_FILE_DDL", "HEADER_RESULT_DDL",
+           "STAGE_RESULT_DDL", "HEADER_RESULT_DDL",
            "read_headers_arrow", "columns_from_json", "staged_file", "header_columns",
            "parse_file", "raw_rows", "FILES_DDL", "WRITE_RESULT_DDL", "write_files_arrow",
            "sorted_table_rows", "QUARANTINE_COLUMNS", "KEY_COLUMNS"]
@@ -236,8 +236,6 @@ def stage_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str)
     return fn
 
 
-ADD_FILE_DDL = ("source_file string, path string, size long, partition_value string, "
-                "modification_time long, stats string")
 WRITE_RESULT_DDL = ("source_file string, rows_read long, rows_bad long, adds string, "
                     "error string, transient boolean, id_min long, id_max long, repeats boolean")
 #: Columns of a quarantined row in the staging area and in ``gaia_source_quarantine``.

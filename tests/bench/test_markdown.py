@@ -17,6 +17,14 @@ LOG = """12:00:00 INFO gaialake.cli: job generate: start
 12:02:20 INFO gaialake.cli: job find_streams: done in 30.0 s {"candidates": 5}
 """
 
+#: One ingest benchmark's results, as bench_ingest returns them.
+INGEST = {"rows": 1000, "files": 1, "raw_bytes": 1 << 20, "cores": 2, "pyarrow_s": 1.0,
+          "pyarrow_rows_s_core": 500.0, "pyarrow_peak_mib": 100.0, "parquet_bytes": 1 << 20,
+          "ingest_s": 10.0, "ingest_rows_s_core": 50.0, "ingest_peak_mib": 900.0,
+          "delta_bytes": 200_000, "ingest_stage_s": 5.0, "ingest_stage_rows_s_core": 100.0,
+          "ratio_wall": 0.1, "ratio_stage": 0.2, "generate_stars_s_core": 1e4,
+          "generate_s": 3.0, "generate_peak_mib": 800.0}
+
 
 def test_stage_seconds_keeps_the_stream_free_run_apart():
     assert stage_seconds(LOG) == {"generate": 50.0, "null_sky.generate": 40.0,
@@ -25,12 +33,7 @@ def test_stage_seconds_keeps_the_stream_free_run_apart():
 
 
 def test_pipeline_table_and_projection(tmp_path):
-    ingest = {"rows": 1000, "files": 1, "raw_bytes": 1 << 20, "cores": 2, "pyarrow_s": 1.0,
-              "pyarrow_rows_s_core": 500.0, "pyarrow_peak_mib": 100.0, "parquet_bytes": 1 << 20,
-              "ingest_s": 10.0, "ingest_rows_s_core": 50.0, "ingest_peak_mib": 900.0,
-              "delta_bytes": 200_000, "ingest_stage_s": 5.0, "ingest_stage_rows_s_core": 100.0,
-              "ratio_wall": 0.1, "ratio_stage": 0.2, "generate_stars_s_core": 1e4,
-              "generate_s": 3.0, "generate_peak_mib": 800.0}
+    ingest = dict(INGEST)
     pipe = {"seconds": 150.0, "peak_mib": 3000.0, "stages": stage_seconds(LOG), "sky_scale": 0.02,
             "rows": 1_000_000, "patches": 5, "patch_rows": 90_000, "anomaly_task_seconds": 600.0}
     text = write_benchmarks_md({"date": "d", "machine": "m", "versions": "v", "ingest": ingest,
@@ -43,12 +46,7 @@ def test_pipeline_table_and_projection(tmp_path):
 
 
 def test_ratio_line_comes_from_the_largest_size_with_both_baselines(tmp_path):
-    ingest = {"rows": 1000, "files": 1, "raw_bytes": 1 << 20, "cores": 2, "pyarrow_s": 1.0,
-              "pyarrow_rows_s_core": 500.0, "pyarrow_peak_mib": 100.0, "parquet_bytes": 1 << 20,
-              "ingest_s": 10.0, "ingest_rows_s_core": 50.0, "ingest_peak_mib": 900.0,
-              "delta_bytes": 200_000, "ingest_stage_s": 5.0, "ingest_stage_rows_s_core": 100.0,
-              "ratio_wall": 0.1, "ratio_stage": 0.2, "generate_stars_s_core": 1e4,
-              "generate_s": 3.0, "generate_peak_mib": 800.0,
+    ingest = {**INGEST,
               "from_parquet": {"seconds": 8.0, "stage_s": 4.0, "peak_mib": 700.0, "rows_kept": 1000,
                                "rows_quarantined": 0, "rows_s_core": 62.5,
                                "stage_rows_s_core": 125.0}}
