@@ -242,6 +242,8 @@ WRITE_RESULT_DDL = ("source_file string, rows_read long, rows_bad long, adds str
 QUARANTINE_COLUMNS = ["source_file", "line_number", "raw_line", "reason"]
 #: Columns of a valid row's key in the staging area (what duplicate detection reads).
 KEY_COLUMNS = ["source_id", "source_file", "line_number"]
+#: Rows per row group of a staged file (Spark's writer path).
+STAGED_ROW_GROUP = 131072
 
 
 def sorted_table_rows(rows: pa.Table, table_columns: Sequence[str], run_id: str,
@@ -294,9 +296,12 @@ def write_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str,
             return {"source_file": name, "rows_read": 0, "rows_bad": 0, "adds": None,
                     "error": error, "transient": transient}
         n_read = parsed.num_rows
-        valid = pc.is_null(parsed.column("reason"))
-        bad = parsed.filter(pc.invert(valid)).select(QUARANTINE_COLUMNS)
-        good = parsed.filter(valid)
+        if parsed.column("reason").null_count == n_read:   # all valid: no filter copies
+            good, bad = parsed, parsed.slice(0, 0).select(QUARANTINE_COLUMNS)
+        else:
+            valid = pc.is_null(parsed.column("reason"))
+            bad = parsed.filter(pc.invert(valid)).select(QUARANTINE_COLUMNS)
+            good = parsed.filter(valid)
         if exclude.get(name):
             good = good.filter(pc.invert(pc.is_in(good.column("line_number"),
                                                   pa.array(exclude[name], pa.int64()))))
@@ -356,9 +361,15 @@ def _stage_one(path: str, name: str, columns: Sequence[Column], chunk_bytes: int
             import fsspec
             sink = fsspec.open(tmp.replace("s3a://", "s3://", 1), "wb").open()
         with pq.ParquetWriter(sink, schema, compression="snappy") as writer:
+            pending: list[pa.RecordBatch] = []   # the parser's ~1 MiB batches, one row group
             for block in parse_file(path, name, columns, chunk_bytes):
-                writer.write_batch(block)
+                pending.append(block)
                 rows += block.num_rows
+                if sum(b.num_rows for b in pending) >= STAGED_ROW_GROUP:
+                    writer.write_table(pa.Table.from_batches(pending, schema=schema))
+                    pending = []
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending, schema=schema))
         if local:
             os.replace(tmp, target)
     except BaseException as err:

@@ -36,8 +36,8 @@ from gaialake.io.catalogio import (FILES_DDL, HEADER_RESULT_DDL, KEY_COLUMNS,
                                    BulkFile, columns_from_json, raw_rows, read_headers_arrow,
                                    spark_schema_ddl, stage_files_arrow, staged_file,
                                    write_files_arrow)
-from gaialake.io.delta import (commit_files, in_predicate, read_table, register_table,
-                               table_exists, table_layout, write_table)
+from gaialake.io.delta import (commit_files, file_count, in_predicate, read_table,
+                               register_table, table_exists, table_layout, write_table)
 from gaialake.io.dr3schema import (DR3_COLUMNS, Column, HeaderCheck, check_header,
                                    datatype_of_spark, spark_type)
 from gaialake.log import get_logger
@@ -46,6 +46,7 @@ __all__ = ["StagedBatch", "BatchPlan", "PruneRefused", "OK", "FAILED", "FAILED_T
            "ingested_files", "prune_files", "table_columns", "read_headers", "plan_batch",
            "prepare_gaia_source", "failed_log_rows", "batch_log_rows", "write_ingest_log",
            "create_gaia_source", "stage_batch", "find_duplicates", "quarantine_rows",
+           "write_quarantine",
            "choose_writer", "write_rows_spark", "write_batch_arrow", "commit_batch_arrow",
            "WrittenBatch", "staged_counts", "may_hold_duplicates", "clear_path",
            "source_files_in", "staging_path", "ingest_lock", "STATS_COLUMNS"]
@@ -358,6 +359,18 @@ def find_duplicates(spark, conf: Conf, rows, names: Sequence[str]):
     return dups, counts
 
 
+def write_quarantine(spark, conf: Conf, invalid, dups, batch: Sequence[BulkFile], run_id: str,
+                     n_rows: int) -> None:
+    """Replace the ``gaia_source_quarantine`` rows of the batch's files with its ``n_rows``
+    quarantined rows (:func:`quarantine_rows`). Nothing to write and no older row to replace
+    (the table holds no file) skips the Delta write."""
+    if not n_rows and file_count(spark, conf.table_path(tables.GAIA_SOURCE_QUARANTINE.name)) == 0:
+        return
+    write_table(quarantine_rows(invalid, dups, batch, run_id), conf,
+                tables.GAIA_SOURCE_QUARANTINE,
+                replace_where=source_files_in([f.name for f in batch]))
+
+
 def quarantine_rows(invalid, dups, batch: Sequence[BulkFile], run_id: str):
     """The quarantine rows of a batch: the ``invalid`` rows (:data:`QUARANTINE_COLUMNS`) and
     the duplicates (``dups``; None: none) with their raw lines re-read from the files."""
@@ -520,7 +533,7 @@ def may_hold_duplicates(spark, conf: Conf, spans: dict[str, tuple[int | None, in
             b[0] <= a[1] for a, b in zip(ranges, ranges[1:])):
         return True
     path = conf.table_path(tables.GAIA_SOURCE.name)
-    if not ranges or not table_exists(spark, path):
+    if not ranges or not file_count(spark, path):   # no table, or an empty one: nothing to meet
         return False
     none = spark._jvm.scala.Option.empty()
     snapshot = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(

@@ -11,7 +11,7 @@ from gaialake.conf import Conf
 from gaialake.log import get_logger
 from gaialake.tables import TableSpec, spec
 
-__all__ = ["table_exists", "write_table", "register_table", "read_table", "qualified",
+__all__ = ["table_exists", "file_count", "write_table", "register_table", "read_table", "qualified",
            "commit_files", "table_layout", "in_predicate", "CatalogConflictError",
            "check_catalog_entry", "EmptyResultError", "refuse_empty", "data_files"]
 
@@ -49,8 +49,9 @@ def write_table(df, conf: Conf, table: TableSpec | str, *, mode: str = "overwrit
     writer = df.write.format("delta")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    if replace_where is not None and exists:
-        writer = writer.mode("overwrite").option("replaceWhere", replace_where)
+    if replace_where is not None and exists:   # new columns of the spec join the table
+        writer = (writer.mode("overwrite").option("replaceWhere", replace_where)
+                  .option("mergeSchema", "true"))
     elif not exists:
         writer = writer.mode("overwrite")
         for key, value in (properties or {}).items():
@@ -200,6 +201,15 @@ def data_files(spark, path: str) -> list[tuple[str, dict[str, str]]]:
                                   f"REORG TABLE delta.`{path}` APPLY (PURGE) rewrites them")
     return [(unquote(r.path) if ":" in r.path.split("/")[0] else f"{root}/{unquote(r.path)}",
              dict(r.partitionValues or {})) for r in rows]
+
+
+def file_count(spark, path: str) -> int | None:
+    """Data files in the latest snapshot of the Delta table at ``path`` (None: no table there);
+    from the snapshot's checksum file where Delta wrote one, so no Spark job."""
+    if not table_exists(spark, path):
+        return None
+    none = spark._jvm.scala.Option.empty()
+    return int(_delta_log(spark, path).update(False, none, none).numOfFiles())
 
 
 def _delta_log(spark, path: str):

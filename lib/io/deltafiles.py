@@ -84,8 +84,9 @@ def file_stats(table: pa.Table, columns: Sequence[str]) -> str:
     does).
     """
     mins, maxs, nulls = {}, {}, {}
+    present = set(table.column_names)
     for name in columns:
-        if name not in table.column_names:
+        if name not in present:
             continue
         col = table.column(name)
         nulls[name] = col.null_count

@@ -136,18 +136,17 @@ def parse_parquet_file(path: str, expected: Sequence[Column] | None = None,
             first += rows.num_rows
             bad = value_failures(rows, line_numbers)
             good = ~np.isin(line_numbers, np.fromiter(bad, np.int64, len(bad)))
-            staged = stage_rows(conform(rows.filter(pa.array(good)), target), line_numbers[good],
-                                name, schema)
+            kept = rows.filter(pa.array(good)) if bad else rows   # no copy when all are valid
+            staged = stage_rows(conform(kept, target), line_numbers[good], name, schema)
             if index:
                 hpx29 = staged.column("hpx29").to_numpy()
-                mismatch = _index_failures(rows.filter(pa.array(good)), index, hpx29,
-                                           line_numbers[good])
+                mismatch = _index_failures(kept, index, hpx29, line_numbers[good])
                 if mismatch:
                     bad.update(mismatch)
                     keep = ~np.isin(line_numbers[good], np.fromiter(mismatch, np.int64))
                     staged = staged.filter(pa.array(keep))
             if staged.num_rows:
-                yield staged
+                yield from staged.to_batches()
             if bad:
                 yield _quarantine(rows, line_numbers, bad, name, schema)
     except (OSError, pa.ArrowInvalid) as err:
