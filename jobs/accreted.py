@@ -1,11 +1,13 @@
-"""``gaialake accreted``: train the accreted-star classifier on galaxy A, test it on galaxy B,
-write ``accreted_catalog``.
+"""``gaialake accreted``: train the accreted-star classifier on one labelled catalog (A), test
+it blind on another (B), write ``accreted_catalog``.
 
-1. Sources: a galaxy's catalog + truth is the main warehouse when ``sky.galaxy`` is that galaxy
-   and ``truth_origin`` exists there, else its own sky, generated and ingested once
-   (``gaialake generate`` + ``ingest``) under ``<accreted.side_root>/<galaxy>``
-   (:mod:`gaialake.accreted.sources`).
-2. Train (galaxy ``accreted.train_galaxy``): features of the stars passing the quality cuts,
+1. Sources: the training catalog is the warehouse ``accreted.train_warehouse`` and the test
+   catalog ``accreted.test_warehouse`` (``gaia_source`` + ``truth_origin``, e.g. an ingested
+   simulation mock); when null, the synthetic galaxies ``accreted.train_galaxy`` /
+   ``eval_galaxy``: the main warehouse when ``sky.galaxy`` is that galaxy and ``truth_origin``
+   exists there, else its own sky, generated and ingested once (``gaialake generate`` +
+   ``ingest``) under ``<accreted.side_root>/<galaxy>`` (:mod:`gaialake.accreted.sources`).
+2. Train (catalog A): features of the stars passing the quality cuts,
    joined with ``truth_origin``, split by a hash of source_id; each variant's MLP (``5d``,
    ``6d``) streams its training rows from Spark through Petastorm with class weights and is
    Platt-calibrated on the validation rows (:mod:`gaialake.accreted.classifier_spark`).
@@ -13,8 +15,8 @@ write ``accreted_catalog``.
    radial-velocity stars labelled by the ``6d`` net (no truth; after Ostdiek et al. 2020).
 4. Evaluate: ROC AUC on A's held-out stars and on B; purity/completeness on B against the
    Toomre cut |v - v_LSR| > ``accreted.baseline_cut_kms``; the catalog threshold is the most
-   complete selection with purity >= ``accreted.target_purity`` on B
-   (:mod:`gaialake.accreted.evaluation`).
+   complete selection with purity >= ``accreted.target_purity`` on A's held-out stars, and B
+   is evaluated blind at it (:func:`gaialake.accreted.evaluation.catalog_threshold`).
 5. Apply: the main ``gaia_source`` scored on executors -> Delta ``accreted_catalog``
    (:data:`gaialake.tables.ACCRETED_CATALOG`); MLflow run, registered ``gaialake-accreted``
    (alias champion); figures under ``accreted.figures_dir``: the accreted stars in
@@ -24,8 +26,6 @@ from __future__ import annotations
 
 import sys
 import time
-
-import numpy as np
 
 from gaialake import tables
 from gaialake.cli import job_main, run_job
@@ -48,7 +48,9 @@ def _build_sky(side: Conf) -> int:
 
 
 def run(conf: Conf) -> dict:
-    """Train on A, transfer, evaluate on B, score the main catalog; returns the summary."""
+    """Train on catalog A, transfer, evaluate on B, score the main catalog; returns the
+    summary (metric suffix ``_A``: the training catalog's held-out stars, ``_B``: the test
+    catalog's)."""
     import torch
     from pyspark import StorageLevel
 
@@ -58,7 +60,7 @@ def run(conf: Conf) -> dict:
                                                     training_rows, transfer_streaming,
                                                     velocity_sample)
     from gaialake.accreted.settings import AccretedSettings
-    from gaialake.accreted.sources import galaxy_source
+    from gaialake.accreted.sources import labelled_source
     from gaialake.io import tracking
     from gaialake.io.delta import read_table, refuse_empty, write_table
     from gaialake.io.feeding import task_device
@@ -71,13 +73,13 @@ def run(conf: Conf) -> dict:
     spark = get_spark(conf)
     if read_table(spark, conf, tables.GAIA_SOURCE).isEmpty():
         refuse_empty(conf, tables.ACCRETED_CATALOG, "accreted: gaia_source is empty")
-    train_src = galaxy_source(spark, conf, settings.train_galaxy, _build_sky)
-    eval_src = galaxy_source(spark, conf, settings.eval_galaxy, _build_sky)
+    train_src, train_name = labelled_source(spark, conf, "train", _build_sky)
+    eval_src, eval_name = labelled_source(spark, conf, "test", _build_sky)
     device = task_device()
     config = settings.model_config()
     cut_kms = settings.baseline_cut_kms
-    with tracking.job_run(conf, "accreted", train_galaxy=settings.train_galaxy,
-                          eval_galaxy=settings.eval_galaxy) as mlrun:
+    with tracking.job_run(conf, "accreted", train_catalog=train_name,
+                          test_catalog=eval_name) as mlrun:
         run_id = mlrun.info.run_id
         torch.manual_seed(conf.seed_for("accreted", "init") % (2**31))
         base = build_accreted_model(config)
@@ -98,13 +100,13 @@ def run(conf: Conf) -> dict:
             st.count = len(eval_a) + len(eval_b)
         metrics = {**evaluation.labelled_metrics(eval_a, cut_kms, "A"),
                    **evaluation.labelled_metrics(eval_b, cut_kms, "B")}
-        threshold, chosen = evaluation.catalog_threshold(eval_b, settings.target_purity)
+        threshold, chosen = evaluation.catalog_threshold(eval_a, eval_b, settings.target_purity)
         metrics.update(chosen)
         for variant, info in train_info.items():
             metrics.update({f"{k}_{variant}": value for k, value in info.items()})
-        if not np.isfinite(chosen["threshold"]):
+        if not chosen["threshold_found"]:
             log.warning("no threshold reaches purity %.2f on %s: the catalog selects nothing",
-                        settings.target_purity, settings.eval_galaxy)
+                        settings.target_purity, train_name)
 
         state = tracking.state_to_bytes(model_main.state_dict())
         version = tracking.log_torch_model(
@@ -128,7 +130,7 @@ def run(conf: Conf) -> dict:
         figures = evaluation.catalog_figures(
             conf.report_path("accreted.figures_dir"),
             velocity_sample(spark, conf, settings, scored), eval_b, threshold, cut_kms,
-            galaxy=str(conf.get("sky.galaxy")), held_out_galaxy=settings.eval_galaxy)
+            galaxy=str(conf.get("sky.galaxy")), held_out_galaxy=eval_name)
         scored.unpersist()
         tracking.log_metrics(metrics)
         tracking.log_figures(figures, "figures")

@@ -60,13 +60,12 @@ from gaialake.io.catalogio import BulkFile, list_bulk_files
 from gaialake.io.catalogload import (FAILED, OK, batch_log_rows, choose_writer, clear_path,
                                      commit_batch_arrow, failed_log_rows, find_duplicates,
                                      ingest_lock, ingested_files, may_hold_duplicates,
-                                     plan_batch,
-                                     prepare_gaia_source, prune_files, quarantine_rows,
-                                     read_headers, source_files_in, stage_batch, staged_counts,
-                                     staging_path, table_columns, write_batch_arrow,
-                                     write_ingest_log, write_rows_spark)
-from gaialake.io.delta import write_table
+                                     plan_batch, prepare_gaia_source, prune_files, read_headers,
+                                     stage_batch, staged_counts, staging_path, table_columns,
+                                     write_batch_arrow, write_ingest_log, write_quarantine,
+                                     write_rows_spark)
 from gaialake.io.spark import get_spark
+from gaialake.io.truthfile import register_truth_files
 from gaialake.log import get_logger, stage
 
 log = get_logger("ingest")
@@ -116,6 +115,7 @@ def _run(spark, conf: Conf, run_id: str) -> dict:
             totals[key] += 1
             if status != OK:
                 totals["failed_files" if status == FAILED else "retry_files"].append(name)
+    totals["truth_tables"] = register_truth_files(spark, conf, conf.path("paths.raw"), run_id)
     if totals["failed_files"]:
         log.error("%d files failed for their content (see ingest_log.error; fix or replace them, "
                   "or re-run with ingest.retry_failed=true): %s", len(totals["failed_files"]),
@@ -184,8 +184,8 @@ def ingest_batch(spark, conf: Conf, batch: list[BulkFile], run_id: str) -> dict:
         else:
             write_rows_spark(conf, keys, found, names, shift, run_id,
                              bool(conf.get("ingest.shuffle_by_hpx", False)))
-    write_table(quarantine_rows(invalid, found, batch, run_id), conf,
-                tables.GAIA_SOURCE_QUARANTINE, replace_where=source_files_in(names))
+    write_quarantine(spark, conf, invalid, found, batch, run_id,
+                     sum(bad for _, bad in counts.values()) + sum(n_dups.values()))
     log_rows = batch_log_rows(counts, batch, failures, n_dups, run_id, plan.notes)
     write_ingest_log(spark, conf, log_rows)
     if dups is not None:

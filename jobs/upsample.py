@@ -2,8 +2,8 @@
 
 Stages (conf section ``upsample``):
 
-1. **particles**: a star-particle snapshot (``upsample.snapshot``: Parquet or HDF5, see
-   :mod:`gaialake.upsample.particles`) or, when null, the default synthetic galaxy near the Sun;
+1. **particles**: a star-particle snapshot (``upsample.snapshot``: Parquet, HDF5, Gizmo, Arepo,
+   tipsy, see :mod:`gaialake.upsample.particles`) or, when null, the default galaxy near the Sun;
    split (seeded) into ``train`` / ``val`` (the flow's early-stopping set; both are the *training
    particles*) and ``heldout``; written to Delta ``star_particles``.
 2. **flow**: GalaxyFlow trained mass-weighted on the ``train`` rows, fed by the Petastorm loader
@@ -16,9 +16,15 @@ Stages (conf section ``upsample``):
    training particles in one task (k-NN needs them all), children spawned by partition.
 5. **mock**: Delta ``upsampled_mock`` (rows of :mod:`gaialake.upsample.mock`): ``method`` is
    ``galaxyflow`` or ``enbid``; ``split`` is the row's role in the 3-sample test (``fit``,
-   ``eval``, ``mock``); ``parent_id``: the EnBiD child's particle.
+   ``eval``, ``mock``); ``parent_id``: the EnBiD child's particle, or the flow star's nearest
+   training particle (standardised phase space, k-d tree) when the particles carry labels
+   (``upsample.labels``) or ``upsample.dr3_out`` is set; ``origin``: the parent's label.
 6. **3-sample test** (:mod:`gaialake.upsample.three_sample`): AUC table to MLflow, Delta
    ``upsample_auc`` and ``<upsample.report_dir>/auc.json`` + ``auc.md``.
+7. **DR3 files** (``upsample.dr3_out``: a folder; null: skipped): the flow stars observed like
+   Gaia (:mod:`gaialake.upsample.dr3out`) as ``GaiaSource_*.csv.gz`` with
+   ``truth_origin.parquet`` (source_id, origin, component, parent_id) beside them, written by
+   the tasks; ``gaialake ingest --set paths.raw=<dr3_out>`` makes them a catalog.
 """
 from __future__ import annotations
 
@@ -42,14 +48,17 @@ REGISTERED_NAME = "gaialake-galaxyflow"
 
 def load_particles(conf: Conf) -> ParticleSet:
     """The snapshot of ``upsample.snapshot``, or the default synthetic galaxy when null."""
+    from gaialake.upsample.host import HostSettings
     from gaialake.upsample.particles import make_galaxy, read_snapshot
 
     upsample_conf = conf.get("upsample")
     radius = upsample_conf.get("radius_kpc")
     if upsample_conf.get("snapshot"):
-        return read_snapshot(conf.path("upsample.snapshot"),
+        labels = conf.path("upsample.labels") if upsample_conf.get("labels") else None
+        return read_snapshot(conf.path("upsample.snapshot"), format=str(upsample_conf["format"]),
                              group=str(upsample_conf.get("hdf5_group", "/")),
-                             radius_kpc=None if radius is None else float(radius))
+                             radius_kpc=None if radius is None else float(radius),
+                             host=HostSettings.from_conf(upsample_conf), labels=labels)
     galaxy = upsample_conf["galaxy"]
     return make_galaxy(int(galaxy["n_particles"]), conf.seed_for("upsample", "galaxy") % 2**32,
                        radius_kpc=float(radius), n_clumps=int(galaxy["n_clumps"]),
@@ -84,6 +93,10 @@ def run(conf: Conf) -> dict:
                 len(particles), float(upsample_conf["heldout_fraction"]),
                 float(flow_conf["val_fraction"]), conf.seed_for("upsample", "split"))
             table["run_id"] = run_id
+            dr3_out = upsample_conf.get("dr3_out")
+            parents = None
+            if "origin" in table or dr3_out:
+                parents = mock.ParentIndex.from_frame(table[table["split"] != "heldout"])
             write_table(spark.createDataFrame(table), conf, tables.STAR_PARTICLES)
             st.count = len(table)
             st.extra = f"{particles.source}, columns {columns}"
@@ -113,7 +126,8 @@ def run(conf: Conf) -> dict:
         n_parts = int(upsample_conf["sample_partitions"])
         with stage(log, "sample flow") as st:
             seeds = {p: conf.seed_for("upsample", p) % 2**62 for p in range(n_parts)}
-            write_table(mock_spark.flow_mock(spark, model, n_mock, seeds, f_role, f_role, run_id),
+            write_table(mock_spark.flow_mock(spark, model, n_mock, seeds, f_role, f_role, run_id,
+                                             parents),
                         conf, tables.UPSAMPLED_MOCK, replace_where="method = 'galaxyflow'")
             st.count = n_mock
 
@@ -150,9 +164,36 @@ def run(conf: Conf) -> dict:
             metadata={"columns": columns, "auc": result.metrics()})
         log.info("registered %s version %s (alias champion)", REGISTERED_NAME,
                  getattr(version, "version", None))
+        dr3_rows = _write_dr3(conf, mock_df, particles_df, str(dr3_out)) if dr3_out else None
     return {"run_id": run_id, "particles": int(particles_df.count()), "mock_rows": mock_counts,
+            "dr3_rows": dr3_rows,
             **{k: round(v, 4) for k, v in result.metrics().items()},
             "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _write_dr3(conf: Conf, mock_df, particles_df, out_dir: str) -> int:
+    """Stage 7: the flow stars as DR3 files in ``out_dir`` (component: the parent's, when the
+    particles have one); returns the stars written."""
+    from pyspark.sql import functions as F
+
+    from gaialake.upsample import mock_spark
+    from gaialake.upsample.dr3out import Dr3OutSettings
+
+    settings = Dr3OutSettings.from_conf(conf)
+    stars = mock_df.where(F.col("method") == "galaxyflow")
+    if "component" in particles_df.columns:
+        stars = stars.join(particles_df.select(F.col("particle_id").alias("parent_id"),
+                                               "component"), "parent_id", "left")
+    if "origin" not in particles_df.columns:
+        log.warning("upsample.dr3_out without upsample.labels: truth_origin.parquet has null "
+                    "origins")
+    with stage(log, f"DR3 files -> {out_dir}") as st:
+        seeds = {i: conf.seed_for("upsample", "dr3", i) for i in range(settings.n_files)}
+        counts = mock_spark.write_dr3(stars, conf.path("upsample.dr3_out"), settings, seeds)
+        st.count = sum(counts.values())
+        st.extra = f"{len(counts)} files"
+    tracking.log_metrics({"dr3_rows": st.count, "dr3_files": len(counts)})
+    return st.count
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@
 - :mod:`~gaialake.accreted.classifier_spark`: the same on Spark: features and scores by
   ``mapInPandas``, training and transfer streamed through Petastorm, labelled scores for
   evaluation, the catalog's rows.
-- :mod:`~gaialake.accreted.sources`: a galaxy's catalog and truth (the main warehouse or a
-  side sky of its own).
+- :mod:`~gaialake.accreted.sources`: the labelled training and test catalogs (the warehouses
+  ``accreted.train_warehouse`` / ``test_warehouse``, or a synthetic galaxy: the main warehouse
+  or a side sky of its own).
 - :mod:`~gaialake.accreted.settings`: the ``accreted`` conf section.
 - :mod:`~gaialake.accreted.evaluation`: ROC AUC, purity/completeness, thresholds, metrics,
   figures.

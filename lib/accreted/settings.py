@@ -19,7 +19,8 @@ class AccretedSettings:
     (layer widths), dropout, cuts (quality cuts), train (epochs, batch size, lr, weight decay,
     val_fraction: the hash fraction of training stars held out for calibration),
     calibration_max_rows (validation rows the Platt fit reads), transfer (the fine-tuning's
-    settings) and transfer_enabled, target_purity (the catalog threshold's purity on B),
+    settings) and transfer_enabled, target_purity (the catalog threshold's purity on the
+    training catalog's held-out stars),
     baseline_cut_kms (Toomre cut, km/s), eval_max_rows and plot_max_rows (rows collected to
     the driver), torch_threads.
     """

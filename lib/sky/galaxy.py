@@ -22,7 +22,11 @@ Dust: A_V per kpc = 0.8 exp(-(R - R0)/3 kpc - |z|/0.1 kpc) mag/kpc, integrated a
 sight (a smooth dust disk; no clouds).
 
 Galaxy ``A`` and ``B`` share the disks and bulge and differ in their halo: see
-:mod:`~gaialake.sky.debris` for the accreted components and :data:`IN_SITU_HALO` here.
+:mod:`~gaialake.sky.debris` for the accreted components and :data:`IN_SITU_HALO` here. Both also
+hold an in-situ "splash" (:func:`splash`, Belokurov et al. 2020, arXiv 1909.04679): disk stars
+kicked onto eccentric, slowly rotating orbits by the last major merger, metal-rich ([Fe/H] =
+-0.5) but with halo-like speeds, so that a cut on speed (the Toomre diagram) mistakes them for
+accreted stars, as in the Galaxy.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ import numpy as np
 from gaialake.astro.frame import R0_KPC, Z_SUN_KPC
 
 __all__ = ["Component", "R0_KPC", "Z_SUN_KPC", "THIN_DISK", "THICK_DISK", "BULGE", "IN_SITU_HALO",
-           "galaxy_components", "component_density", "component_density_cyl", "dust_av_per_kpc", "GALAXIES",
+           "SPLASH_FRACTION", "splash", "galaxy_components", "component_density", "component_density_cyl", "dust_av_per_kpc", "GALAXIES",
            "LOCAL_HALO_DENSITY"]
 
 
@@ -89,10 +93,29 @@ IN_SITU_HALO = Component(
 
 #: Fraction of the local halo density that is in situ, per galaxy.
 IN_SITU_FRACTION = {"A": 0.40, "B": 0.55}
+#: Local density of the splash per galaxy, as a fraction of :data:`LOCAL_HALO_DENSITY` (on top
+#: of the halo: a heated disk population; near the plane it rivals the GSE debris, Belokurov
+#: et al. 2020).
+SPLASH_FRACTION = {"A": 0.50, "B": 0.60}
+
+
+def splash(galaxy: str) -> Component:
+    """The in-situ splash of galaxy ``A`` or ``B``: thick-disk-like density (R_d = 3 kpc, h_z =
+    1 kpc), a radially anisotropic velocity ellipsoid (sigma_r, sigma_theta, sigma_phi) =
+    (110, 75, 80) km/s (beta = 0.5) around a slow prograde rotation v_phi = 50 km/s in A, 35
+    km/s in B (Belokurov et al. 2020: v_phi from about -50 to 150 km/s, [Fe/H] -0.7 to -0.2)."""
+    if galaxy not in GALAXIES:
+        raise ValueError(f"sky.galaxy must be one of {GALAXIES}, got {galaxy!r}")
+    return Component(
+        "splash", "in_situ", "disk", SPLASH_FRACTION[galaxy] * LOCAL_HALO_DENSITY,
+        dict(R_d=3.0, h_z=1.0), "spheroid",
+        dict(v_r=0.0, v_phi={"A": 50.0, "B": 35.0}[galaxy], sigma_r=110.0, sigma_theta=75.0,
+             sigma_phi=80.0), feh=-0.5)
 
 
 def galaxy_components(galaxy: str) -> list[Component]:
-    """The components of galaxy ``A`` or ``B`` (disks, bulge, in-situ halo, accreted debris)."""
+    """The components of galaxy ``A`` or ``B`` (disks, bulge, in-situ halo, splash, accreted
+    debris)."""
     from dataclasses import replace
 
     from gaialake.sky.debris import accreted_components
@@ -100,7 +123,7 @@ def galaxy_components(galaxy: str) -> list[Component]:
     if galaxy not in GALAXIES:
         raise ValueError(f"sky.galaxy must be one of {GALAXIES}, got {galaxy!r}")
     halo = replace(IN_SITU_HALO, rho0=IN_SITU_FRACTION[galaxy] * LOCAL_HALO_DENSITY)
-    return [THIN_DISK, THICK_DISK, BULGE, halo, *accreted_components(galaxy)]
+    return [THIN_DISK, THICK_DISK, BULGE, halo, splash(galaxy), *accreted_components(galaxy)]
 
 
 def _disk(R, az, R_d: float, h_z: float) -> np.ndarray:

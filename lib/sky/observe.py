@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gaialake.astro.healpix import pixel_of
 from gaialake.io.dr3schema import DR3_COLUMNS, arrow_type
 
 __all__ = ["parallax_error_mas", "pm_errors_masyr", "g_error_mag", "bprp_band_error_mag",
-           "rv_error_kms", "observe", "assign_source_ids", "dr3_table", "DR3_SOLUTION_ID",
+           "rv_error_kms", "observe", "assign_source_ids", "dr3_table", "dr3_catalog", "DR3_SOLUTION_ID",
            "G_ZP", "BP_ZP", "RP_ZP"]
 
 DR3_SOLUTION_ID = 4600373030615046144  # a fixed solution_id for the synthetic release
@@ -147,3 +148,23 @@ def dr3_table(columns: dict[str, np.ndarray], n: int) -> pa.Table:
         else:
             arrays.append(pa.nulls(n, type=t))
     return pa.Table.from_arrays(arrays, names=[c.name for c in DR3_COLUMNS])
+
+
+def dr3_catalog(rng: np.random.Generator, true: dict[str, np.ndarray], g_limit: float,
+                rv_g_limit: float) -> tuple[pa.Table, np.ndarray]:
+    """Stars observed as a DR3 table: :func:`observe`, kept where the observed G <
+    ``g_limit`` (mag), sorted by their new source_id (:func:`assign_source_ids`), with the
+    designation. ``true`` as for :func:`observe`. Returns (152-column table, the input row of
+    each output row)."""
+    cols = observe(rng, true, rv_g_limit)
+    kept = np.flatnonzero(cols["phot_g_mean_mag"] < g_limit)
+    cols = {k: v[kept] for k, v in cols.items()}
+    source_id, order = assign_source_ids(rng, cols["ra"], cols["dec"])
+    cols = {k: v[order] for k, v in cols.items()}
+    cols["source_id"] = source_id
+    table = dr3_table(cols, len(source_id))
+    designation = pc.binary_join_element_wise("Gaia DR3 ", pc.cast(table["source_id"], pa.string()),
+                                              "")
+    table = table.set_column(table.schema.get_field_index("designation"), "designation",
+                             designation)
+    return table, kept[order]

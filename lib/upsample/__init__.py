@@ -2,6 +2,9 @@
 more stars by a mass-weighted normalizing flow, judged against a kernel baseline.
 
 - :mod:`~gaialake.upsample.particles`: star-particle snapshots (reader, default synthetic galaxy).
+- :mod:`~gaialake.upsample.snapshots`: simulation readers (Gizmo/FIRE, Arepo/Auriga, tipsy),
+  format dispatch, particle labels.
+- :mod:`~gaialake.upsample.host`: the host galaxy's frame (centre, bulk velocity, disk, the Sun).
 - :mod:`~gaialake.upsample.enbid`: the EnBiD-like kernel baseline.
 - :mod:`~gaialake.upsample.mock`: the mock's rows: particle splits, 3-sample roles, the stars
   each upsampler adds in one partition.

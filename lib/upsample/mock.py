@@ -6,14 +6,22 @@ A mock row has the columns of ``gaialake.tables.UPSAMPLED_MOCK``: x, y, z (kpc),
 (km/s), age (Gyr), feh (dex; NaN when the particles have none), ``particle_id`` (partition *
 :data:`ID_STRIDE` + row in the partition), ``split`` (the row's role in the 3-sample test:
 ``fit`` trains the classifier, ``eval`` is scored, ``mock`` is the rest), ``method``
-(``galaxyflow`` or ``enbid``), ``parent_id`` (the particle an EnBiD child comes from) and
+(``galaxyflow`` or ``enbid``), ``parent_id`` (the particle the star comes from), ``origin``
+(``in_situ`` / ``accreted``: its parent's label; null when the particles have none) and
 ``run_id``.
+
+Parents: an EnBiD child's parent is the particle whose kernel spawned it. A flow star has no
+parent of its own, so :class:`ParentIndex` gives it the nearest training particle in
+standardised phase space (x..vz each divided by the training particles' std, so that 1 kpc and
+1 km/s do not weigh alike; age and [Fe/H] are left out: the label follows the orbit), found with
+a k-d tree (``scipy.spatial.cKDTree``, exact nearest neighbour, O(log n) per star).
 
 >>> split_labels(10, 0.2, 0.25, seed=0).tolist().count("heldout")
 2
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -22,11 +30,54 @@ import pandas as pd
 from gaialake.upsample.enbid import child_counts, spawn
 from gaialake.upsample.particles import near_sun
 
-__all__ = ["ID_STRIDE", "split_labels", "role_fraction", "assign_roles", "partition_counts",
-           "mock_frame", "flow_stars", "enbid_children"]
+__all__ = ["ID_STRIDE", "PHASE_COLUMNS", "ParentIndex", "split_labels", "role_fraction",
+           "assign_roles", "partition_counts", "mock_frame", "flow_stars", "enbid_children"]
 
 #: particle_id of a mock star: partition * ID_STRIDE + row.
 ID_STRIDE = 1 << 32
+#: The phase-space columns (kpc, km/s) in which a flow star finds its parent particle.
+PHASE_COLUMNS = ("x", "y", "z", "vx", "vy", "vz")
+
+
+@dataclass
+class ParentIndex:
+    """The training particles as parents of flow stars: phase space ``points`` ``(n, 6)``
+    (kpc, km/s), ``particle_id`` and ``origin`` (None when the particles have no labels).
+    Picklable; the k-d tree is built on first use in the task."""
+
+    points: np.ndarray
+    particle_id: np.ndarray
+    origin: np.ndarray | None
+    _tree: object = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def from_frame(cls, particles: pd.DataFrame) -> "ParentIndex":
+        """From particle rows with :data:`PHASE_COLUMNS`, ``particle_id`` and optional
+        ``origin``."""
+        if len(particles) == 0:
+            raise ValueError("ParentIndex: no training particles")
+        origin = particles["origin"].to_numpy().astype(str) if "origin" in particles else None
+        return cls(particles[list(PHASE_COLUMNS)].to_numpy(np.float64),
+                   particles["particle_id"].to_numpy(np.int64), origin)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tree": None}
+
+    def nearest(self, phase: np.ndarray) -> np.ndarray:
+        """Row of the nearest particle (standardised phase space) of each star ``(m, 6)``."""
+        if self._tree is None:
+            from scipy.spatial import cKDTree
+
+            scale = self.points.std(axis=0)
+            scale = np.where(scale > 0, scale, 1.0)
+            self._tree = (cKDTree(self.points / scale), scale)
+        tree, scale = self._tree
+        return tree.query(np.asarray(phase, np.float64) / scale, k=1)[1]
+
+    def parents(self, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(parent particle_id, parent origin or None) of stars at ``phase`` ``(m, 6)``."""
+        row = self.nearest(phase)
+        return self.particle_id[row], None if self.origin is None else self.origin[row]
 
 
 def split_labels(n: int, heldout_fraction: float, val_fraction: float, seed: int) -> np.ndarray:
@@ -62,9 +113,10 @@ def partition_counts(n: int, partitions: int) -> np.ndarray:
 
 
 def mock_frame(columns: Sequence[str], values: np.ndarray, ids: np.ndarray, roles: np.ndarray,
-               method: str, parent: np.ndarray | None, run_id: str) -> pd.DataFrame:
+               method: str, parent: np.ndarray | None, run_id: str,
+               origin: np.ndarray | None = None) -> pd.DataFrame:
     """Mock rows of ``values`` ``(n, len(columns))`` (physical units); age and feh are NaN
-    when ``columns`` lack them, parent_id null when ``parent`` is None."""
+    when ``columns`` lack them, parent_id (origin) null when ``parent`` (``origin``) is None."""
     out = pd.DataFrame({c: values[:, i] for i, c in enumerate(columns)})
     for c in ("age", "feh"):
         if c not in out:
@@ -74,26 +126,33 @@ def mock_frame(columns: Sequence[str], values: np.ndarray, ids: np.ndarray, role
     out["method"] = method
     out["parent_id"] = pd.array(parent, dtype="Int64") if parent is not None else \
         pd.array([None] * len(out), dtype="Int64")
+    out["origin"] = origin.astype(object) if origin is not None else None
     out["run_id"] = run_id
     return out
 
 
 def flow_stars(model, partition: int, n: int, seed: int, f_fit: float, f_eval: float,
-               run_id: str) -> pd.DataFrame:
+               run_id: str, parents: ParentIndex | None = None) -> pd.DataFrame:
     """The mock rows of ``n`` stars drawn from a GalaxyFlow ``model`` in ``partition``: stars
-    seeded with ``seed``, roles with ``seed + 1``."""
+    seeded with ``seed``, roles with ``seed + 1``; with ``parents``, each star's parent_id and
+    origin are those of its nearest training particle."""
     stars = model.sample(int(n), seed=seed)
     roles = assign_roles(np.random.default_rng(seed + 1), len(stars), f_fit, f_eval)
     ids = int(partition) * ID_STRIDE + np.arange(len(stars))
-    return mock_frame(model.columns, stars, ids, roles, "galaxyflow", None, run_id)
+    parent = origin = None
+    if parents is not None:
+        phase = stars[:, [list(model.columns).index(c) for c in PHASE_COLUMNS]]
+        parent, origin = parents.parents(phase)
+    return mock_frame(model.columns, stars, ids, roles, "galaxyflow", parent, run_id, origin)
 
 
 def enbid_children(particles: pd.DataFrame, columns: Sequence[str], multiple: float,
                    mean_mass: float, rng: np.random.Generator, radius_kpc: float | None,
                    first_id: int, f_fit: float, f_eval: float, run_id: str) -> pd.DataFrame:
     """The mock rows of the EnBiD children of ``particles`` (``columns``, ``mass`` M_sun,
-    ``particle_id`` and the kernel's Cholesky factor ``chol`` as 36 values): ``multiple *
-    mass / mean_mass`` children each, inside ``radius_kpc`` of the Sun, ids from ``first_id``."""
+    ``particle_id``, optional ``origin`` and the kernel's Cholesky factor ``chol`` as 36
+    values): ``multiple * mass / mean_mass`` children each, inside ``radius_kpc`` of the Sun,
+    ids from ``first_id``; each child keeps its parent's id and origin."""
     features = particles[list(columns)].to_numpy(np.float64)
     chol = np.stack(particles["chol"].to_numpy()).reshape(len(particles), 6, 6)
     counts = child_counts(particles["mass"].to_numpy(), multiple, rng, mean_mass=mean_mass)
@@ -101,5 +160,6 @@ def enbid_children(particles: pd.DataFrame, columns: Sequence[str], multiple: fl
     kids, parent = spawn(features, chol, counts, rng, inside=inside)
     roles = assign_roles(rng, len(kids), f_fit, f_eval)
     ids = first_id + np.arange(len(kids))
+    origin = particles["origin"].to_numpy()[parent] if "origin" in particles else None
     return mock_frame(columns, kids, ids, roles, "enbid",
-                      particles["particle_id"].to_numpy()[parent], run_id)
+                      particles["particle_id"].to_numpy()[parent], run_id, origin)

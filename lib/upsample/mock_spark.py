@@ -10,6 +10,10 @@ training from a DataFrame, and the ``mapInPandas`` steps that draw the mock.
 - :func:`enbid_mock`: the EnBiD-like baseline: kernels of every training particle in one task
   (the k-NN needs them all), children spawned by partition (:func:`enbid_kernels_fn`,
   :func:`enbid_spawner`).
+- :func:`write_dr3`: the flow stars as DR3 bulk files and ``truth_origin.parquet``
+  (:mod:`gaialake.upsample.dr3out`), written by the tasks: stars keyed by their file
+  (:func:`file_index_fn`), one partition per group of files (:func:`dr3_writer`), the truth
+  rows streamed into one Parquet file by one task (:func:`truth_writer`).
 
 The rows follow :mod:`gaialake.upsample.mock`.
 """
@@ -24,7 +28,8 @@ from gaialake import tables
 from gaialake.upsample import mock
 
 __all__ = ["model_space_stats", "train_galaxyflow_df", "flow_sampler", "flow_mock",
-           "enbid_kernels_fn", "enbid_spawner", "enbid_mock"]
+           "enbid_kernels_fn", "enbid_spawner", "enbid_mock", "file_index_fn", "dr3_writer",
+           "truth_writer", "write_dr3"]
 
 FrameFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
 
@@ -90,9 +95,10 @@ def train_galaxyflow_df(train_df, val_pdf: pd.DataFrame, config: dict, settings,
 
 
 def flow_sampler(config: dict, state: bytes, seeds: Mapping[int, int], f_fit: float,
-                 f_eval: float, run_id: str) -> FrameFn:
+                 f_eval: float, run_id: str, parents: mock.ParentIndex | None = None) -> FrameFn:
     """The mapInPandas function: rows (partition, n) in, that many flow stars out (mock rows,
-    partition p seeded with ``seeds[p]``); ``state``: the flow's state_dict as bytes."""
+    partition p seeded with ``seeds[p]``, parents from ``parents`` when given); ``state``: the
+    flow's state_dict as bytes."""
 
     def fn(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from gaialake.io.feeding import task_device
@@ -105,14 +111,15 @@ def flow_sampler(config: dict, state: bytes, seeds: Mapping[int, int], f_fit: fl
         for pdf in frames:
             for part, n in zip(pdf["partition"], pdf["n"]):
                 yield mock.flow_stars(model, int(part), int(n), seeds[int(part)], f_fit, f_eval,
-                                      run_id)
+                                      run_id, parents)
     return fn
 
 
 def flow_mock(spark, model, n_mock: int, seeds: Mapping[int, int], f_fit: float, f_eval: float,
-              run_id: str):
+              run_id: str, parents: mock.ParentIndex | None = None):
     """A DataFrame of ``n_mock`` stars of the GalaxyFlow ``model`` (mock rows), drawn by
-    ``len(seeds)`` partitions."""
+    ``len(seeds)`` partitions; with ``parents`` (the training particles, shipped to every
+    task), each star's parent_id and origin are its nearest particle's."""
     from gaialake.io.tracking import state_to_bytes
 
     n_parts = len(seeds)
@@ -120,7 +127,7 @@ def flow_mock(spark, model, n_mock: int, seeds: Mapping[int, int], f_fit: float,
                                                 "n": mock.partition_counts(n_mock, n_parts)}))
     return tasks.repartition(n_parts, "partition").mapInPandas(
         flow_sampler(model.config, state_to_bytes(model.cpu().state_dict()), seeds, f_fit,
-                     f_eval, run_id), tables.UPSAMPLED_MOCK.schema)
+                     f_eval, run_id, parents), tables.UPSAMPLED_MOCK.schema)
 
 
 def enbid_kernels_fn(columns: Sequence[str], k: int, eta: float, kernel: str) -> FrameFn:
@@ -172,7 +179,8 @@ def enbid_mock(training_df, columns: Sequence[str], enbid_conf: Mapping, multipl
     from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
 
     mean_mass = float(training_df.agg(F.avg("mass")).first()[0])
-    particles = training_df.select("particle_id", *columns, "mass")
+    labels = ["origin"] if "origin" in training_df.columns else []
+    particles = training_df.select("particle_id", *columns, "mass", *labels)
     kernels = particles.coalesce(1).mapInPandas(
         enbid_kernels_fn(columns, int(enbid_conf["k"]), float(enbid_conf["eta"]),
                          str(enbid_conf["kernel"])),
@@ -180,3 +188,96 @@ def enbid_mock(training_df, columns: Sequence[str], enbid_conf: Mapping, multipl
     return kernels.repartition(len(seeds), "particle_id").mapInPandas(
         enbid_spawner(columns, multiple, mean_mass, seeds, radius_kpc, f_fit, f_eval, run_id),
         tables.UPSAMPLED_MOCK.schema)
+
+
+def file_index_fn(n_files: int) -> FrameFn:
+    """mapInPandas: mock rows in, the same rows with ``file_index`` (their bulk file) out."""
+
+    def fn(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from gaialake.sky.kinematics import transforms
+        from gaialake.upsample.dr3out import file_index_of
+
+        tf = transforms()
+        for pdf in frames:
+            pdf["file_index"] = file_index_of(pdf[["x", "y", "z"]].to_numpy().T,
+                                              pdf[["vx", "vy", "vz"]].to_numpy().T, tf, n_files)
+            yield pdf
+    return fn
+
+
+def dr3_writer(out_dir: str, settings, seeds: Mapping[int, int]) -> FrameFn:
+    """mapInPandas over stars partitioned by ``file_index``: writes each file of the partition
+    (:func:`gaialake.upsample.dr3out.observe_file`, seeded ``seeds[file_index]``) and yields
+    its truth rows (:data:`gaialake.upsample.dr3out.TRUTH_ROWS_DDL`)."""
+
+    def fn(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from gaialake.io.bulkfile import write_bulk_file
+        from gaialake.io.dr3schema import DR3_COLUMNS
+        from gaialake.sky.kinematics import transforms
+        from gaialake.upsample.dr3out import file_name, observe_file
+
+        frames = [f for f in frames if len(f)]
+        if not frames:     # a partition that no file index hashed to
+            return
+        pdf = pd.concat(frames, ignore_index=True)
+        tf = transforms()
+        for index, stars in pdf.groupby("file_index", sort=True):
+            table, truth = observe_file(stars, seeds[int(index)], settings, tf)
+            if table.num_rows == 0:
+                continue
+            write_bulk_file(f"{out_dir.rstrip('/')}/{file_name(int(index), settings.n_files)}",
+                            table, DR3_COLUMNS)
+            truth["file_index"] = int(index)
+            yield truth
+    return fn
+
+
+def truth_writer(path: str) -> FrameFn:
+    """mapInPandas over all truth rows in one partition: streams them into the Parquet file
+    ``path`` (written to ``<path>.tmp``, then renamed) and yields (file_index, n) counts."""
+
+    def fn(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import os
+
+        import pyarrow as pa
+        import pyarrow.fs as pafs
+        import pyarrow.parquet as pq
+
+        fs, target = pafs.FileSystem.from_uri(path if "://" in path else os.path.abspath(path))
+        schema = pa.schema([("source_id", pa.int64()), ("origin", pa.string()),
+                            ("component", pa.string()), ("parent_id", pa.int64())])
+        counts: dict[int, int] = {}
+        with pq.ParquetWriter(f"{target}.tmp", schema, filesystem=fs) as writer:
+            for pdf in frames:
+                for index, n in pdf["file_index"].value_counts().items():
+                    counts[int(index)] = counts.get(int(index), 0) + int(n)
+                writer.write_table(pa.Table.from_pandas(pdf[schema.names], schema=schema,
+                                                        preserve_index=False))
+        fs.move(f"{target}.tmp", target)
+        yield pd.DataFrame({"file_index": list(counts), "n": list(counts.values())},
+                           dtype="int64")
+    return fn
+
+
+def write_dr3(stars_df, out_dir: str, settings, seeds: Mapping[int, int]) -> dict[int, int]:
+    """Write the mock stars of ``stars_df`` (upsampled_mock rows, optional ``component``) as
+    DR3 bulk files and ``truth_origin.parquet`` in ``out_dir``, all by the tasks (one Spark
+    action; only per-file counts reach the driver). ``settings``:
+    :class:`gaialake.upsample.dr3out.Dr3OutSettings`; ``seeds``: per file index. Earlier
+    bulk files of this writer are replaced (the generator's manifest,
+    :func:`gaialake.sky.skyfiles.prepare_raw`, which refuses a folder holding bulk files it
+    did not write). Returns the stars written per file index."""
+    from pyspark.sql.types import StructField, StructType, IntegerType
+
+    from gaialake.sky.skyfiles import prepare_raw
+    from gaialake.upsample.dr3out import TRUTH_FILE, TRUTH_ROWS_DDL, file_name
+
+    prepare_raw(out_dir, [file_name(i, settings.n_files) for i in range(settings.n_files)])
+    keyed = stars_df.mapInPandas(
+        file_index_fn(settings.n_files),
+        StructType(stars_df.schema.fields + [StructField("file_index", IntegerType())]))
+    truth = keyed.repartition(settings.n_files, "file_index").mapInPandas(
+        dr3_writer(out_dir, settings, seeds), TRUTH_ROWS_DDL)
+    counts = truth.repartition(1).mapInPandas(
+        truth_writer(f"{out_dir.rstrip('/')}/{TRUTH_FILE}"), "file_index long, n long").collect()
+    return {int(r["file_index"]): int(r["n"]) for r in counts}

@@ -11,11 +11,14 @@ mass           M_sun   particle mass (required; upsampling is mass-weighted)
 age            Gyr     optional stellar age (> 0)
 feh            dex     optional metallicity [Fe/H]
 particle_id    --      optional int64 id (row number when absent)
+origin         --      optional label: in_situ or accreted
 =============  ======  ===========================================================
 
 Parquet files hold these as columns; HDF5 files (h5py) as 1-d datasets of one group (``/`` by
 default). A required column that is missing raises :class:`MissingColumnError` naming the file
-and the column.
+and the column. :func:`read_snapshot` also reads simulation snapshots (Gizmo/FIRE, Arepo/Auriga,
+tipsy: :mod:`gaialake.upsample.snapshots`), moved into the Galactocentric frame by
+:mod:`gaialake.upsample.host` and cut to the sphere around the Sun.
 
 No hydrodynamical simulation can be downloaded here, so :func:`make_galaxy` builds the project's
 default particle set: star particles of a Milky-Way-like galaxy (thin and thick exponential
@@ -35,12 +38,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from gaialake.astro.frame import SUN_POSITION_X_R0_KPC, SUN_VELOCITY_KMS
+
+if TYPE_CHECKING:
+    from gaialake.upsample.host import HostSettings
 
 __all__ = ["ParticleSet", "MissingColumnError", "read_snapshot", "write_snapshot", "make_galaxy",
            "near_sun", "SUN_POSITION_KPC", "SUN_VELOCITY_KMS", "PHASE_COLUMNS", "REQUIRED_COLUMNS",
@@ -63,7 +69,8 @@ class ParticleSet:
     """Star particles: phase space (kpc, km/s), mass (M_sun), optional age (Gyr) and [Fe/H].
 
     ``radius_kpc`` (when not None) is the selection of the set: particles lie within that distance
-    of ``SUN_POSITION_KPC``; upsamplers keep their samples inside it.
+    of ``SUN_POSITION_KPC``; upsamplers keep their samples inside it. ``origin`` (when known):
+    ``in_situ`` or ``accreted`` per particle (conf ``upsample.labels``).
     """
 
     pos_kpc: np.ndarray
@@ -75,6 +82,7 @@ class ParticleSet:
     radius_kpc: float | None = None
     source: str = "<memory>"
     component: np.ndarray | None = field(default=None, repr=False)
+    origin: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.mass_msun)
@@ -108,15 +116,19 @@ class ParticleSet:
         pick = (lambda a: None if a is None else a[index])
         return ParticleSet(self.pos_kpc[index], self.vel_kms[index], self.mass_msun[index],
                            pick(self.age_gyr), pick(self.feh), pick(self.particle_id),
-                           self.radius_kpc, self.source, pick(self.component))
+                           self.radius_kpc, self.source, pick(self.component),
+                           pick(self.origin))
 
     def to_arrow(self) -> pa.Table:
-        """The particles as a table with the snapshot columns (plus ``component`` when known)."""
+        """The particles as a table with the snapshot columns (plus ``component`` and ``origin``
+        when known)."""
         cols = {"particle_id": self.particle_id.astype(np.int64)}
         cols.update({c: self.features()[:, i] for i, c in enumerate(self.columns)})
         cols["mass"] = self.mass_msun.astype(np.float64)
         if self.component is not None:
             cols["component"] = self.component.astype(str)
+        if self.origin is not None:
+            cols["origin"] = self.origin.astype(str)
         return pa.table(cols)
 
     @classmethod
@@ -147,28 +159,20 @@ class ParticleSet:
                    arr["feh"].astype(np.float64) if "feh" in arr else None,
                    arr["particle_id"].astype(np.int64) if "particle_id" in arr else None,
                    radius_kpc, source,
-                   arr["component"].astype(str) if "component" in arr else None)
+                   arr["component"].astype(str) if "component" in arr else None,
+                   arr["origin"].astype(str) if "origin" in arr else None)
 
 
 def _is_hdf5(path: str) -> bool:
     return Path(path).suffix.lower() in (".h5", ".hdf5", ".hdf")
 
 
-def read_snapshot(path: str | Path, *, group: str = "/", radius_kpc: float | None = None,
-                  columns: Sequence[str] | None = None) -> ParticleSet:
-    """Read a star-particle snapshot from Parquet (file or directory) or HDF5 (``.h5``/``.hdf5``).
-
-    ``group`` is the HDF5 group holding the 1-d datasets. ``columns`` limits the optional columns
-    read (default: every one present). Raises :class:`MissingColumnError` naming the file and the
-    first missing required column.
-    """
-    path = str(path)
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: no such star-particle snapshot")
-    wanted = set(REQUIRED_COLUMNS) | set(columns if columns is not None else OPTIONAL_COLUMNS)
-    wanted |= {"particle_id", "component"}
+def _read_flat(path: str, hdf5: bool, group: str, wanted: set[str],
+               radius_kpc: float | None) -> ParticleSet:
+    """The flat (Galactocentric x..vz columns) snapshot at ``path``: HDF5 datasets of ``group``,
+    or Parquet (file or directory)."""
     data: dict[str, np.ndarray] = {}
-    if _is_hdf5(path):
+    if hdf5:
         import h5py
 
         with h5py.File(path, "r") as fh:
@@ -187,6 +191,59 @@ def read_snapshot(path: str | Path, *, group: str = "/", radius_kpc: float | Non
         table = pq.read_table(path, columns=[c for c in schema_names if c in wanted])
         data = {c: table.column(c).to_numpy() for c in table.column_names}
     return ParticleSet.from_columns(data, source=path, radius_kpc=radius_kpc)
+
+
+def read_snapshot(path: str | Path, *, format: str = "auto", group: str = "/",
+                  radius_kpc: float | None = None, columns: Sequence[str] | None = None,
+                  host: HostSettings | None = None, labels: str | Path | None = None) -> ParticleSet:
+    """Read a star-particle snapshot (conf ``upsample.snapshot``: a file, a glob or a directory).
+
+    ``format`` (conf ``upsample.format``): ``parquet`` / ``hdf5`` read the flat Galactocentric
+    columns above (``group``: the HDF5 group of the 1-d datasets); ``gizmo`` / ``arepo`` /
+    ``tipsy`` read a simulation's star particles (:mod:`gaialake.upsample.snapshots`), move them
+    into the Galactocentric frame (``host``: a :class:`~gaialake.upsample.host.HostSettings`,
+    default its defaults) and keep those within ``radius_kpc`` of the Sun; ``auto`` tells them
+    apart. ``columns`` limits the optional columns (default: every one present). ``labels``: a
+    Parquet/CSV file of ``particle_id``, ``origin`` joined on the particle ids.
+    Raises :class:`MissingColumnError` naming the file and the first missing required column,
+    :class:`~gaialake.upsample.snapshots.SnapshotError` for a missing HDF5 group or dataset,
+    unknown format or units, :class:`~gaialake.upsample.snapshots.EmptySelectionError` for an
+    empty selection.
+    """
+    from gaialake.upsample import snapshots
+
+    files = snapshots.snapshot_files(path)
+    fmt = snapshots.resolve_format(format, files)
+    optional = set(columns if columns is not None else OPTIONAL_COLUMNS)
+    if fmt in snapshots.SIMULATION_FORMATS:
+        from gaialake.upsample.host import HostSettings, find_host_frame
+
+        raw = snapshots.read_stars(files, fmt)
+        if labels is not None:
+            raw = snapshots.attach_labels(raw, labels)
+        frame = find_host_frame(raw, host if host is not None else HostSettings())
+        particles = frame.apply(raw)
+        if radius_kpc is not None:
+            keep = near_sun(particles.pos_kpc, radius_kpc)
+            if not keep.any():
+                raise snapshots.EmptySelectionError(
+                    f"{raw.source}: no star particle within conf upsample.radius_kpc = "
+                    f"{radius_kpc} kpc of the Sun (placed by conf upsample.sun.radius_kpc and "
+                    f"upsample.sun.azimuth_deg; host centre from upsample.host.center_kpc)")
+            particles = particles.subset(keep)
+        particles.radius_kpc = radius_kpc
+        particles.age_gyr = particles.age_gyr if "age" in optional else None
+        particles.feh = particles.feh if "feh" in optional else None
+        particles.source = (f"{raw.source} ({fmt}; host centre "
+                            f"{np.round(frame.center_kpc, 3).tolist()} kpc, disk plane from "
+                            f"{frame.n_spin} {frame.spin_from} stars)")
+        return particles
+    if len(files) != 1:
+        raise snapshots.SnapshotError(f"{path}: a {fmt} snapshot is one file or one Parquet "
+                                      f"directory; conf upsample.snapshot matched {len(files)}")
+    wanted = set(REQUIRED_COLUMNS) | optional | {"particle_id", "component", "origin"}
+    particles = _read_flat(str(files[0]), fmt == "hdf5", group, wanted, radius_kpc)
+    return particles if labels is None else snapshots.attach_labels(particles, labels)
 
 
 def write_snapshot(particles: ParticleSet, path: str | Path, *, group: str = "/") -> str:

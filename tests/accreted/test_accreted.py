@@ -114,11 +114,38 @@ def test_purity_completeness_and_threshold_on_a_known_ranking():
                                                      "n_selected": 2}
 
 
+def test_catalog_threshold_is_chosen_on_the_training_catalog_and_the_test_is_blind():
+    rng = np.random.default_rng(4)
+
+    def labelled(n, frac, shift):
+        y = rng.random(n) < frac
+        p = 1 / (1 + np.exp(-(rng.normal(0, 1, n) + 2.5 * y + shift)))
+        return pd.DataFrame({"p_accreted": p, "accreted": y})
+
+    train, test = labelled(4000, 0.1, 0.0), labelled(4000, 0.05, 0.8)  # test: other mix, scores
+    threshold, m = E.catalog_threshold(train, test, 0.6)
+    own = E.threshold_for_purity(train["p_accreted"], train["accreted"], 0.6)
+    on_test = E.threshold_for_purity(test["p_accreted"], test["accreted"], 0.6)
+    assert threshold == pytest.approx(own["threshold"]) and m["purity_A_at_threshold"] >= 0.6
+    assert abs(on_test["threshold"] - threshold) > 0.05  # the test's truth would move it
+    blind = E.cut_metrics(test["p_accreted"] >= threshold, test["accreted"])
+    assert m["purity_B_at_threshold"] == pytest.approx(blind["purity"])
+    assert blind["purity"] < 0.6  # B's purity is reported as found, not tuned to the target
+    assert m["completeness_B_at_threshold"] == pytest.approx(blind["completeness"])
+    # the test catalog's labels do not move the threshold; only its reported metrics
+    shuffled = test.assign(accreted=rng.permutation(test["accreted"].to_numpy()))
+    assert E.catalog_threshold(train, shuffled, 0.6)[0] == threshold
+    # no selection reaches the purity: threshold 1.0 (nothing selected), flagged
+    none, m = E.catalog_threshold(train.assign(accreted=train["p_accreted"] < 0.3), test, 0.99)
+    assert none == 1.0 and m["threshold_found"] == 0.0
+
+
 # ------------------------------------------------------------------ the classifier -----------
 def test_classifier_trained_on_A_beats_the_toomre_cut_on_B():
     """The transfer test: on galaxy B (GSE less radial, a retrograde Sequoia, weaker
-    Nyx), the classifier trained on A selects more accreted stars than |v - v_LSR| > 220 km/s
-    at the cut's purity, and ranks better (AUC). The 5D net alone, trained on A, does not
+    Nyx, another accreted disk and splash), the classifier trained on A selects more accreted
+    stars than |v - v_LSR| > 220 km/s at the cut's purity, and ranks better (AUC; 0.949 vs
+    0.942 at this size: both miss the accreted disk, and the splash halves the cut's purity). The 5D net alone, trained on A, does not
     (B's retrograde Sequoia sits where A's in-situ halo dominates); the transfer step on B's own
     radial-velocity stars (no truth) fixes it."""
     model, info, model_b = trained()
@@ -165,7 +192,8 @@ def test_held_out_A_is_well_ranked_and_calibrated():
         assert np.isfinite(p).all()
         auc = E.roc_auc(p, held["accreted"].to_numpy())
         print(variant, "held-out AUC on A", round(auc, 4))
-        assert auc > 0.97
+        # 0.95 (5d) since A holds an accreted disk with the thick disk's speeds (0.98 before)
+        assert auc > 0.93
         # calibration: Platt was fitted on the held-out split; on the training rows the
         # expected number of accreted stars matches the true one (far better than
         # the class-weighted logits alone), also among the confident stars

@@ -1,5 +1,7 @@
 """`gaialake accreted` on local Spark: Petastorm training, transfer, evaluation on B, the
-catalog (null scores for missing astrometry), MLflow registration, deterministic scoring.
+catalog (null scores for missing astrometry), MLflow registration, deterministic scoring; the
+labelled catalogs named by ``accreted.train_warehouse`` / ``test_warehouse``, the threshold
+chosen on the training catalog.
 
 The two small skies (A as the main catalog, B as the side sky) are drawn with the sky's sampler
 and written straight to Delta (``gaialake generate``/``ingest`` have their own tests), with
@@ -65,10 +67,12 @@ def test_accreted_job_trains_on_A_tests_on_B_and_writes_the_catalog(spark, conf,
 
     summary = accreted.run(conf)
     print({k: v for k, v in summary.items() if not isinstance(v, dict)})
-    # tiny skies, 3 epochs: the plumbing, not the science (tests/accreted/test_accreted.py checks that)
-    assert summary["auc_A"] > 0.9 and summary["auc_B"] > 0.9
-    assert 0.0 < summary["threshold"] < 1.0 and summary["purity_B_at_threshold"] >= 0.5
-    assert summary["completeness_B_at_threshold"] > 0.2
+    # tiny skies, 3 epochs: the plumbing, not the science (tests/accreted/test_accreted.py checks
+    # that); the splash and the accreted disks keep even a good classifier near 0.95
+    assert summary["auc_A"] > 0.85 and summary["auc_B"] > 0.85
+    # the threshold reaches the target purity on A's held-out stars; B is scored blind at it
+    assert 0.0 < summary["threshold"] < 1.0 and summary["purity_A_at_threshold"] >= 0.5
+    assert summary["purity_B_at_threshold"] > 0.2 and summary["completeness_B_at_threshold"] > 0.2
     for key in ("auc_baseline_B", "baseline_purity_B", "completeness_at_baseline_purity_B",
                 "auc_A_5d", "auc_A_6d"):
         assert key in summary
@@ -113,3 +117,67 @@ def test_accreted_job_trains_on_A_tests_on_B_and_writes_the_catalog(spark, conf,
 
     figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
     assert figures == ["purity_completeness_B.png", "velocity_space.png"]
+
+
+def _labelled_warehouse(conf, where: Path, name: str):
+    """``conf`` pointed at the warehouse ``where`` (its own catalog database ``name``)."""
+    return conf.with_overrides([f"paths.warehouse={where}",
+                                f"catalog.database={conf.get('catalog.database')}_{name}"])
+
+
+def test_a_labelled_warehouse_needs_both_tables_and_both_origins(spark, conf, tmp_path):
+    from gaialake.accreted.sources import warehouse_source
+
+    where = tmp_path / "labelled"
+    conf = conf.with_overrides([f"accreted.train_warehouse={where}"])
+    side = _labelled_warehouse(conf, where, "labelled")
+    stars = pd.DataFrame({c: [1.0, 2.0] for c in COLUMNS}).assign(source_id=[1, 2])
+    write_table(spark.createDataFrame(stars), side, "gaia_source", partition_by=())
+    with pytest.raises(ValueError, match=r"accreted\.train_warehouse=.*no table truth_origin"):
+        warehouse_source(spark, conf, "accreted.train_warehouse")
+    truth = pd.DataFrame({"source_id": [1, 2], "origin": ["in_situ", "in_situ"],
+                          "component": ["thin_disk", "thin_disk"]})
+    write_table(spark.createDataFrame(truth), side, "truth_origin")
+    with pytest.raises(ValueError, match=r"accreted\.train_warehouse=.*0 accreted and 2 in_situ"):
+        warehouse_source(spark, conf, "accreted.train_warehouse")
+    write_table(spark.createDataFrame(truth.assign(origin=["in_situ", "accreted"])), side,
+                "truth_origin")
+    source = warehouse_source(spark, conf, "accreted.train_warehouse")
+    assert source.path("paths.warehouse") == str(where)
+
+
+def test_accreted_job_trains_on_one_warehouse_and_thresholds_blind_on_the_other(spark, conf,
+                                                                                 tmp_path):
+    from gaialake.accreted import evaluation as E
+    from gaialake.accreted.classifier_spark import evaluate
+    from gaialake.accreted.settings import AccretedSettings
+    from gaialake.io.tracking import load_torch_model
+    from gaialake.jobs import accreted
+
+    train_dir = tmp_path / "train_warehouse"
+    conf = conf.with_overrides([
+        f"accreted.train_warehouse={train_dir}",
+        f"accreted.test_warehouse={conf.path('paths.warehouse')}",
+        f"accreted.side_root={tmp_path / 'no_side_skies'}",
+        f"accreted.figures_dir={tmp_path / 'figures'}", "accreted.net.hidden=[16, 16]",
+        "accreted.train.epochs=2", "accreted.transfer.enabled=false",
+        "accreted.target_purity=0.5"])
+    train = _labelled_warehouse(conf, train_dir, "train")
+    _write_sky(spark, train, "A", 20_000)
+    _write_sky(spark, conf, "B", 15_000)  # the test catalog is also the one the job scores
+
+    summary = accreted.run(conf)
+    print({k: v for k, v in summary.items() if not isinstance(v, dict)})
+    assert not (tmp_path / "no_side_skies").exists()  # no synthetic sky was made
+    assert summary["auc_A"] > 0.85 and summary["auc_B"] > 0.85
+    # the catalog threshold is the training catalog's (held-out stars), not the test's
+    module = load_torch_model(conf, accreted.REGISTERED_NAME)
+    settings = AccretedSettings.from_conf(conf)
+    held_out = evaluate(conf, settings, spark, train, module, split="val")
+    test = evaluate(conf, settings, spark, conf, module)
+    on_train = E.threshold_for_purity(held_out["p_accreted"], held_out["accreted"], 0.5)
+    on_test = E.threshold_for_purity(test["p_accreted"], test["accreted"], 0.5)
+    assert summary["threshold"] == pytest.approx(on_train["threshold"], abs=5e-5)  # 4 digits
+    assert abs(on_test["threshold"] - summary["threshold"]) > 1e-3
+    blind = E.cut_metrics(test["p_accreted"] >= summary["threshold"], test["accreted"])
+    assert summary["purity_B_at_threshold"] == pytest.approx(blind["purity"], abs=1e-4)

@@ -152,7 +152,9 @@ def test_parquet_files_with_bad_types_fail_alone_and_a_collection_is_refused(spa
     nested = dr3_table(50, seed=93, ra_range=(300, 310))
     pq.write_table(nested.append_column("spectrum", pa.array([[1.0, 2.0]] * 50)),
                    raw / "nested.parquet")
-    pq.write_table(good.slice(0, 0), raw / "truth_origin.parquet")  # a mock's truth: passed over
+    pq.write_table(pa.table({"source_id": good.column("source_id"),      # a mock's truth: not
+                             "origin": pa.array(["in_situ"] * 100)}),    # a catalog file
+                   raw / "truth_origin.parquet")
 
     summary = ingest.run(conf)
     assert summary["ingested"] == 1 and sorted(summary["failed_files"]) == [

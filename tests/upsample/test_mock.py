@@ -29,3 +29,17 @@ def test_enbid_children_are_mock_rows_of_their_parents():
     assert len(rows) == 100 and rows["particle_id"].min() == 3 * ID_STRIDE
     assert set(rows["parent_id"]) == set(range(100, 150))
     assert rows["age"].isna().all() and set(rows["method"]) == {"enbid"}
+
+
+def test_enbid_children_carry_their_parents_origin():
+    rng = np.random.default_rng(2)
+    columns = ["x", "y", "z", "vx", "vy", "vz"]
+    particles = pd.DataFrame(rng.normal(size=(20, 6)) + [-8, 0, 0, 0, 220, 0], columns=columns)
+    particles["mass"] = 1.0
+    particles["particle_id"] = np.arange(20)
+    particles["origin"] = np.where(np.arange(20) % 3 == 0, "accreted", "in_situ")
+    particles["chol"] = list(np.tile(np.eye(6).ravel() * 0.01, (20, 1)))
+    rows = enbid_children(particles, columns, 3.0, 1.0, np.random.default_rng(1), None, 0,
+                          0.3, 0.3, "r")
+    expected = np.where(rows["parent_id"].to_numpy() % 3 == 0, "accreted", "in_situ")
+    assert (rows["origin"].to_numpy() == expected).all()
