@@ -1,14 +1,20 @@
 """`gaialake density`: dark-matter density from normalizing flows and the Boltzmann equation.
 
-Builds the validation mock of conf ``density`` (a disk-like slab with a known dark-matter
-density by default, or a Plummer sphere), observes and selects it like Gaia 6D data, trains an
-ensemble of K phase-space flows (n(x) and p(v|x), Poisson-bootstrap weights), fits a smooth
-potential to the collisionless Boltzmann equation per member, and writes Delta ``density_grid``
-(x, y, z kpc, rho, rho_err M_sun/pc^3, a_x, a_y, a_z (km/s)^2/kpc, n_stars, rho_true,
-well_sampled, source, run_id). Logs an MLflow run (errors against the mock's truth overall and
-per height band: |z| for the slab, r for the sphere), registers ``gaialake-density`` (alias
-champion) and plots recovered vs true density. rho_DM at the Sun: total density there minus the
-baryon model of ``density.baryons``. The science is :mod:`gaialake.density.workflow`.
+The stars: ``density.source: catalog`` reads the radial-velocity stars of ``gaia_source`` (cuts,
+distances, the RV selection function estimated from the catalog:
+:func:`gaialake.density.workflow.catalog_sample`; no truth, ``rho_true`` null, no figures);
+``density.source: mock`` builds the validation mock of conf ``density`` (a disk-like slab with a
+known dark-matter density by default, or a Plummer sphere), observed and selected like Gaia 6D
+data. Then it trains an ensemble of K phase-space flows (n(x) and p(v|x), Poisson-bootstrap
+weights), fits a smooth potential to the collisionless Boltzmann equation per member, and writes
+Delta ``density_grid`` (x, y, z kpc, rho, rho_err M_sun/pc^3, a_x, a_y, a_z (km/s)^2/kpc,
+n_stars, rho_true, well_sampled, cbe_residual, equilibrium_ok, source, run_id: the CBE residual
+is the non-equilibrium diagnostic, cells above ``density.equilibrium.max_residual`` flagged and
+counted). Logs an MLflow run (for a mock: errors against its truth overall and per height band,
+|z| for the slab, r for the sphere, the 1/2-sigma coverage, and recovered vs true density
+plots), registers ``gaialake-density`` (alias champion). rho_DM at the Sun (disks): total
+density there minus the baryon model of ``density.baryons``. The science is
+:mod:`gaialake.density.workflow`.
 """
 from __future__ import annotations
 
@@ -28,12 +34,13 @@ log = get_logger("density")
 
 
 def run(conf: Conf) -> dict:
-    """Run the density validation of conf ``density``; returns the row count, run id and the
-    error metrics."""
+    """Run the density measurement of conf ``density`` (catalog or mock); returns the row
+    count, run id and the metrics."""
     import torch
 
-    from gaialake.density.workflow import (density_grid, fit_member_potentials,
-                                           registered_model, train_members)
+    from gaialake.density.workflow import (catalog_sample, density_grid,
+                                           fit_member_potentials, registered_model,
+                                           train_members)
     from gaialake.density.density_figures import plot_density_validation
     from gaialake.density.validation import build_validation_sample
     from gaialake.io import tracking
@@ -41,39 +48,52 @@ def run(conf: Conf) -> dict:
     density_conf = conf.get("density")
     torch.set_num_threads(int(density_conf.get("torch_threads", 1)))
     t0 = time.perf_counter()
-    with stage(log, "mock sample") as st:
-        sample = build_validation_sample(density_conf,
-                                         conf.seed_for("density", "mock") % (2**31))
-        st.count = len(sample.x)
-        st.extra = f"{sample.name}, {sample.n_drawn} drawn"
+    source = str(density_conf["source"])
     write = bool(density_conf.get("write_table", True))
     spark = None
-    if density_conf["feed"] == "petastorm" or write:
+    if density_conf["feed"] == "petastorm" or write or source == "catalog":
         from gaialake.io.spark import get_spark
 
         spark = get_spark(conf)
+    read_metrics: dict = {}
+    resampler = None
+    if source == "catalog":
+        with stage(log, "catalog sample") as st:
+            sample, read_metrics, resampler = catalog_sample(spark, conf, logger=log)
+            st.count = len(sample.x)
+            st.extra = f"{sample.n_drawn} RV stars read, {read_metrics['n_parent']} parent"
+    elif source == "mock":
+        with stage(log, "mock sample") as st:
+            sample = build_validation_sample(density_conf,
+                                             conf.seed_for("density", "mock") % (2**31))
+            st.count = len(sample.x)
+            st.extra = f"{sample.name}, {sample.n_drawn} drawn"
+    else:
+        raise ValueError(f"conf density.source: {source!r} is not mock or catalog")
     with tracking.job_run(conf, "density", mock=sample.name) as mlrun:
         run_id = mlrun.info.run_id
         with stage(log, "train flows") as st:
-            members = train_members(conf, sample, spark, logger=log)
+            members = train_members(conf, sample, spark, logger=log, reweight=resampler)
             st.count = len(sample.x) * len(members)
         with stage(log, "fit potentials") as st:
             potentials, n_fit = fit_member_potentials(conf, sample, members, logger=log)
             st.count = n_fit * len(members)
         with stage(log, "density grid") as st:
             table, metrics = density_grid(density_conf, sample, members, potentials, run_id,
-                                          logger=log)
+                                          logger=log,
+                                          seed=conf.seed_for("density", "equilibrium") % 2**31)
             st.count = len(table)
-        log.info("density errors in the well-sampled region: %s", json.dumps(metrics))
-        figures = plot_density_validation(table, Path(conf.report_path("density.plots_dir")),
-                                          sample.name)
+        metrics.update({f"catalog_{k}": v for k, v in read_metrics.items()})
+        log.info("density metrics: %s", json.dumps(metrics))
+        figures = (plot_density_validation(table, Path(conf.report_path("density.plots_dir")),
+                                           sample.name) if sample.has_truth else [])
         if spark is not None and write:
             from gaialake.io.delta import write_table
 
             with stage(log, "write density_grid") as st:
                 write_table(spark.createDataFrame(table, schema=tables.DENSITY_GRID.schema),
                             conf, tables.DENSITY_GRID,
-                            replace_where=f"source = 'mock_{sample.name}'")
+                            replace_where=f"source = '{sample.table_source}'")
                 st.count = len(table)
         tracking.log_metrics(metrics)
         tracking.log_figures(figures, "figures")

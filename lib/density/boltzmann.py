@@ -11,6 +11,11 @@ holds at every (x, v). Two estimators of the mass density rho = -div(a) / (4 pi 
 - **potential**: a smooth Phi(x) fitted to the CBE over all stars at once, see
   :mod:`gaialake.density.potential`.
 
+The same equation read the other way is a non-equilibrium diagnostic (:func:`cbe_residual`):
+with the fitted accelerations, ``R = v . d log f/dx + a . d log f/dv = -d log f/dt``; its rms over
+p(v|x) relative to the size of the two terms says where the steady-state assumption (and with
+it the density) cannot be trusted.
+
 Callables take torch tensors in physical units: ``log_f(x kpc, v km/s)``,
 ``sample_v(x, n) -> (n, G, 3)`` km/s. Outputs: a in (km/s)^2/kpc, rho in M_sun/pc^3.
 """
@@ -25,7 +30,8 @@ import torch
 from gaialake.density import G_KPC_KMS2_MSUN as G
 from gaialake.density import MSUN_PC3_IN_KPC3
 
-__all__ = ["log_f_gradients", "acceleration_lstsq", "divergence_density", "relative_error"]
+__all__ = ["log_f_gradients", "acceleration_lstsq", "divergence_density", "cbe_residual",
+           "relative_error"]
 
 LogF = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _FOUR_PI_G = 4.0 * math.pi * G
@@ -97,6 +103,28 @@ def divergence_density(log_f: LogF, sample_v: Callable[[torch.Tensor, int], torc
         rhos.append(-div / _FOUR_PI_G / MSUN_PC3_IN_KPC3)
         accs.append(a0)
     return torch.cat(rhos), torch.cat(accs)
+
+
+def cbe_residual(log_f: LogF, sample_v: Callable[[torch.Tensor, int], torch.Tensor],
+                 x: torch.Tensor, a: torch.Tensor, n_v: int = 64, seed: int = 0,
+                 chunk: int = 256) -> torch.Tensor:
+    """Dimensionless steady-state CBE residual at points ``x`` (G, 3) kpc with accelerations
+    ``a`` (G, 3) (km/s)^2/kpc, over ``n_v`` velocities from p(v|x): ``rms(R) /
+    sqrt((rms(v . gx)^2 + rms(a . gv)^2) / 2)``, ``R = v . gx + a . gv`` (= -d log f/dt,
+    gx = d log f/dx, gv = d log f/dv). 0 in equilibrium; ~1 when the two terms are unrelated;
+    sqrt(2) when one of them vanishes. Shape (G,)."""
+    out = []
+    for s in range(0, len(x), chunk):
+        xc, ac = x[s:s + chunk], a[s:s + chunk]
+        torch.manual_seed(seed + s)
+        with torch.no_grad():
+            v = sample_v(xc, n_v)
+        gx, gv = log_f_gradients(log_f, xc.unsqueeze(0).expand_as(v), v)
+        stream = (v * gx).sum(-1).double()          # (n_v, G), km/s/kpc
+        force = (ac.unsqueeze(0) * gv).sum(-1).double()
+        typical = ((stream**2).mean(0) + (force**2).mean(0)) / 2.0
+        out.append(torch.sqrt(((stream + force) ** 2).mean(0) / typical.clamp(min=1e-300)))
+    return torch.cat(out).to(x.dtype)
 
 
 def relative_error(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 Pure numpy/torch (no Spark): :func:`grid_points` lays out the grid, :func:`count_stars` counts
 stars per cell, :func:`estimate_fields` runs an estimator for every ensemble member and returns
-the mean and spread, :func:`error_summary` compares with the truth of a mock.
+the mean and spread, :func:`equilibrium_residual` gives the CBE residual per cell (the
+non-equilibrium diagnostic), :func:`error_summary` and :func:`coverage` compare with the truth of
+a mock.
 """
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from gaialake.density.boltzmann import divergence_density, log_f_gradients, relative_error
+from gaialake.density.boltzmann import (cbe_residual, divergence_density, log_f_gradients,
+                                        relative_error)
 from gaialake.density.potential import fit_mlp_potential, fit_spline_potential
 
-__all__ = ["grid_points", "count_stars", "fit_potentials", "estimate_fields", "error_summary",
-           "band_errors"]
+__all__ = ["grid_points", "count_stars", "fit_potentials", "estimate_fields",
+           "equilibrium_residual", "error_summary", "coverage", "band_errors"]
 
 
 def grid_points(center_kpc: Sequence[float], radius_kpc: float, spacing_kpc: float) -> np.ndarray:
@@ -92,6 +95,33 @@ def estimate_fields(members: Sequence, grid: np.ndarray, *, estimator: str = "po
     return {"rho": rho_m.mean(0), "rho_err": rho_m.std(0, ddof=1) if k > 1 else np.zeros(len(grid)),
             "a": a_m.mean(0), "a_err": a_m.std(0, ddof=1) if k > 1 else np.zeros_like(a_m[0]),
             "rho_members": rho_m, "a_members": a_m}
+
+
+def equilibrium_residual(members: Sequence, grid: np.ndarray, a_members: np.ndarray, *,
+                         n_v: int = 64, seed: int = 0) -> np.ndarray:
+    """The CBE residual (dimensionless, :func:`~gaialake.density.boltzmann.cbe_residual`) on
+    ``grid`` (G, 3) kpc, member k's flows with its accelerations ``a_members[k]`` (G, 3)
+    (km/s)^2/kpc, averaged over the members; (G,)."""
+    gt = torch.as_tensor(grid, dtype=torch.float32)
+    res = [cbe_residual(flows.log_f, flows.sample_v, gt,
+                        torch.as_tensor(a_members[k], dtype=torch.float32), n_v=n_v,
+                        seed=seed + k).numpy() for k, flows in enumerate(members)]
+    return np.mean(np.array(res, float), axis=0)
+
+
+def coverage(rho: np.ndarray, rho_err: np.ndarray, rho_true: np.ndarray, region: np.ndarray
+             ) -> dict[str, float]:
+    """Over the cells of ``region`` (bool) with a finite truth and ``rho_err > 0``: the
+    fractions whose truth lies within 1 and 2 sigma (``coverage_1sigma``, ``coverage_2sigma``;
+    0.683 and 0.954 for right Gaussian errors) and their number (``n_coverage``)."""
+    rho, err = np.asarray(rho, float), np.asarray(rho_err, float)
+    truth = np.asarray(rho_true, float)
+    ok = np.asarray(region, bool) & np.isfinite(truth) & np.isfinite(rho) & (err > 0)
+    if not ok.any():
+        return {"n_coverage": 0}
+    pull = np.abs(rho[ok] - truth[ok]) / err[ok]
+    return {"n_coverage": int(ok.sum()), "coverage_1sigma": float(np.mean(pull <= 1.0)),
+            "coverage_2sigma": float(np.mean(pull <= 2.0))}
 
 
 def error_summary(rho: np.ndarray, a: np.ndarray, rho_true: np.ndarray, a_true: np.ndarray,

@@ -25,7 +25,8 @@ __all__ = ["ValidationSample", "build_validation_sample"]
 
 @dataclass
 class ValidationSample:
-    """Selected stars (kpc, km/s), their n(x) weights, the mock, and where to put the grid."""
+    """Selected stars (kpc, km/s), their n(x) weights, the mock (None for a catalog: no
+    truth), and where to put the grid."""
 
     x: np.ndarray
     v: np.ndarray
@@ -50,6 +51,16 @@ class ValidationSample:
         if self.spherical:
             return np.linalg.norm(np.asarray(x) - self.grid_center_kpc, axis=1)
         return np.abs(np.asarray(x)[:, 2])
+
+    @property
+    def has_truth(self) -> bool:
+        """Whether the sample comes from a mock with known density and acceleration."""
+        return self.system is not None
+
+    @property
+    def table_source(self) -> str:
+        """The ``source`` column of its ``density_grid`` rows: ``mock_<name>`` or ``catalog``."""
+        return f"mock_{self.name}" if self.has_truth else "catalog"
 
     @property
     def density_true(self) -> Callable[[np.ndarray], np.ndarray]:

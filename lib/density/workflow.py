@@ -4,7 +4,8 @@
 (fed from memory or through Petastorm), :func:`fit_member_potentials` fits one potential per
 member to the collisionless Boltzmann equation on the stars of :func:`fit_stars`,
 :func:`density_grid` estimates density and acceleration on the grid and compares them with the
-mock's truth (the ``density_grid`` rows and the error metrics), and :func:`registered_model`
+mock's truth (the ``density_grid`` rows and the error metrics), :func:`catalog_sample` reads
+the sample of ``density.source: catalog`` from ``gaia_source``, and :func:`registered_model`
 packs members and potentials into the :class:`~gaialake.models.phase_space.DensityModel` that is
 registered as ``gaialake-density``.
 
@@ -19,20 +20,25 @@ import numpy as np
 from gaialake.conf import Conf
 from gaialake.density.baryons import MSUN_PC3_TO_GEV_CM3, baryon_model, rho_dm_at_sun
 from gaialake.density.ensemble import train_ensemble, train_ensemble_petastorm
-from gaialake.density.measure import (band_errors, count_stars, error_summary, estimate_fields,
-                                      fit_potentials, grid_points)
+from gaialake.density.measure import (band_errors, count_stars, coverage, equilibrium_residual,
+                                      error_summary, estimate_fields, fit_potentials,
+                                      grid_points)
 from gaialake.density.validation import ValidationSample
 from gaialake.log import get_logger, stage
 
 __all__ = ["train_members", "fit_stars", "fit_member_potentials", "density_grid",
-           "registered_model"]
+           "catalog_sample", "registered_model"]
 
 _log = get_logger("density")
 
 
-def train_members(conf: Conf, sample: ValidationSample, spark=None, logger=None) -> list:
+def train_members(conf: Conf, sample: ValidationSample, spark=None, logger=None,
+                  reweight=None) -> list:
     """The K flows members of conf ``density.flows`` on Poisson-bootstrap weights of
-    ``sample``, fed from memory or through Petastorm (conf ``density.feed``; needs ``spark``)."""
+    ``sample``, fed from memory or through Petastorm (conf ``density.feed``; needs ``spark``).
+    ``reweight`` (a catalog's :class:`~gaialake.density.catalog.SelectionResampler`):
+    each bootstrap member re-estimates the selection weights on its resample; p(v|x) carries
+    the weights with conf ``density.flows.weight_velocity``."""
     from gaialake.io.feeding import task_device
     from gaialake.models.phase_space import flow_config
 
@@ -56,7 +62,9 @@ def train_members(conf: Conf, sample: ValidationSample, spark=None, logger=None)
                batch_size=int(flows_conf["batch_size"]),
                seed=conf.seed_for("density", "flows") % (2**31),
                bootstrap=bool(flows_conf["bootstrap"]), lr=float(flows_conf["lr"]),
-               ball_points=int(flows_conf["ball_points"]), device=task_device(), logger=logger)
+               ball_points=int(flows_conf["ball_points"]),
+               weight_velocity=bool(flows_conf["weight_velocity"]), reweight=reweight,
+               device=task_device(), logger=logger)
     feed = str(conf.get("density.feed"))
     if feed == "memory":
         return train_ensemble(sample.x, sample.v, sample.weight, config, **fit)
@@ -97,10 +105,15 @@ def fit_member_potentials(conf: Conf, sample: ValidationSample, members: list, l
 
 
 def density_grid(density_conf: Mapping[str, Any], sample: ValidationSample, members: list,
-                 potentials: list, run_id: str, logger=None) -> tuple[Any, dict]:
+                 potentials: list, run_id: str, logger=None, seed: int = 0
+                 ) -> tuple[Any, dict]:
     """The ``density_grid`` rows (pandas, columns of :data:`gaialake.tables.DENSITY_GRID`) and
-    the error metrics against the mock's truth: overall and per height band in the
-    well-sampled region, optionally the pointwise estimator's, and rho_DM at the Sun (slab)."""
+    the metrics: the CBE residual per cell (velocities drawn from ``seed``), cells above conf
+    ``density.equilibrium.max_residual`` flagged (``equilibrium_ok`` false) and counted in the
+    well-sampled region; for a mock, errors against its truth overall and per height band in
+    the well-sampled region and the 1/2-sigma coverage there, optionally the pointwise
+    estimator's errors; for a disk (slab or catalog, potential estimator) rho_DM at the Sun,
+    total minus conf ``density.baryons``. A catalog has no truth: ``rho_true`` is null."""
     import pandas as pd
 
     grid_conf, pointwise = density_conf["grid"], density_conf["pointwise"]
@@ -108,38 +121,101 @@ def density_grid(density_conf: Mapping[str, Any], sample: ValidationSample, memb
     grid = grid_points(sample.grid_center_kpc, sample.grid_radius_kpc, spacing)
     n_stars = count_stars(sample.x, grid, spacing)
     region = n_stars >= int(grid_conf["min_stars"])
-    rho_true = sample.density_true(grid)
-    a_true = sample.acceleration_true(grid)
-    metrics: dict = {"n_stars_selected": int(len(sample.x)), "n_grid": int(len(grid))}
+    metrics: dict = {"n_stars_selected": int(len(sample.x)), "n_grid": int(len(grid)),
+                     "n_well_sampled": int(region.sum())}
     estimator = str(density_conf["estimator"])
     fields = estimate_fields(members, grid, estimator=estimator, potentials=potentials,
                              n_v=int(pointwise["n_v"]), step_kpc=float(pointwise["step_kpc"]))
-    metrics.update(error_summary(fields["rho"], fields["a"], rho_true, a_true, region,
-                                 fields["rho_err"]))
-    metrics.update(band_errors(fields["rho"], rho_true, region, sample.band_height_kpc(grid),
-                               [float(e) for e in grid_conf["band_edges_kpc"]]))
-    if density_conf.get("compare_pointwise") and estimator != "pointwise":
+    eq_conf = density_conf["equilibrium"]
+    with stage(logger or _log, "CBE residual per cell") as st:
+        residual = equilibrium_residual(members, grid, fields["a_members"],
+                                        n_v=int(eq_conf["n_v"]), seed=seed)
+        st.count = len(grid)
+    equilibrium_ok = residual <= float(eq_conf["max_residual"])
+    metrics["n_equilibrium_flagged"] = int((region & ~equilibrium_ok).sum())
+    if region.any():
+        metrics["cbe_residual_median"] = float(np.median(residual[region]))
+    if metrics["n_equilibrium_flagged"]:
+        (logger or _log).warning(
+            "%d of %d well-sampled cells have a CBE residual above density.equilibrium."
+            "max_residual %.2f: not in equilibrium there, their density cannot be trusted",
+            metrics["n_equilibrium_flagged"], int(region.sum()), float(eq_conf["max_residual"]))
+    rho_true = None
+    if sample.has_truth:
+        rho_true = sample.density_true(grid)
+        a_true = sample.acceleration_true(grid)
+        metrics.update(error_summary(fields["rho"], fields["a"], rho_true, a_true, region,
+                                     fields["rho_err"]))
+        metrics.update(coverage(fields["rho"], fields["rho_err"], rho_true, region))
+        metrics.update(band_errors(fields["rho"], rho_true, region,
+                                   sample.band_height_kpc(grid),
+                                   [float(e) for e in grid_conf["band_edges_kpc"]]))
+    if sample.has_truth and density_conf.get("compare_pointwise") and estimator != "pointwise":
         with stage(logger or _log, "pointwise comparison (well-sampled region)"):
             pw = estimate_fields(members, grid[region], estimator="pointwise",
                                  n_v=int(pointwise["n_v"]), step_kpc=float(pointwise["step_kpc"]))
         metrics.update({f"pointwise_{k}": v for k, v in error_summary(
             pw["rho"], pw["a"], rho_true[region], a_true[region],
             np.ones(int(region.sum()), bool)).items()})
-    if sample.name == "slab" and estimator == "potential":
+    if not sample.spherical and estimator == "potential":
         sun = estimate_fields(members, sample.sun_kpc[None, :], estimator="potential",
                               potentials=potentials)
         dm = rho_dm_at_sun(float(sun["rho"][0]), float(sun["rho_err"][0]),
                            float(sample.sun_kpc[2]), baryon_model(density_conf["baryons"]))
-        dm["rho_dm_true_gev_cm3"] = (float(density_conf["slab"]["rho_dm_msun_pc3"])
-                                     * MSUN_PC3_TO_GEV_CM3)
+        if sample.name == "slab":
+            dm["rho_dm_true_gev_cm3"] = (float(density_conf["slab"]["rho_dm_msun_pc3"])
+                                         * MSUN_PC3_TO_GEV_CM3)
         metrics.update(dm)
     table = pd.DataFrame({"x": grid[:, 0], "y": grid[:, 1], "z": grid[:, 2],
                           "rho": fields["rho"], "rho_err": fields["rho_err"],
                           "a_x": fields["a"][:, 0], "a_y": fields["a"][:, 1],
                           "a_z": fields["a"][:, 2], "n_stars": n_stars,
-                          "rho_true": rho_true, "well_sampled": region,
-                          "source": f"mock_{sample.name}", "run_id": run_id})
+                          "rho_true": (np.full(len(grid), None, object) if rho_true is None
+                                       else rho_true),
+                          "well_sampled": region, "cbe_residual": residual,
+                          "equilibrium_ok": equilibrium_ok, "source": sample.table_source,
+                          "run_id": run_id})
     return table, metrics
+
+
+def catalog_sample(spark, conf: Conf, logger=None) -> tuple[ValidationSample, dict, Any]:
+    """The sample of ``density.source: catalog``: the RV stars of ``gaia_source`` and the
+    selection-cell counts read by :mod:`gaialake.io.densityread` with the cuts of
+    :mod:`gaialake.density.catalog`, weighted by the RV selection function estimated from the
+    same read; returns it, the selection, distance and error metrics (logged) and its
+    :class:`~gaialake.density.catalog.SelectionResampler` (for :func:`train_members`)."""
+    import json
+    from functools import partial
+
+    from gaialake.astro.frame import SolarParameters
+    from gaialake.density import catalog as cat
+    from gaialake.io.densityread import quantile_by, read_flagged_with_counts
+
+    logger = logger or _log
+    dconf = conf.get("density")
+    settings = cat.CatalogSettings.from_conf(dconf)
+    why = "density.source: catalog"
+    stars, counts = read_flagged_with_counts(
+        spark, conf, columns=cat.INPUT_COLUMNS, predicate=cat.pushdown_predicate(settings),
+        annotate=partial(cat.annotate, s=settings), schema=cat.ANNOTATED_SCHEMA,
+        cells=cat.CELL_COLUMNS, flag="has_rv", flag_count="n_rv", max_rows=settings.max_rows,
+        max_rows_key="density.catalog.max_rows", why=why)
+    p90 = quantile_by(spark, conf, predicate=cat.reach_predicate(settings),
+                      key_sql=cat.g_bin_sql(settings), key="g_bin", column="parallax_error",
+                      q=0.9, alias="parallax_error_p90_mas", why=why)
+    sample, metrics, resampler = cat.catalog_sample(stars, counts, settings,
+                                         SolarParameters.from_conf(dconf.get("solar")),
+                                         float(dconf["grid"]["radius_frac"]))
+    _, reach = cat.astrometric_reach(p90, settings)
+    metrics.update(reach)
+    logger.info("catalog selection: %s", json.dumps(metrics))
+    if reach.get("n_g_bins_short_of_radius"):
+        logger.warning("the parallax_over_error cut keeps 90%% of the stars only out to %.2f kpc "
+                       "in %d G bins, short of density.radius_kpc %.2f: the parent sample is "
+                       "incomplete there (lower density.catalog.abs_mag_max or the radius)",
+                       reach["reach_min_kpc"], reach["n_g_bins_short_of_radius"],
+                       settings.radius_kpc)
+    return sample, metrics, resampler
 
 
 def registered_model(density_conf: Mapping[str, Any], members: list, potentials: list):

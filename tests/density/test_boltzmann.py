@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from gaialake.density import G_KPC_KMS2_MSUN as G
-from gaialake.density.boltzmann import divergence_density, log_f_gradients, relative_error
+from gaialake.density.boltzmann import (cbe_residual, divergence_density, log_f_gradients,
+                                        relative_error)
 from gaialake.density.mocks import PlummerSphere
 from gaialake.density.potential import fit_spline_potential
 
@@ -51,3 +52,15 @@ def test_spline_potential_fitted_to_the_exact_df_recovers_plummer_density():
     rho, a = pot.fields(grid)
     assert np.median(relative_error(a, PLUMMER.acceleration(grid))) < 0.03
     assert np.median(relative_error(rho, PLUMMER.density_msun_pc3(grid))) < 0.15
+
+
+def test_cbe_residual_vanishes_in_equilibrium_and_flags_a_wrong_force():
+    grid = torch.tensor(_grid())
+    a = torch.tensor(PLUMMER.acceleration(grid.numpy()))
+    res = {name: cbe_residual(PLUMMER.log_f, _exact_plummer_velocities, grid, acc, n_v=64)
+           for name, acc in (("true", a), ("none", 0 * a), ("reversed", -a), ("half", 0.5 * a))}
+    assert res["true"].shape == (len(grid),) and res["true"].max() < 1e-6
+    # no force: the streaming term alone, sqrt(2); reversed: twice it over its size, 2
+    np.testing.assert_allclose(res["none"].numpy(), np.sqrt(2.0), rtol=1e-6)
+    np.testing.assert_allclose(res["reversed"].numpy(), 2.0, rtol=1e-6)
+    assert 0.5 < res["half"].min() and res["half"].max() < 0.7   # 0.5 / sqrt(0.625) = 0.63
