@@ -13,7 +13,7 @@ HATS_PINS  := hats-import==0.11.1 hats==0.11.1 lsdb==0.11.1 nested-pandas==0.7.2
               dask==2026.8.0 distributed==2026.8.0 pandas==3.1.1 pyarrow==26.0.1 numpy==2.4.6
 HATS_STAMP := .venv-hats/.installed
 
-.PHONY: install run test bench clean .venv-hats chromium
+.PHONY: install run test bench bench-streams clean .venv-hats chromium
 
 # The report's browser tests render pages in headless Chromium: Debian's `chromium`, installed
 # when missing (as root, or with password-less sudo). Where it cannot be installed, those three
@@ -63,6 +63,11 @@ $(HATS_STAMP): Makefile
 
 bench: $(STAMP) .venv-hats
 	$(PY) -m gaialake.cli bench $(ARGS)
+
+# The real-density stream benchmark (GD-1 at DR3 density + stream-free skies; <= 90 min on 2
+# cores): its section of BENCHMARKS.md. ARGS adds --set overrides.
+bench-streams: $(STAMP)
+	$(PY) -m gaialake.cli bench --streams --conf conf/bench_streams.yaml $(ARGS)
 
 clean:
 	rm -rf warehouse mlruns data/synthetic bench_out report

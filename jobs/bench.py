@@ -15,6 +15,10 @@ Every figure is a ratio against a baseline measured in the same run on the same 
 - projection: the full DR3 run from the measured per-core rates.
 
 Each job runs as its own process (``python -m gaialake.cli <job>``), as a user runs it.
+
+``gaialake bench --streams --conf conf/bench_streams.yaml`` (``make bench-streams``) runs the
+real-density stream benchmark instead (:mod:`gaialake.bench.streams_bench`) and writes its
+section of BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -26,10 +30,11 @@ from pathlib import Path
 
 from gaialake.bench.ingest_bench import bench_ingest, bench_ingest_at_scale
 from gaialake.bench.kit import machine_line, versions_line
-from gaialake.bench.markdown import write_benchmarks_md
+from gaialake.bench.markdown import write_benchmarks_md, write_streams_section
 from gaialake.bench.pipeline_bench import bench_pipeline, bench_scaling
+from gaialake.bench.streams_bench import bench_streams
 from gaialake.bench.train_bench import run_score_bench, run_train_bench
-from gaialake.cli import job_main
+from gaialake.cli import job_main, run_job
 from gaialake.conf import REPO_ROOT, Conf
 from gaialake.log import get_logger
 
@@ -64,6 +69,27 @@ def run(conf: Conf) -> dict:
     path = write_benchmarks_md(results, REPO_ROOT / "BENCHMARKS.md")
     log.info("wrote %s", path)
     return {"benchmarks": str(path)}
+
+
+def add_arguments(parser) -> None:
+    """``--streams``: the real-density stream benchmark instead of the rest."""
+    parser.add_argument("--streams", action="store_true",
+                        help="run the real-density stream benchmark (make bench-streams)")
+
+
+def main(conf: Conf, args) -> int:
+    """``gaialake bench [--streams]``."""
+    if not args.streams:
+        run_job("bench", conf)
+        return 0
+    root = Path(conf.path("bench.dir")) / "streams"
+    results = bench_streams(args.conf, args.set, root)
+    results.update({"machine": machine_line(), "versions": versions_line(),
+                    "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    log.info("wrote %s", write_streams_section(results, REPO_ROOT / "BENCHMARKS.md"))
+    return 0
 
 
 if __name__ == "__main__":

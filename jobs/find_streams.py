@@ -6,9 +6,11 @@ stars of ``patch_stars`` (:func:`gaialake.streams.linefind_spark.find_protoclust
 adaptive coalescing is off for the stage so groups spread over executors). Only the
 protoclusters (a few rows per group) come back to the driver, which merges them into
 candidates across signal regions and patches (:mod:`gaialake.streams.candidates`), sets the
-false-positive threshold from a stream-free run's candidates (``find_streams.null_candidates``:
-the ``stream_candidates`` table of a run with ``sky.streams=off``; its most significant
-candidate, at least ``find_streams.min_candidate_significance``), labels candidates that
+false-positive threshold from stream-free runs' candidates (``find_streams.null_candidates``:
+the ``stream_candidates`` tables of the ``null_sky.realizations`` runs with ``sky.streams=off``;
+the largest of their maxima, at least ``find_streams.min_candidate_significance``; the
+false-positive rate, leave one realization out, with its Clopper-Pearson interval:
+:func:`gaialake.streams.candidates.false_positive_summary`), labels candidates that
 follow a known track, and on a synthetic sky measures purity and completeness against
 ``truth_streams`` (:mod:`gaialake.streams.recovery`). Both tables are rewritten whole; figures
 and ``summary.json`` (false-positive summary per method, recovery per injected stream) go to
@@ -75,7 +77,14 @@ def run(conf: Conf) -> dict:
         with stage(log, "merge protoclusters into candidates") as st:
             candidates, members = merge_protoclusters(protoclusters, centers, merge)
             st.count = len(candidates)
-        fp = apply_thresholds(candidates, null_significance(spark, conf), floor)
+        null, n_null_skies = null_significance(spark, conf)
+        fp = apply_thresholds(candidates, null, floor, n_null_skies)
+        for method, s in fp.items():
+            log.info("%s: threshold %.2f (max of %s stream-free maxima [%s]); false-positive "
+                     "rate %s of %s realizations, %.0f %% interval [%.2f, %.2f]", method,
+                     s["threshold"], s["n_realizations"], s["null_maxima"],
+                     s["n_fp_realizations"], s["n_realizations"], 95, s["fp_rate_lo"],
+                     s["fp_rate_hi"])
 
         positions = member_stars(spark, conf, stars, members, candidates)
         tracks, track_source = known_tracks(spark, conf)

@@ -6,8 +6,9 @@
    files are the same bytes either way; :func:`gaialake.sky.skyfiles.write_files`) samples its
    stars, writes ``<paths.raw>/GaiaSource_AAAAAA-BBBBBB.csv.gz`` and returns its truth rows;
 3. driver: Delta tables ``truth_origin`` (source_id, origin, component, run_id) and
-   ``truth_streams`` (source_id, stream, run_id); the model's parameters go to
-   ``<paths.raw>/sky_model.json`` and to the job's MLflow run.
+   ``truth_streams`` (source_id, stream, run_id); the model's parameters, with each stream's
+   ratio to the field in the searched fiducial discs after the patch cuts
+   (``stream_to_field``), go to ``<paths.raw>/sky_model.json`` and to the job's MLflow run.
 
 ``paths.raw`` defaults to a folder of generate's own (``data/synthetic/raw``). Re-running
 replaces the output: the bulk files the folder's manifest (``generated_files.json``, written
@@ -29,9 +30,24 @@ from gaialake.io.delta import write_table
 from gaialake.io.spark import get_spark
 from gaialake.log import get_logger, stage
 from gaialake.sky.skyfiles import PARAMS_FILE, check_raw, prepare_raw, write_files, write_params
-from gaialake.sky.skymodel import build_sky_model
+from gaialake.sky.skymodel import SkyModel, StarCuts, build_sky_model, stream_field_ratios
+from gaialake.streams.patch_grid import PatchCutSettings, searched_patches
 
 log = get_logger("generate")
+
+
+def stream_to_field(conf: Conf, model: SkyModel) -> dict[str, dict]:
+    """Each injected stream's ratio to the field in the fiducial discs the search will score
+    (:func:`gaialake.streams.patch_grid.searched_patches`), after the patch cuts; logged."""
+    cuts = PatchCutSettings.from_conf(conf)
+    ratios = stream_field_ratios(model, searched_patches(conf), cuts.fiducial_deg,
+                                 StarCuts(cuts.g_max, cuts.bp_rp_min, cuts.bp_rp_max,
+                                          cuts.parallax_max_mas))
+    for name, r in ratios.items():
+        log.info("stream %s: %.1f members / %.0f field stars after the patch cuts in the fiducial "
+                 "discs of patches %s: stream-to-field ratio %.2e", name, r["members"], r["field"],
+                 r["patches"], r["ratio"])
+    return ratios
 
 
 def run(conf: Conf) -> dict:
@@ -54,6 +70,7 @@ def run(conf: Conf) -> dict:
                  removed, raw)
     params = model.parameters()
     params["files"] = [fr.file_name for fr in model.ranges]
+    params["stream_to_field"] = stream_to_field(conf, model)
     write_params(raw, params)
 
     with tracking.job_run(conf, "generate") as mlrun:
@@ -67,7 +84,8 @@ def run(conf: Conf) -> dict:
             st.count = total = int(sum(counts.values()))
         wall = time.perf_counter() - t0
         with stage(log, "truth tables"):
-            write_table(truth.select(*tables.TRUTH_ORIGIN.columns), conf, tables.TRUTH_ORIGIN)
+            write_table(truth.withColumn("parent_id", F.lit(None).cast("long"))
+                        .select(*tables.TRUTH_ORIGIN.columns), conf, tables.TRUTH_ORIGIN)
             write_table(truth.where(F.col("stream").isNotNull()).select(*tables.TRUTH_STREAMS.columns),
                         conf, tables.TRUTH_STREAMS)
         truth.unpersist()
@@ -78,7 +96,9 @@ def run(conf: Conf) -> dict:
                    "task_seconds": round(task_s, 1), "wall_seconds": round(wall, 1), "run_id": run_id}
         tracking.log_dict(params, PARAMS_FILE)
         tracking.log_metrics({"stars": total, "files": len(model.ranges),
-                              "stars_per_s_per_core": summary["stars_per_s_per_core"] or 0.0})
+                              "stars_per_s_per_core": summary["stars_per_s_per_core"] or 0.0,
+                              **{f"stream_to_field_{k}": v["ratio"]
+                                 for k, v in params["stream_to_field"].items()}})
     return summary
 
 

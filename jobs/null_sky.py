@@ -1,19 +1,21 @@
-"""``gaialake null_sky``: the stream search on a smooth, stream-free sky (the false-positive run).
+"""``gaialake null_sky``: the stream search on smooth, stream-free skies (the false-positive runs).
 
 Via Machinae sets its reporting threshold from the same search run on a simulated sky without
-streams: whatever that search finds is a false positive, and the most significant one is the
-threshold. This job runs ``null_sky.stages`` (generate -> ingest -> patches -> anomaly ->
-find_streams) in this Spark application with the overrides in ``null_sky.set`` applied over the
-current conf (its own seed: an independent realization of the smooth Milky Way; ``sky.streams:
-off``) and ``null_sky.suffix`` on its raw files, warehouse, metastore, MLflow store, report folder
-and catalog database, so nothing of the stream sky is touched and its models never become the
-stream sky's ``@champion``.
+streams: whatever that search finds is a false positive. This job runs ``null_sky.stages``
+(generate -> ingest -> patches -> anomaly -> find_streams) once for each of
+``null_sky.realizations`` independent stream-free skies, in this Spark application, with the
+overrides in ``null_sky.set`` applied over the current conf (realization k: seed
+``null_sky.set.seed + k``; ``sky.streams: off``) and its own suffix (``null_sky.suffix``, then
+``null_sky.suffix_<k>``) on its raw files, warehouse, metastore, MLflow store, report folder and
+catalog database (:func:`gaialake.streams.nullsky.null_sky_conf`), so nothing of the stream sky is
+touched and its models never become the stream sky's ``@champion``. The threshold is the largest
+of the realizations' maxima (find_streams).
 Every other setting (region, density of stars, patches, flows, line finding) is the current
 conf's, so the two searches are the same search.
 
 The stream sky's ``find_streams`` then reads this run's ``stream_candidates``
 (``find_streams.null_candidates: auto``), e.g. ``SELECT * FROM
-gaialake_nostreams.stream_candidates``. A run that finishes records the fingerprint of its
+gaialake_nostreams.stream_candidates``. Each realization that finishes records the fingerprint of its
 settings (:func:`gaialake.streams.nullsky.fingerprint`) in the table ``null_sky_state``; a later run
 with the same fingerprint is skipped (the stream-free sky is a calibration: it changes only
 with its settings), ``null_sky.force: true`` re-runs it. Re-running is idempotent: every stage is.
@@ -28,7 +30,7 @@ from gaialake.conf import Conf
 from gaialake.io.delta import read_table, table_exists, write_table
 from gaialake.io.spark import get_spark
 from gaialake.log import get_logger
-from gaialake.streams.nullsky import fingerprint, null_sky_conf
+from gaialake.streams.nullsky import fingerprint, n_realizations, null_sky_conf
 
 __all__ = ["run"]
 
@@ -45,11 +47,17 @@ def _done_before(spark, null: Conf, key: str) -> bool:
 
 
 def run(conf: Conf) -> dict:
-    """Run the stream search's stages on the stream-free sky unless its settings are done."""
+    """Run the stream search's stages on each stream-free realization whose settings are not
+    done; returns one summary per realization."""
     if not conf.get("null_sky.enabled", True):
         log.info("null_sky.enabled is false: no stream-free run")
         return {"skipped": True}
-    null = null_sky_conf(conf)
+    return {"realizations": [_run_one(conf, null_sky_conf(conf, k))
+                             for k in range(n_realizations(conf))]}
+
+
+def _run_one(conf: Conf, null: Conf) -> dict:
+    """One stream-free realization (``null``: its conf), skipped when done before."""
     key = fingerprint(null)
     spark = get_spark(null)
     warehouse = null.path("paths.warehouse")
@@ -63,10 +71,9 @@ def run(conf: Conf) -> dict:
     state = spark.createDataFrame([(key, found.get("run_id"), int(found.get("candidates") or 0))],
                                   tables.NULL_SKY_STATE.schema)
     write_table(state, null, tables.NULL_SKY_STATE)
-    return {"warehouse": warehouse, "fingerprint": key,
+    return {"warehouse": warehouse, "fingerprint": key, "seed": null.get("seed"),
             "stars": summaries.get("ingest", {}).get("rows_kept"),
-            "candidates": found.get("candidates"),
-            "false_positive": found.get("false_positive")}
+            "candidates": found.get("candidates")}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``gaialake patches``: ``gaia_source`` -> ``patch_stars``, the stars of each patch in its frame.
 
-For each patch of the grid (:func:`gaialake.streams.patch_grid.patch_centers`), the ``hpx``
+For each searched patch (:func:`gaialake.streams.patch_grid.searched_patches`: a rule blind to
+where streams are, or the user's ``patches.only``), the ``hpx``
 partitions touching its disc at ``catalog.partition_order`` come from
 :func:`gaialake.streams.patch_grid.patch_pixels`; the (patch, pixel) pairs are a small
 broadcast table joined to ``gaia_source`` on ``hpx``, so Delta reads only those partitions and
@@ -22,8 +23,8 @@ from gaialake.io import tracking
 from gaialake.io.delta import read_table, refuse_empty, write_table
 from gaialake.io.spark import get_spark
 from gaialake.log import get_logger, stage
-from gaialake.streams.patch_grid import (PATCH_COLUMNS, PatchCutSettings, patch_centers, patch_pixels,
-                                         select_patch_stars)
+from gaialake.streams.patch_grid import (PATCH_COLUMNS, PatchCutSettings, patch_pixels,
+                                         searched_patches, select_patch_stars)
 
 __all__ = ["run"]
 
@@ -40,9 +41,11 @@ def run(conf: Conf) -> dict:
     spark = get_spark(conf)
     cuts = PatchCutSettings.from_conf(conf)
     order = int(conf.get("catalog.partition_order"))
-    centers = patch_centers(int(conf.get("patches.grid_order")),
-                            float(conf.get("patches.b_min_deg")),
-                            [int(p) for p in conf.get("patches.only", []) or []])
+    centers = searched_patches(conf)
+    log.info("searched patches (patches.only, else |b| >= %.0f deg%s): %s",
+             float(conf.get("patches.b_min_deg")),
+             ", fiducial disc inside sky.region" if conf.get("patches.within_region") else "",
+             [int(p) for p in centers["patch_id"]])
     grid = patch_pixels(centers, float(conf.get("patches.radius_deg")), order)
     n_patches = grid["patch_id"].nunique()
     log.info("%d patches of radius %.1f deg over %d partition pixels (order %d)", n_patches,
@@ -67,8 +70,8 @@ def run(conf: Conf) -> dict:
         if out.isEmpty():   # stops at the first partition holding a star
             refuse_empty(conf, tables.PATCH_STARS,
                          f"patches: no star of gaia_source in the {n_patches} patches of "
-                         f"radius {cuts.radius_deg} deg (patches.only, patches.radius_deg, the "
-                         f"cuts)")
+                         f"radius {cuts.radius_deg} deg (patches.only, patches.within_region, "
+                         f"patches.radius_deg, the cuts)")
         with stage(log, f"write {tables.PATCH_STARS.name}") as st:
             write_table(out, conf, tables.PATCH_STARS, mode="overwrite")
             counts = {int(r["patch_id"]): int(r["count"]) for r in read_table(

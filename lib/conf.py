@@ -68,6 +68,8 @@ OPEN_SECTIONS = frozenset({
     "streams.flow",                # flow-builder settings; which keys apply depends on the type
     "streams.train",               # TrainSettings fields (settings_from refuses unknown ones)
     "streams.cathode.classifier",  # HistGradientBoostingClassifier keyword arguments
+    "streams.ranode.flow",         # R-ANODE's signal-flow settings (as streams.flow)
+    "streams.ranode.train",        # TrainSettings fields (settings_from refuses unknown ones)
     "upsample.flow",               # flow shape + training keys (galaxyflow.train_settings checks)
 })
 
@@ -88,6 +90,7 @@ TYPES: dict[str, tuple[str, ...]] = {
     "sky.extinction": ("str", "bool"),
     "spark.master": ("str", "null"),            # null: spark-submit's --master
     "density.completeness": ("map", "null"),    # null: a complete sample
+    "density.catalog.abs_mag_max": ("number", "null"),   # null: no absolute-magnitude cut
     "upsample.flow.passes": ("int", "null"),    # null: an autoregressive NSF
     "find_streams.null_candidates": ("str", "null"),   # null: the significance floor alone
     "ingest.missing_columns": ("str", "null"),  # "null" or null: null-fill
@@ -125,14 +128,21 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "sky.galaxy": ("A", "B"),
     "sky.streams": ("on", "off", True, False),
     "sky.extinction": ("on", "off", True, False),
-    "streams.method": ("cathode", "anode"),
+    "streams.method": ("cathode", "anode", "ranode"),
     "score.mode": ("new", "all"),
     "density.mock": ("slab", "plummer"),
+    "density.source": ("mock", "catalog"),
     "density.feed": ("memory", "petastorm"),
     "density.estimator": ("potential", "pointwise"),
     "upsample.feed": ("memory", "petastorm"),
     "upsample.classifier": ("mlp", "hgb"),
+    "upsample.format": ("auto", "parquet", "hdf5", "gizmo", "arepo", "tipsy"),
     "find_streams.known_tracks.source": ("auto", "galstreams", "truth", "none"),
+}
+
+#: Keys that are gone, with what replaced them (a conf that still sets one fails with this).
+RETIRED: dict[str, str] = {
+    "sky.realistic_streams": "streams are always thinned by the field's factor (real contrast)",
 }
 
 _KIND_NAMES = {"int": "an integer", "number": "a number", "str": "a string",
@@ -174,6 +184,8 @@ def _known_keys(schema: Mapping, prefix: str = "") -> list[str]:
 
 
 def _unknown(schema: Mapping, key: str, where: str) -> ConfError:
+    if key in RETIRED:
+        return ConfError(f"{where}conf key {key} is retired: {RETIRED[key]}; remove it")
     near = difflib.get_close_matches(key, _known_keys(schema), n=1, cutoff=0.6)
     hint = f"; did you mean {near[0]}?" if near else " (conf/default.yaml lists the known keys)"
     return ConfError(f"{where}conf key {key} is unknown{hint}")

@@ -75,8 +75,11 @@ INGEST_LOG = TableSpec(
     "rows_kept long, rows_quarantined long, ingested_at timestamp, run_id string",
     (), ("source_file",), "one row per bulk file: rows_read = rows_kept + rows_quarantined")
 TRUTH_ORIGIN = TableSpec(
-    "truth_origin", "source_id long, origin string, component string, run_id string",
-    (), ("source_id",), "mocks only: in_situ or accreted, and the component, of every star")
+    "truth_origin",
+    "source_id long, origin string, component string, parent_id long, run_id string",
+    (), ("source_id",),
+    "mocks only: in_situ or accreted, and the component, of every star; parent_id: the star "
+    "particle an upsampled star comes from (null for the synthetic sky)")
 TRUTH_STREAMS = TableSpec(
     "truth_streams", "source_id long, stream string, run_id string",
     (), ("source_id",), "mocks only: the stream each injected stream star belongs to")
@@ -120,10 +123,12 @@ ACCRETED_CATALOG = TableSpec(
 DENSITY_GRID = TableSpec(
     "density_grid",
     "x double, y double, z double, rho double, rho_err double, a_x double, a_y double, "
-    "a_z double, n_stars long, rho_true double, well_sampled boolean, source string, "
-    "run_id string",
+    "a_z double, n_stars long, rho_true double, well_sampled boolean, cbe_residual double, "
+    "equilibrium_ok boolean, source string, run_id string",
     (), ("source", "x", "y", "z"),
-    "x, y, z (kpc, Galactocentric), rho, rho_err (M_sun/pc^3), a (km/s)^2/kpc per cell")
+    "x, y, z (kpc, Galactocentric), rho, rho_err (M_sun/pc^3), a (km/s)^2/kpc per cell; "
+    "cbe_residual: rms steady-state CBE residual over the size of its terms (dimensionless), "
+    "equilibrium_ok: at most density.equilibrium.max_residual")
 STAR_PARTICLES = TableSpec(
     "star_particles", None, (), ("particle_id",),
     "the simulation's star particles: particle_id, x..vz (kpc, km/s), age (Gyr) and feh (dex) "
@@ -133,8 +138,11 @@ UPSAMPLED_MOCK = TableSpec(
     "upsampled_mock",
     "x double, y double, z double, vx double, vy double, vz double, age double, "
     "feh double, particle_id long, split string, method string, parent_id long, "
-    "run_id string",
-    (), ("method", "particle_id"), "upsampled stars by method (galaxyflow, enbid)")
+    "origin string, run_id string",
+    (), ("method", "particle_id"),
+    "upsampled stars by method (galaxyflow, enbid); parent_id: the particle an EnBiD child "
+    "comes from, or a flow star's nearest training particle (standardised phase space) when "
+    "the particles carry labels; origin (in_situ, accreted): the parent's label, else null")
 UPSAMPLE_AUC = TableSpec(
     "upsample_auc",
     "key string, network string, target string, auc double, seed_auc double, "

@@ -1,11 +1,15 @@
-"""Smooth scalar MLPs of a 3D position: the energy n(x) of the phase-space flows and the neural
-gravitational potential fitted to the collisionless Boltzmann equation.
+"""MLPs: smooth scalar MLPs of a 3D position (the energy n(x) of the phase-space flows and the
+neural gravitational potential fitted to the collisionless Boltzmann equation), and the small
+ReLU classifiers of CATHODE's ensemble.
 
 - :func:`scalar_mlp`: 3 -> hidden -> 1 (SiLU by default, so every derivative is smooth), with an
   optional :class:`HeightEncoding` of the height first.
 - :class:`MLPPotential`: Phi(x) = V^2 MLP((x - loc) / L), the "deep potential" of Green, Ting &
   Kamdar (2023, ApJ 942, 26; arXiv:2011.04673); its density (lap Phi / 4 pi G) and acceleration
   (-grad Phi) by autograd. Fitted by :func:`gaialake.density.potential.fit_mlp_potential`.
+- :func:`logit_mlp`: features -> hidden (ReLU) -> one logit; :class:`MLPEnsemble` averages the
+  probabilities of several and answers ``predict_proba`` as a scikit-learn classifier does
+  (CATHODE, Hallin et al. 2022, arXiv 2109.00546: 3 x 64 ReLU networks trained with BCE).
 
 Positions kpc, velocities km/s; Phi in (km/s)^2, a in (km/s)^2/kpc, rho in M_sun/pc^3.
 
@@ -23,7 +27,7 @@ from torch import nn
 
 from gaialake.astro.constants import G_KPC_KMS2_MSUN, MSUN_PC3_IN_KPC3
 
-__all__ = ["HeightEncoding", "scalar_mlp", "MLPPotential"]
+__all__ = ["HeightEncoding", "scalar_mlp", "MLPPotential", "logit_mlp", "MLPEnsemble"]
 
 _FOUR_PI_G = 4.0 * math.pi * G_KPC_KMS2_MSUN
 
@@ -102,3 +106,43 @@ class MLPPotential(nn.Module):
             accs.append((-grad.detach() * v2 / self.length).numpy())
             rhos.append((lap.detach() * v2 / _FOUR_PI_G / MSUN_PC3_IN_KPC3).numpy())
         return np.concatenate(rhos), np.concatenate(accs)
+
+
+def logit_mlp(features: int, hidden: tuple[int, ...] = (64, 64, 64)) -> nn.Sequential:
+    """A classifier network: ``features`` -> hidden (ReLU) -> one logit."""
+    layers: list[nn.Module] = []
+    width = int(features)
+    for h in hidden:
+        layers += [nn.Linear(width, int(h)), nn.ReLU()]
+        width = int(h)
+    return nn.Sequential(*layers, nn.Linear(width, 1))
+
+
+class MLPEnsemble(nn.Module):
+    """The mean probability of trained :func:`logit_mlp` members.
+
+    ``forward(x)`` gives the mean of sigmoid(logit) over members, shape (n,);
+    :meth:`predict_proba` takes and returns numpy, (n, 2) columns (1 - p, p), so the ensemble
+    stands where a scikit-learn classifier does (pickled with the search's models).
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("MLPEnsemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.sigmoid(m(x).squeeze(-1)) for m in self.members]).mean(0)
+
+    def predict_proba(self, x: np.ndarray, batch: int = 65536) -> np.ndarray:
+        """(n, 2) float64: P(class 0), P(class 1) of feature rows ``x`` (n, d)."""
+        device = next(self.parameters()).device
+        self.eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(x), batch):
+                xb = torch.as_tensor(np.asarray(x[i:i + batch], np.float32), device=device)
+                out.append(self(xb).double().cpu().numpy())
+        p = np.concatenate(out) if out else np.zeros(0)
+        return np.stack([1.0 - p, p], axis=1)

@@ -149,13 +149,54 @@ def test_a_wrong_type_in_a_conf_file_names_its_line(tmp_path):
         load_conf(path)
 
 
+#: every shipped conf: default.yaml (None) and each conf/*.yaml
+ALL_SHIPPED = [None] + sorted(p.name for p in (REPO_ROOT / "conf").glob("*.yaml")
+                              if p.name != "default.yaml")
+#: the conf sections of the search (patches to scores to candidates)
+SEARCH_SECTIONS = ("patches", "streams", "score", "find_streams")
+
+
+@pytest.mark.parametrize("conf_file", ALL_SHIPPED)
+def test_shipped_confs_are_blind(conf_file):
+    """No shipped conf lists patches or names a stream in the search's settings: the searched
+    patches come from a rule (every |b| >= 30 deg patch, or those inside the generated sky)."""
+    import yaml
+
+    from gaialake.sky.stream_mocks import STREAMS
+    from gaialake.streams.patch_grid import patch_centers, patches_inside, searched_patches
+    from gaialake.sky.skymodel import region_pixels
+
+    path = REPO_ROOT / "conf" / (conf_file or "default.yaml")
+    raw = yaml.safe_load(path.read_text()) or {}
+    assert not (raw.get("patches") or {}).get("only"), f"{path.name} lists patches"
+    search = yaml.safe_dump({k: raw.get(k) for k in SEARCH_SECTIONS}).lower()
+    names = set(STREAMS) | {"gd-1", "pal 5", "pal5", "ngc 5466"}
+    assert not [n for n in names if n in search], f"{path.name}: a stream named in {SEARCH_SECTIONS}"
+    conf = load_conf(path if conf_file else None)
+    assert conf.get("patches.b_min_deg") <= 30.0
+    grid = patch_centers(int(conf.get("patches.grid_order")), 30.0)
+    got = searched_patches(conf)
+    if conf.get("patches.within_region") and conf.get("sky.region") != "full":
+        order = int(conf.get("sky.model_order"))
+        want = patches_inside(grid, region_pixels(conf.get("sky.region"), order), order,
+                              float(conf.get("patches.fiducial_deg")))
+        assert got.patch_id.tolist() == want.patch_id.tolist() and len(got) >= 1
+    else:
+        assert got.patch_id.tolist() == grid.patch_id.tolist()
+
+
 @pytest.mark.parametrize("conf_file", ["cluster.yaml", "databricks.yaml"])
 def test_cluster_confs_search_every_high_latitude_patch(conf_file):
-    from gaialake.streams.patch_grid import patch_centers
+    from gaialake.streams.patch_grid import searched_patches
 
-    conf = load_conf(REPO_ROOT / "conf" / conf_file)
-    assert not conf.get("patches.only"), f"{conf_file} chooses patches"
-    assert conf.get("patches.b_min_deg") <= 30.0
-    centers = patch_centers(int(conf.get("patches.grid_order")),
-                            float(conf.get("patches.b_min_deg")), conf.get("patches.only"))
+    centers = searched_patches(load_conf(REPO_ROOT / "conf" / conf_file))
     assert len(centers) == 96 and (abs(centers.b) >= 30).all()
+
+
+def test_a_retired_key_fails_with_what_replaced_it(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("sky:\n  realistic_streams: false\n")
+    with pytest.raises(ConfError, match=re.escape(
+            f"{path} line 2: conf key sky.realistic_streams is retired: streams are always "
+            "thinned by the field's factor (real contrast); remove it")):
+        load_conf(path)

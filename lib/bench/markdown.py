@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["write_benchmarks_md", "project_full_dr3"]
+__all__ = ["write_benchmarks_md", "project_full_dr3", "STREAMS_HEADING", "streams_bench_lines",
+           "write_streams_section"]
 
 DR3_ROWS, DR3_FILES = 1_811_709_771, 3386
 HATS_DR3_GIB = 712.8
@@ -124,6 +125,7 @@ def write_benchmarks_md(results: dict, path: Path) -> Path:
     lines = [
         "# Benchmarks", "",
         f"Measured by `make bench` in one run on {results['date']}.",
+        *[f"Re-measured since: {r}." for r in results.get("reruns", [])],
         f"Machine: {results['machine']}.", f"Versions: {results['versions']}.", "",
         "Each figure is a ratio against a baseline measured in the same run on the same data.",
         "Times include each job's process start (Spark's JVM) unless marked *stage*.", "",
@@ -174,8 +176,19 @@ def write_benchmarks_md(results: dict, path: Path) -> Path:
               f"measured on the synthetic sky (HATS' Gaia DR3: {HATS_DR3_GIB} GiB in 2,016 partitions; "
               "the synthetic rows have ~100 null columns, so real rows compress less: expect the HATS figure).",
               *_projection_lines(results.get("pipeline"), proj["cluster_cores"]), ""]
-    path.write_text("\n".join(lines) + "\n")
+    kept = _section(path.read_text(), STREAMS_HEADING) if path.exists() else ""
+    path.write_text("\n".join(lines) + "\n" + (f"\n{kept}" if kept else ""))
     return path
+
+
+def _section(text: str, heading: str) -> str:
+    """The section of ``text`` under ``heading`` up to the next ``## `` heading ("" if none):
+    what `make bench` keeps of another benchmark's results (`make bench-streams`)."""
+    start = text.find(heading)
+    if start < 0:
+        return ""
+    nxt = text.find("\n## ", start + len(heading))
+    return text[start:nxt + 1] if nxt >= 0 else text[start:]
 
 
 SCALED_JOBS = ("generate", "ingest", "patches")
@@ -257,3 +270,77 @@ def _projection_lines(pipe: dict | None, cluster_cores: int) -> list[str]:
     out.append("- Times double with the stream-free calibration sky (`null_sky`), which is "
                "synthetic and needs to run once per search setting.")
     return out
+
+
+#: BENCHMARKS.md's heading of the real-density stream benchmark (``make bench-streams``).
+STREAMS_HEADING = "## Stream search at DR3 density (`make bench-streams`)"
+
+
+def _num(v, fmt: str = "{:.2f}") -> str:
+    """A number, or n/a for None and NaN."""
+    return "n/a" if v is None or v != v else fmt.format(v)
+
+
+def streams_bench_lines(results: dict) -> list[str]:
+    """The section of one ``make bench-streams`` run (:func:`gaialake.bench.streams_bench.
+    bench_streams`): settings, one row per (sky, patch), the stream-free maxima and the line
+    ``GD-1 at DR3 density: purity <p>, completeness <c>, false-positive rate <f>``."""
+    fp = results.get("false_positive") or {}
+    stream_sky = results["skies"][-1]
+    rec = [p for p in stream_sky.get("patches", []) if p.get("n_truth")]
+    # pooled over the patches: stream members found / members found (the best candidate's in
+    # each patch), and / the stream's members in the fiducial discs
+    n_true = sum(p["n_true"] for p in rec)
+    n_found = sum(p["n_true"] / p["purity"] for p in rec if p["purity"] > 0)
+    n_truth = sum(p["n_truth"] for p in rec)
+    completeness = n_true / n_truth if n_truth else float("nan")
+    purity = n_true / n_found if n_found else float("nan")
+    lines = [STREAMS_HEADING, "",
+             f"Measured on {results.get('date', 'n/a')}; {results.get('machine', '')}.",
+             f"Sky: {results['n_stars']:,.0f} stars (G < limit) in {results['region']}; the "
+             f"model's natural count there {results['natural_count']:,.0f} (scale "
+             f"{results['scale']:.3g}; 1 = DR3 density). Score `{results['method']}`; "
+             f"streams.max_group_rows {results['max_group_rows']}, stream.sample_rows "
+             f"{results['sample_rows']}, max_epochs {results['max_epochs']}. Wall time and peak "
+             "memory are per job process (all patches of the sky, Spark start included).", "",
+             "| sky | patch | stars after cuts | fiducial | groups | streamed (largest rows) | "
+             "anomaly s | anomaly peak MiB | find_streams s | purity | completeness |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for sky in results["skies"]:
+        jobs = sky.get("jobs", {})
+        an, fs = jobs.get("anomaly", {}), jobs.get("find_streams", {})
+        if "error" in sky:
+            lines.append(f"| {sky['name']} | failed: {sky['error'][:120]} | | | | | | | | | |")
+        for p in sky.get("patches", []):
+            lines.append(
+                f"| {sky['name']} | {p['patch_id']} | {p['stars']:,} | {p['fiducial']:,} | "
+                f"{p['groups']} | {p['groups_streamed']} ({p['max_streamed_rows']:,}) | "
+                f"{_num(an.get('seconds'), '{:.0f}')} | {_num(an.get('peak_mib'), '{:.0f}')} | "
+                f"{_num(fs.get('seconds'), '{:.0f}')} | {_num(p.get('purity'))} | "
+                f"{_num(p.get('completeness'))} |")
+    lines += ["", f"Threshold {_num(fp.get('threshold'))}: the largest of "
+              f"{fp.get('n_realizations', 'n/a')} stream-free maxima "
+              f"[{fp.get('null_maxima', 'n/a')}] "
+              f"(min {_num(fp.get('null_max_min'))}, median {_num(fp.get('null_max_median'))}, "
+              f"max {_num(fp.get('null_max_max'))}). False-positive rate: "
+              f"{fp.get('n_fp_realizations', 'n/a')} of {fp.get('n_realizations', 'n/a')} "
+              "stream-free realizations exceed the threshold set by the others (leave one out), "
+              f"95 % Clopper-Pearson [{_num(fp.get('fp_rate_lo'))}, {_num(fp.get('fp_rate_hi'))}].",
+              "",
+              f"GD-1 at DR3 density: purity {_num(purity)}, completeness {_num(completeness)}, "
+              f"false-positive rate {_num(fp.get('fp_rate'))} "
+              f"[{_num(fp.get('fp_rate_lo'))}, {_num(fp.get('fp_rate_hi'))}]"
+              + ("" if results["scale"] >= 0.999 else
+                 f" (**scale {results['scale']:.3g}: not DR3 density, a plumbing run**)"), ""]
+    return lines
+
+
+def write_streams_section(results: dict, path: Path) -> Path:
+    """Put :func:`streams_bench_lines` into ``path`` under :data:`STREAMS_HEADING`, replacing
+    that section (up to the next ``## ``) and keeping the rest of the file; returns ``path``."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = "\n".join(streams_bench_lines(results)) + "\n"
+    old = _section(text, STREAMS_HEADING)
+    text = text.replace(old, section, 1) if old else text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+    return path

@@ -19,6 +19,12 @@ are drawn per level-``sky.sample_order`` pixel (``auto``: the finest order, at m
 more stars per pixel on average; 8 for the default sky): Poisson counts per component, distance
 from w_c(s) of that pixel, a uniform position inside the pixel, magnitude from the luminosity
 function truncated at the limit, velocity from the component's kinematic model.
+
+Streams. Each stream of ``sky.stream_members`` is a mock of its literature member count (stars
+with G < limit); the sky injects a seeded subsample of count x ``scale``: thinned by the field's
+factor, a stream keeps its real ratio to the field whatever ``sky.n_stars`` is (no setting makes
+it denser). :func:`stream_field_ratios` gives that ratio in the searched fiducial discs after
+the search's cuts, from the model's expected counts (:func:`expected_cut_counts`).
 :func:`sample_range` is everything one Spark task does; its only randomness is the generator
 seeded by ``conf.seed_for("sky", <first level-8 pixel of the range>)``, so a file's bytes do not
 depend on how ranges are spread over tasks.
@@ -42,8 +48,8 @@ from gaialake.sky.kinematics import (Transforms, circular_velocity_table, galact
 from gaialake.sky.observe import assign_source_ids, dr3_table, observe
 from gaialake.sky.photometry import distance_modulus, extinction_bands, population
 
-__all__ = ["FileRange", "SkyModel", "build_sky_model", "region_pixels", "los_weights",
-           "expected_counts", "file_ranges", "auto_sample_order", "sample_range", "TRUTH_COLUMNS", "STREAM_FEH"]
+__all__ = ["FileRange", "SkyModel", "StarCuts", "build_sky_model", "region_pixels", "los_weights",
+           "expected_counts", "expected_cut_counts", "stream_pass_fraction", "stream_field_ratios", "file_ranges", "auto_sample_order", "sample_range", "TRUTH_COLUMNS", "STREAM_FEH"]
 
 log = get_logger("sky")
 
@@ -71,6 +77,18 @@ class FileRange:
         return f"GaiaSource_{self.lo8:06d}-{self.hi8:06d}.csv.gz"
 
 
+@dataclass(frozen=True)
+class StarCuts:
+    """The search's star cuts as the model's expected counts apply them: G < ``g_max`` (mag),
+    ``bp_rp_min`` < BP-RP < ``bp_rp_max`` (mag, reddened), true distance > 1 / ``parallax_max_mas``
+    (kpc: the parallax cut without parallax errors, which at |b| >= 30 deg matter only for
+    stars brighter than G ~ 16 near 1 kpc)."""
+    g_max: float
+    bp_rp_min: float
+    bp_rp_max: float
+    parallax_max_mas: float
+
+
 @dataclass
 class SkyModel:
     """Everything a task needs to sample its range (picklable; no gala, no Spark)."""
@@ -89,6 +107,9 @@ class SkyModel:
     tf: Transforms
     vc_table: tuple[np.ndarray, np.ndarray]
     streams: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    #: per stream, Galactocentric positions (3, n) kpc of its literature-count members in the
+    #: region (the injected ones are a ``scale`` subsample)
+    stream_pools: dict[str, np.ndarray] = field(default_factory=dict)
 
     def parameters(self) -> dict:
         """The model's parameters as plain data (logged next to the raw files)."""
@@ -103,6 +124,7 @@ class SkyModel:
             "n_stars_expected": self.n_stars, "natural_count_region": self.natural_count,
             "scale": self.scale, "n_files": len(self.ranges),
             "streams": {k: int(v["xyz"].shape[1]) for k, v in self.streams.items()},
+            "stream_members_in_region": {k: int(v.shape[1]) for k, v in self.stream_pools.items()},
             "solar_parameters": SOLAR_PARAMETERS, "potential": "gala MilkyWayPotential2022",
         }
 
@@ -163,6 +185,112 @@ def los_weights(model: SkyModel, ra_deg: np.ndarray, dec_deg: np.ndarray,
     return w, a_g_edges
 
 
+def _window_cum(feh: float, e_bprp: float, cuts: StarCuts) -> tuple[np.ndarray, np.ndarray]:
+    """(absolute G sorted, cumulative number fraction of stars inside the colour window) of a
+    population whose colours are reddened by ``e_bprp`` (mag)."""
+    pop = population(feh)
+    weight = np.diff(np.concatenate([[0.0], pop.cum]))
+    col = pop.bp_rp + e_bprp
+    return pop.abs_g, np.cumsum(weight * ((col > cuts.bp_rp_min) & (col < cuts.bp_rp_max)))
+
+
+def _cut_fraction(feh: float, abs_g_limit: np.ndarray, e_bprp: np.ndarray, cuts: StarCuts,
+                  e_step: float = 0.01) -> np.ndarray:
+    """Fraction of a population with M_G < ``abs_g_limit`` (mag) and reddened colour in the
+    window; ``e_bprp`` (mag) is rounded to ``e_step``."""
+    lim = np.asarray(abs_g_limit, np.float64)
+    e_key = np.round(np.asarray(e_bprp, np.float64) / e_step).astype(np.int64)
+    out = np.zeros(lim.shape)
+    for k in np.unique(e_key):
+        at = e_key == k
+        abs_g, cum = _window_cum(feh, k * e_step, cuts)
+        i = np.searchsorted(abs_g, lim[at], side="left")
+        out[at] = np.where(i > 0, cum[np.maximum(i - 1, 0)], 0.0)
+    return out
+
+
+def expected_cut_counts(model: SkyModel, pixels: np.ndarray, order: int, cuts: StarCuts,
+                        ) -> np.ndarray:
+    """Natural expected stars (n_components, n_pixels) in nested ``pixels`` that pass ``cuts``
+    (and G < the sky's limit); multiply by ``model.scale`` for the generated sky's counts."""
+    omega = 4.0 * math.pi / order_npix(order)
+    ra, dec = (np.asarray(a) for a in pixel_center_radec(pixels, order))
+    edges = model.dist_edges
+    mid = np.sqrt(edges[:-1] * edges[1:])
+    _, a_g_edges = los_weights(model, ra, dec)
+    a_g = 0.5 * (a_g_edges[:, :-1] + a_g_edges[:, 1:])
+    _, e_bprp = extinction_bands(a_g / 0.789)
+    m_cut = np.minimum(cuts.g_max, model.g_limit) - distance_modulus(mid)[None, :] - a_g
+    geom = np.where(mid > 1.0 / cuts.parallax_max_mas, mid**2 * np.diff(edges), 0.0)
+    x, y, z = icrs_to_galactocentric(ra[:, None], dec[:, None], mid[None, :], model.tf)
+    R, az = np.hypot(x, y), np.abs(z)
+    out = np.empty((len(model.components), len(pixels)))
+    fracs: dict[float, np.ndarray] = {}
+    for i, comp in enumerate(model.components):
+        if comp.feh not in fracs:
+            fracs[comp.feh] = _cut_fraction(comp.feh, m_cut, e_bprp, cuts) * geom
+        out[i] = (component_density_cyl(comp, R, az) * fracs[comp.feh]).sum(axis=1) * omega
+    return out
+
+
+def stream_pass_fraction(model: SkyModel, xyz: np.ndarray, cuts: StarCuts) -> np.ndarray:
+    """Probability (per member at Galactocentric ``xyz`` (3, n) kpc) that a stream star drawn
+    as :func:`sample_range` draws it (G < the sky's limit) passes ``cuts``."""
+    if xyz.shape[1] == 0:
+        return np.zeros(0)
+    obs = galactocentric_to_observed(xyz, np.zeros_like(xyz), model.tf)
+    a_g = _dust_to(model, obs["ra"], obs["dec"], obs["distance"])
+    _, e_bprp = extinction_bands(a_g / 0.789)
+    dm = distance_modulus(obs["distance"])
+    pop = population(STREAM_FEH)
+    drawn = np.maximum(pop.fraction_brighter_exact(model.g_limit - dm - a_g), pop.cum[0])
+    passed = _cut_fraction(STREAM_FEH, np.minimum(cuts.g_max, model.g_limit) - dm - a_g, e_bprp,
+                           cuts)
+    return np.where(obs["distance"] > 1.0 / cuts.parallax_max_mas,
+                    np.minimum(passed / drawn, 1.0), 0.0)
+
+
+def stream_field_ratios(model: SkyModel, discs: pd.DataFrame, fiducial_deg: float,
+                        cuts: StarCuts) -> dict[str, dict]:
+    """Stream-to-field ratio of each stream in the searched fiducial discs, after the cuts.
+
+    ``discs``: patch_id, ra, dec (deg) of the searched patch centres. A stream's discs are those
+    holding at least one of its literature-count members; over their union (model-order pixels
+    whose centres lie within ``fiducial_deg``) the ratio is the expected members passing the
+    cuts over the expected field stars passing them. Both scale with ``model.scale``, so the
+    ratio is that of the Galaxy model at any ``sky.n_stars``; ``members`` and ``field`` are the
+    generated sky's expected counts.
+    """
+    out: dict[str, dict] = {}
+    if len(discs) == 0:
+        return {name: {"patches": [], "members": 0.0, "field": 0.0, "ratio": 0.0}
+                for name in model.stream_pools}
+    c_ra, c_dec = np.radians(discs["ra"].to_numpy()), np.radians(discs["dec"].to_numpy())
+    c_vec = np.stack([np.cos(c_dec) * np.cos(c_ra), np.cos(c_dec) * np.sin(c_ra), np.sin(c_dec)], 1)
+    cos_fid = math.cos(math.radians(fiducial_deg))
+    ids = discs["patch_id"].to_numpy()
+    for name, xyz in sorted(model.stream_pools.items()):
+        obs = galactocentric_to_observed(xyz, np.zeros_like(xyz), model.tf)
+        r, d = np.radians(obs["ra"]), np.radians(obs["dec"])
+        m_vec = np.stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)], 1)
+        in_disc = m_vec @ c_vec.T >= cos_fid                      # (members, discs)
+        hit = in_disc.any(axis=0)
+        members = float(stream_pass_fraction(model, xyz[:, in_disc.any(axis=1)], cuts).sum())
+        field_nat = 0.0
+        if hit.any():
+            pix = np.arange(order_npix(model.model_order))
+            p_ra, p_dec = (np.radians(np.asarray(a)) for a in pixel_center_radec(pix, model.model_order))
+            p_vec = np.stack([np.cos(p_dec) * np.cos(p_ra), np.cos(p_dec) * np.sin(p_ra),
+                              np.sin(p_dec)], 1)
+            near = pix[(p_vec @ c_vec[hit].T >= cos_fid).any(axis=1)]
+            field_nat = float(expected_cut_counts(model, near, model.model_order, cuts).sum())
+        out[name] = {"patches": [int(p) for p in ids[hit]],
+                     "members": round(members * model.scale, 1),
+                     "field": round(field_nat * model.scale, 1),
+                     "ratio": members / field_nat if field_nat > 0 else 0.0}
+    return out
+
+
 def expected_counts(model: SkyModel, pixels: np.ndarray, order: int, chunk: int = 4096,
                     ) -> np.ndarray:
     """Natural expected stars (n_components, n_pixels) with G < limit in nested ``pixels``."""
@@ -197,27 +325,43 @@ def file_ranges(pixels: np.ndarray, counts: np.ndarray, order: int, stars_per_fi
 
 
 def _stream_members(conf: Conf, region_set: np.ndarray, order: int, tf: Transforms,
-                    natural_fraction: float) -> dict[str, dict[str, np.ndarray]]:
+                    scale: float) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """(injected members, literature-count members) of each stream inside the region.
+
+    A stream's mock holds its literature member count (``sky.stream_members``, stars with
+    G < g_limit); the injected members are a seeded subsample of round(count x ``scale``), the
+    factor that thins the field, so a stream keeps its real ratio to the field at any
+    ``sky.n_stars``. The second dict holds the literature-count members' Galactocentric
+    positions (3, n) in kpc, for :func:`stream_field_ratios`."""
     from gaialake.sky.stream_mocks import STREAMS, mock_stream
 
     if str(conf.get("sky.streams", "on")).lower() in ("off", "false", "0", "no"):
-        return {}
+        return {}, {}
     members = conf.get("sky.stream_members", {}) or {}
-    realistic = bool(conf.get("sky.realistic_streams", False))
     cache = conf.path("sky.cache_dir") if conf.get("sky.cache_dir", None) else None
-    out = {}
+    injected, full = {}, {}
     for name, n in members.items():
         if name not in STREAMS:
             raise ValueError(f"sky.stream_members: unknown stream {name!r}; known: {sorted(STREAMS)}")
-        n = int(round(n * natural_fraction)) if realistic else int(n)
-        if n <= 0:
+        if int(n) <= 0:
             continue
-        m = mock_stream(STREAMS[name], n, conf.seed_for("sky", "stream", name), cache)
-        obs = galactocentric_to_observed(m["xyz"], m["vxyz"], tf)
-        pix = pixel_of(obs["ra"], obs["dec"], order)
-        keep = np.isin(pix, region_set)
-        out[name] = {"xyz": m["xyz"][:, keep], "vxyz": m["vxyz"][:, keep], "pix": pix[keep]}
-    return out
+        seed = conf.seed_for("sky", "stream", name)
+        m = mock_stream(STREAMS[name], int(n), seed, cache)
+        pix = pixel_of(*_radec(m["xyz"], m["vxyz"], tf), order)
+        inside = np.isin(pix, region_set)
+        full[name] = m["xyz"][:, inside]
+        k = min(int(round(int(n) * scale)), m["xyz"].shape[1])
+        pick = np.zeros(m["xyz"].shape[1], dtype=bool)
+        rng = np.random.default_rng(conf.seed_for("sky", "stream", name, "thin"))
+        pick[rng.choice(m["xyz"].shape[1], size=k, replace=False)] = True
+        keep = pick & inside
+        injected[name] = {"xyz": m["xyz"][:, keep], "vxyz": m["vxyz"][:, keep], "pix": pix[keep]}
+    return injected, full
+
+
+def _radec(xyz: np.ndarray, vxyz: np.ndarray, tf: Transforms) -> tuple[np.ndarray, np.ndarray]:
+    obs = galactocentric_to_observed(xyz, vxyz, tf)
+    return obs["ra"], obs["dec"]
 
 
 def auto_sample_order(n_stars: float, n_region_pixels: int, model_order: int,
@@ -259,7 +403,7 @@ def build_sky_model(conf: Conf) -> SkyModel:
     per_file = float(conf.get("sky.stars_per_file", 100000))
     model.ranges = file_ranges(pixels, counts * model.scale, order, per_file,
                                lambda lo8: conf.seed_for("sky", lo8))
-    model.streams = _stream_members(conf, pixels, order, model.tf, model.scale)
+    model.streams, model.stream_pools = _stream_members(conf, pixels, order, model.tf, model.scale)
     return model
 
 

@@ -2,7 +2,8 @@
 
 - :mod:`~gaialake.streams.patch_grid`: the full-sky grid of overlapping patches and the patch frame.
 - :mod:`~gaialake.streams.regions`: proper-motion signal/control regions, features, feature map.
-- :mod:`~gaialake.streams.anode`, :mod:`~gaialake.streams.cathode`: the two anomaly scores.
+- :mod:`~gaialake.streams.anode`, :mod:`~gaialake.streams.cathode`,
+  :mod:`~gaialake.streams.ranode`: the anomaly scores (ANODE, CATHODE, R-ANODE).
 - :mod:`~gaialake.streams.search`: one (patch, pm axis, signal region) group scored end to end.
 - :mod:`~gaialake.streams.search_spark`: every group scored in Spark tasks, the model rows
   brought back, the stream AUCs, and registered models scoring on executors.

@@ -37,7 +37,8 @@ import pandas as pd
 from gaialake.conf import Conf, settings_from
 
 __all__ = ["MergeSettings", "segment_geometry", "match_matrix", "merge_protoclusters",
-           "false_positive_summary", "apply_thresholds", "CANDIDATE_COLUMNS", "MEMBER_COLUMNS"]
+           "clopper_pearson", "realization_maxima", "false_positive_summary", "apply_thresholds",
+           "CANDIDATE_COLUMNS", "MEMBER_COLUMNS"]
 
 #: Columns of ``stream_candidates`` (besides run_id), in order.
 CANDIDATE_COLUMNS = ["candidate_id", "method", "patch_ids", "lead_patch_id", "theta", "rho",
@@ -255,56 +256,102 @@ def merge_protoclusters(protoclusters: pd.DataFrame, centers: pd.DataFrame,
     return candidates, members
 
 
-def false_positive_summary(significance: np.ndarray, null_significance: np.ndarray,
-                           floor: float = 0.0) -> dict[str, float]:
-    """The false-positive threshold and rate from a stream-free sky (Via Machinae, section 5).
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact binomial) interval of a rate from ``k`` of ``n`` trials at
+    confidence ``level``; (0, 1) when ``n`` is 0."""
+    from scipy.stats import beta
 
-    threshold: the most significant candidate of the stream-free sky (``null_significance``),
-    at least ``floor``; n_above: candidates of the searched sky above it; n_null: stream-free
-    candidates above it (0 when the threshold is their maximum); fp_fraction: ``n_null /
-    n_above``, the expected fraction of false positives among the reported candidates when both
-    skies cover the same area; fp_fraction_upper: ``(n_null + 1) / n_above`` (one stream-free
-    realization: its maximum is exceeded by the next realization's about half the time);
-    n_above_floor, n_null_floor, fp_fraction_floor: the same at the floor alone (what the
-    threshold protects against).
+    if not 0 <= k <= n:
+        raise ValueError(f"clopper_pearson: need 0 <= k <= n, got k={k}, n={n}")
+    alpha = 1.0 - level
+    lo = float(beta.ppf(alpha / 2, k, n - k + 1)) if k > 0 else 0.0
+    hi = float(beta.ppf(1 - alpha / 2, k + 1, n - k)) if k < n else 1.0
+    return lo, hi
+
+
+def realization_maxima(null_significance: np.ndarray, null_realization: np.ndarray,
+                       n_realizations: int) -> np.ndarray:
+    """The most significant candidate of each stream-free realization ``0 .. n - 1`` (0.0 for a
+    realization without candidates: S >= 0)."""
+    sig = np.asarray(null_significance, np.float64)
+    real = np.asarray(null_realization, np.int64)
+    if len(real) and (real.min() < 0 or real.max() >= n_realizations):
+        raise ValueError(f"realization ids {sorted(set(real.tolist()))} outside 0.."
+                         f"{n_realizations - 1}")
+    maxima = np.zeros(n_realizations)
+    np.maximum.at(maxima, real, sig)
+    return maxima
+
+
+def false_positive_summary(significance: np.ndarray, null_significance: np.ndarray,
+                           floor: float = 0.0, null_realization: np.ndarray | None = None,
+                           n_realizations: int = 1, level: float = 0.95) -> dict[str, float]:
+    """The false-positive threshold and rate from K stream-free skies (Via Machinae, section 5).
+
+    null_significance / null_realization: the stream-free candidates' significances and the
+    realization (0 .. K-1, K = ``n_realizations``) each comes from (None: all from one).
+
+    threshold: the largest of the K realizations' maxima, at least ``floor`` (the statistic:
+    max; null_max_min / null_max_median / null_max_max give their spread, null_maxima lists
+    them); n_above: candidates of the searched sky above it; n_null: stream-free candidates above
+    it (0 by construction unless the floor is higher); n_above_floor, n_null_floor: the same at
+    the floor alone.
+
+    The false-positive rate is measured out of sample (leave one out): realization k counts as
+    a false positive when its maximum exceeds the threshold set by the other K-1 realizations
+    (the floor alone when K = 1); fp_rate = n_fp_realizations / K with its Clopper-Pearson
+    interval (fp_rate_lo, fp_rate_hi) at ``level``. It estimates the chance that a stream-free
+    sky of the searched area yields a candidate above a threshold it did not set; with the
+    threshold the max of K exchangeable maxima it is about 1 / (K + 1) unless the floor
+    dominates.
     """
     sig = np.asarray(significance, np.float64)
     null = np.asarray(null_significance, np.float64)
-    threshold = float(max(floor, null.max() if len(null) else floor))
-    n_above, n_null = int(np.sum(sig > threshold)), int(np.sum(null > threshold))
-    n_above_floor, n_null_floor = int(np.sum(sig > floor)), int(np.sum(null > floor))
-
-    def ratio(num: int, den: int) -> float:
-        return num / den if den else float("nan")
-
-    return {"threshold": threshold, "n_above": n_above, "n_null": n_null,
-            "n_null_candidates": int(len(null)),
-            "fp_fraction": ratio(n_null, n_above), "fp_fraction_upper": ratio(n_null + 1, n_above),
-            "n_above_floor": n_above_floor, "n_null_floor": n_null_floor,
-            "fp_fraction_floor": ratio(n_null_floor, n_above_floor)}
+    real = (np.zeros(len(null), np.int64) if null_realization is None
+            else np.asarray(null_realization, np.int64))
+    maxima = realization_maxima(null, real, n_realizations)
+    threshold = float(max(floor, maxima.max() if len(maxima) else floor))
+    others = [max([floor, *np.delete(maxima, k)]) for k in range(len(maxima))]
+    n_fp = int(np.sum(maxima > np.asarray(others))) if len(maxima) else 0
+    lo, hi = clopper_pearson(n_fp, len(maxima), level)
+    return {"threshold": threshold, "n_above": int(np.sum(sig > threshold)),
+            "n_null": int(np.sum(null > threshold)), "n_null_candidates": int(len(null)),
+            "n_realizations": int(n_realizations),
+            "null_maxima": ", ".join(f"{m:.2f}" for m in maxima),
+            "null_max_min": float(maxima.min()) if len(maxima) else float("nan"),
+            "null_max_median": float(np.median(maxima)) if len(maxima) else float("nan"),
+            "null_max_max": float(maxima.max()) if len(maxima) else float("nan"),
+            "n_fp_realizations": n_fp,
+            "fp_rate": n_fp / len(maxima) if len(maxima) else float("nan"),
+            "fp_rate_lo": lo, "fp_rate_hi": hi,
+            "n_above_floor": int(np.sum(sig > floor)), "n_null_floor": int(np.sum(null > floor))}
 
 
 def apply_thresholds(candidates: pd.DataFrame, null_significance: pd.DataFrame | None,
-                     floor: float) -> dict[str, dict[str, float]]:
+                     floor: float, n_realizations: int = 1) -> dict[str, dict[str, float]]:
     """Set each candidate's ``threshold`` (its method's :func:`false_positive_summary`
     threshold) and ``above_threshold`` (significance above it) in place; returns the summary
     per method.
 
-    ``null_significance``: (method, significance) of a stream-free sky's candidates; None when
-    there is none: the threshold is ``floor`` and the stream-free counts and fractions are NaN.
+    ``null_significance``: (method, significance, realization) of the candidates of
+    ``n_realizations`` stream-free skies (without ``realization``: one sky); None when there is
+    none: the threshold is ``floor`` and the stream-free counts, maxima and rates are NaN.
     """
     fp: dict[str, dict[str, float]] = {}
     candidates["threshold"] = floor
     for method in sorted(set(candidates["method"])) if len(candidates) else []:
         mine = candidates["method"] == method
-        null = (null_significance.loc[null_significance["method"] == method,
-                                      "significance"].to_numpy()
-                if null_significance is not None else np.array([]))
-        summary = false_positive_summary(candidates.loc[mine, "significance"].to_numpy(), null,
-                                         floor)
-        if null_significance is None:
+        if null_significance is not None:
+            null = null_significance[null_significance["method"] == method]
+            real = null["realization"] if "realization" in null else None
+            summary = false_positive_summary(candidates.loc[mine, "significance"].to_numpy(),
+                                             null["significance"].to_numpy(), floor, real,
+                                             n_realizations)
+        else:
+            summary = false_positive_summary(candidates.loc[mine, "significance"].to_numpy(),
+                                             np.array([]), floor)
             summary.update({k: float("nan") for k in summary
-                            if k.startswith(("n_null", "fp_fraction"))})
+                            if k.startswith(("n_null", "null_", "fp_", "n_fp", "n_real"))})
         fp[method] = summary
         candidates.loc[mine, "threshold"] = summary["threshold"]
     candidates["above_threshold"] = candidates["significance"] > candidates["threshold"]

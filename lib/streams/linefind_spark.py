@@ -4,8 +4,8 @@
   (:func:`gaialake.streams.linefind.protoclusters_frame`) on executors, one task per (patch,
   pm axis, signal region, method) group of ``anomaly_scores`` joined to the fiducial stars of
   ``patch_stars``; only the protoclusters (a few rows per group) come back;
-- :func:`null_significance`: the stream-free run's candidates
-  (:func:`gaialake.streams.nullsky.null_candidates_path`);
+- :func:`null_significance`: the stream-free runs' candidates
+  (:func:`gaialake.streams.nullsky.null_candidates_paths`);
 - :func:`member_stars`: candidate members with ICRS positions and proper motions and
   coordinates in their lead patch frame;
 - :func:`known_tracks`: the tracks candidates are labelled with (galstreams, or the injected
@@ -26,7 +26,7 @@ from gaialake.io.delta import read_table, table_exists
 from gaialake.log import get_logger
 from gaialake.streams.linefind import (GROUP_KEYS, LineFindSettings, protocluster_spark_schema,
                                        protoclusters_frame)
-from gaialake.streams.nullsky import null_candidates_path
+from gaialake.streams.nullsky import null_candidates_paths
 from gaialake.streams.patch_grid import from_patch_frame, patch_centers, to_patch_frame
 from gaialake.streams.recovery import Track
 
@@ -68,16 +68,23 @@ def find_protoclusters_spark(scores, stars, params: LineFindSettings):
             .groupBy(*GROUP_KEYS).applyInPandas(search, protocluster_spark_schema()))
 
 
-def null_significance(spark, conf: Conf) -> pd.DataFrame | None:
-    """(method, significance) of the stream-free run's candidates; None when there is none."""
-    path = null_candidates_path(conf)
-    if path is None:
-        return None
-    if not table_exists(spark, path):
-        log.warning("no stream-free candidates at %s (run gaialake null_sky): the threshold is "
-                    "the floor find_streams.min_candidate_significance alone", path)
-        return None
-    return spark.read.format("delta").load(path).select("method", "significance").toPandas()
+def null_significance(spark, conf: Conf) -> tuple[pd.DataFrame | None, int]:
+    """(method, significance, realization) of the stream-free runs' candidates
+    (:func:`gaialake.streams.nullsky.null_candidates_paths`) and how many realizations were
+    read; (None, 0) when there is none. A missing realization's table is logged and left out."""
+    frames = []
+    for path in null_candidates_paths(conf):
+        if not table_exists(spark, path):
+            log.warning("no stream-free candidates at %s (run gaialake null_sky): this "
+                        "realization is left out of the threshold", path)
+            continue
+        frames.append(spark.read.format("delta").load(path).select("method", "significance")
+                      .toPandas().assign(realization=len(frames)))
+    if not frames:
+        log.warning("no stream-free candidates: the threshold is the floor "
+                    "find_streams.min_candidate_significance alone")
+        return None, 0
+    return pd.concat(frames, ignore_index=True), len(frames)
 
 
 def member_stars(spark, conf: Conf, stars, members: pd.DataFrame,

@@ -7,6 +7,11 @@ inner ``fiducial`` discs of 10 deg leave small gaps at pixel corners: set
 ``patches.fiducial_deg`` to 11.8 for full coverage), kept where the Galactic latitude of the
 centre satisfies ``|b| >= patches.b_min_deg``.
 
+Which of them are searched is a rule, blind to where streams are (:func:`searched_patches`):
+with ``patches.within_region`` every grid patch whose fiducial disc lies inside the generated
+sky (``sky.region``, :func:`patches_inside`), else all of them; ``patches.only`` (a user's
+explicit list, set by no shipped conf) overrides both.
+
 Each patch has its own frame: an ICRS rotation that puts the patch centre at the origin,
 ``phi`` (deg, longitude-like, increasing with ra at the centre) and ``lam`` (deg, latitude-like,
 increasing with dec at the centre). Proper motions are rotated into the same frame:
@@ -24,7 +29,7 @@ import pandas as pd
 from gaialake.conf import Conf, settings_from
 from gaialake.astro.healpix import disc_pixels, order_npix, pixel_center_radec
 
-__all__ = ["PatchCutSettings", "patch_centers", "patch_pixels", "rotation_matrices", "to_patch_frame",
+__all__ = ["PatchCutSettings", "patch_centers", "patches_inside", "searched_patches", "patch_pixels", "rotation_matrices", "to_patch_frame",
            "from_patch_frame", "angular_distance_deg", "select_patch_stars", "PATCH_COLUMNS"]
 
 #: Columns of ``patch_stars`` produced by :func:`select_patch_stars` (besides run_id).
@@ -76,6 +81,38 @@ def patch_centers(grid_order: int = 2, b_min_deg: float = 30.0,
                              f"{grid_order} with |b| >= {b_min_deg} deg")
         out = out[out["patch_id"].isin(only)]
     return out.reset_index(drop=True)
+
+
+def patches_inside(centers: pd.DataFrame, region_pixels: np.ndarray, order: int,
+                   radius_deg: float) -> pd.DataFrame:
+    """The rows of ``centers`` (patch_id, ra, dec in deg) whose disc of ``radius_deg`` lies
+    inside a sky region given as nested ``region_pixels`` at ``order``: every pixel at ``order``
+    whose centre is within ``radius_deg`` of the patch centre is a region pixel (the region's
+    own definition: pixels whose centres lie in its cones)."""
+    region = set(int(p) for p in region_pixels)
+    keep = []
+    for c in centers.itertuples():
+        pix = disc_pixels(c.ra, c.dec, radius_deg, order)
+        ra, dec = pixel_center_radec(pix, order)
+        inner = pix[angular_distance_deg(ra, dec, c.ra, c.dec) <= radius_deg]
+        keep.append(len(inner) > 0 and all(int(p) in region for p in inner))
+    return centers[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+
+
+def searched_patches(conf: Conf) -> pd.DataFrame:
+    """The patches ``conf`` searches (patch_id, ra, dec, l, b in deg): ``patches.only`` when
+    set, else the grid's ``|b| >= patches.b_min_deg`` patches, restricted with
+    ``patches.within_region`` to those whose fiducial disc lies inside ``sky.region``."""
+    from gaialake.sky.skymodel import region_pixels
+
+    only = [int(p) for p in conf.get("patches.only", []) or []]
+    centers = patch_centers(int(conf.get("patches.grid_order")), float(conf.get("patches.b_min_deg")),
+                            only)
+    if only or not conf.get("patches.within_region") or conf.get("sky.region") in ("full", "all", None):
+        return centers
+    order = int(conf.get("sky.model_order"))
+    return patches_inside(centers, region_pixels(conf.get("sky.region"), order), order,
+                          float(conf.get("patches.fiducial_deg")))
 
 
 def patch_pixels(centers: pd.DataFrame, radius_deg: float, order: int) -> pd.DataFrame:

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["member_recovery", "truth_false_positives", "Track", "galstreams_tracks",
-           "truth_tracks", "match_known_tracks"]
+__all__ = ["member_recovery", "patch_recovery", "truth_false_positives", "Track",
+           "galstreams_tracks", "truth_tracks", "match_known_tracks"]
 
 
 def member_recovery(members: pd.DataFrame, truth: pd.DataFrame,
@@ -215,3 +215,28 @@ def match_known_tracks(member_positions: pd.DataFrame, candidates: pd.DataFrame,
             best, best_frac = track.name, frac
         out[cand.candidate_id] = best
     return out
+
+
+def patch_recovery(members: pd.DataFrame, truth: pd.DataFrame, patch_stars: pd.DataFrame,
+                   stream: str, min_purity: float = 0.5, min_true: int = 5) -> pd.DataFrame:
+    """Purity and completeness of ``stream`` in each patch's fiducial disc.
+
+    members: candidate_id, source_id (e.g. the members of candidates above threshold); truth:
+    source_id, stream; patch_stars: patch_id, source_id, fiducial. Per patch, the members and
+    the truth are cut to the patch's fiducial stars and :func:`member_recovery` is run.
+    Returns patch_id, n_truth (the stream's fiducial stars there), n_true, purity, completeness.
+    """
+    rows = []
+    fid = patch_stars.loc[patch_stars["fiducial"].astype(bool), ["patch_id", "source_id"]]
+    for patch_id, ids in fid.groupby("patch_id")["source_id"]:
+        inside = ids.to_numpy(np.int64)
+        mine = members[members["source_id"].isin(inside)]
+        _, per_stream = member_recovery(mine, truth[truth["stream"] == stream], inside,
+                                        min_purity, min_true)
+        row = (per_stream.iloc[0] if len(per_stream)
+               else {"n_truth": 0, "n_true": 0, "purity": 0.0, "completeness": float("nan")})
+        rows.append({"patch_id": int(patch_id), "n_truth": int(row["n_truth"]),
+                     "n_true": int(row["n_true"]), "purity": float(row["purity"]),
+                     "completeness": float(row["completeness"])})
+    return pd.DataFrame(rows, columns=["patch_id", "n_truth", "n_true", "purity",
+                                       "completeness"])

@@ -1,18 +1,22 @@
 """The registered stream-search models: every group's flows (and CATHODE classifiers) in one
-torch module, rebuilt from a JSON config (``gaialake-anode``, ``gaialake-cathode``), registered
-in MLflow as a pyfunc model (:func:`gaialake.io.tracking.log_torch_model`).
+torch module, rebuilt from a JSON config (``gaialake-anode``, ``gaialake-cathode``,
+``gaialake-ranode``), registered in MLflow as a pyfunc model
+(:func:`gaialake.io.tracking.log_torch_model`).
 
 Config::
 
-    {"method": "cathode" | "anode", "flow": {flow config}, "groups": [
+    {"method": "cathode" | "anode" | "ranode", "flow": {flow config}, "groups": [
         {"key": "p12_pm_phi_1", "patch_id": 12, "pm_axis": "pm_phi", "sr_lo": -9.0,
-         "sr_hi": -3.0, "feature_map": {...}, "classifier_bytes": 51234}, ...]}
+         "sr_hi": -3.0, "feature_map": {...}, "classifier_bytes": 51234,
+         "sig_config": {"flow": {...}, "w_bounds": [lo, hi]} or None}, ...]}
 
-State: ``flows.<key>.cr`` (control-region flow), ``flows.<key>.sr`` (ANODE's SR flow) and, for
-CATHODE, the buffer ``clf_<key>`` holding the pickled k-fold classifiers (uint8).
+State: ``flows.<key>.cr`` (control-region flow), ``flows.<key>.sr`` (ANODE's SR flow),
+``signals.<key>`` (R-ANODE's signal flow and w) and, for CATHODE, the buffer ``clf_<key>``
+holding the pickled k-fold classifiers (uint8).
 :func:`search_model` builds both from the trained groups of a search.
 :func:`score_stars` (the pyfunc's :func:`predict`) scores ``patch_stars`` rows with every group
-whose patch and SR contain them: ANODE log R; CATHODE the classifiers' mean probability (on
+whose patch and SR contain them: ANODE log R; R-ANODE log P_sig / P_bg; CATHODE the
+classifiers' mean probability (on
 stars a classifier was trained on this is not out-of-fold: the scores of ``anomaly_scores``
 are; use this on new stars). :class:`ScoreSettings` is the ``score`` conf section.
 """
@@ -29,6 +33,7 @@ from gaialake import tables
 from gaialake.conf import Conf
 from gaialake.models.flows import build_flow
 from gaialake.streams.anode import anode_log_ratio
+from gaialake.streams.ranode import build_signal_mixture, ranode_log_ratio
 from gaialake.streams.regions import FeatureMap, SignalRegion, features
 from gaialake.streams.search import METHODS
 
@@ -50,7 +55,7 @@ def group_key(patch_id: int, pm_axis: str, sr_index: int) -> str:
 
 @dataclass(frozen=True)
 class ScoreSettings:
-    """The ``score`` conf section: ``method`` (anode or cathode; ``score.method`` null:
+    """The ``score`` conf section: ``method`` (one of the search's methods; ``score.method`` null:
     ``streams.method``), ``alias`` of the registered model, ``mode`` (one of :data:`MODES`),
     ``fiducial_only`` (score only the stars of the patches' fiducial discs)."""
 
@@ -61,7 +66,7 @@ class ScoreSettings:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"score.method must be anode or cathode, got {self.method!r}")
+            raise ValueError(f"score.method must be one of {METHODS}, got {self.method!r}")
         if self.mode not in MODES:
             raise ValueError(f"score.mode must be one of {MODES}, got {self.mode!r}")
 
@@ -91,6 +96,9 @@ class SearchModel(torch.nn.Module):
         self.flows = torch.nn.ModuleDict({
             g["key"]: torch.nn.ModuleDict({r: build_flow(flow_cfg) for r in roles})
             for g in config["groups"]})
+        self.signals = torch.nn.ModuleDict({
+            g["key"]: build_signal_mixture(g["sig_config"]["flow"], g["sig_config"]["w_bounds"])
+            for g in config["groups"]} if self.method == "ranode" else {})
         for g in config["groups"]:
             if self.method == "cathode":
                 self.register_buffer(f"clf_{g['key']}",
@@ -108,6 +116,8 @@ class SearchModel(torch.nn.Module):
         flows = self.flows[group["key"]]
         if self.method == "anode":
             return anode_log_ratio(flows["sr"], flows["cr"], z, c)
+        if self.method == "ranode":
+            return ranode_log_ratio(self.signals[group["key"]], flows["cr"], z, c)
         return np.mean([clf.predict_proba(z)[:, 1] for clf in self.classifiers(group["key"])], 0)
 
 
@@ -159,6 +169,9 @@ def state_for_groups(method: str, groups: list[dict], weights: dict[str, dict]) 
         for role in roles:
             for name, tensor in w[role].items():
                 state[f"flows.{g['key']}.{role}.{name}"] = tensor
+        if method == "ranode":
+            for name, tensor in w["sig"].items():
+                state[f"signals.{g['key']}.{name}"] = tensor
         if method == "cathode":
             state[f"clf_{g['key']}"] = torch.frombuffer(bytearray(w["classifiers"]),
                                                         dtype=torch.uint8).clone()
@@ -171,7 +184,8 @@ def search_model(method: str, flow: dict, trained: list[dict]) -> tuple[dict, di
     weights); ``flow``: the flow config of ``streams.flow``."""
     groups = [{"key": g["key"], "patch_id": g["patch_id"], "pm_axis": g["pm_axis"],
                "sr_lo": g["sr_lo"], "sr_hi": g["sr_hi"], "feature_map": g["feature_map"],
-               "classifier_bytes": len(g["weights"].get("classifiers", b""))}
+               "classifier_bytes": len(g["weights"].get("classifiers", b"")),
+               "sig_config": g["weights"].get("sig_config")}
               for g in trained]
     state = state_for_groups(method, groups, {g["key"]: g["weights"] for g in trained})
     config = {"method": method, "flow": flow, "groups": groups,

@@ -3,9 +3,10 @@
 :func:`score_group` is pure (pandas in, pandas out) and is what each Spark task runs: it maps
 the features (:class:`gaialake.streams.regions.FeatureMap`), trains the control-region flow
 P_CR(x|m) once, then scores the SR stars of the fiducial disc with each method in
-``settings.methods``: ``cathode`` (:mod:`gaialake.streams.cathode`, the default) and ``anode``
-(:mod:`gaialake.streams.anode`), which share that CR flow. It returns the scores, the weights
-of the flows (state dicts) and metrics; it never writes anywhere.
+``settings.methods``: ``cathode`` (:mod:`gaialake.streams.cathode`, the default), ``anode``
+(:mod:`gaialake.streams.anode`) and ``ranode`` (:mod:`gaialake.streams.ranode`), which share
+that CR flow. It returns the scores, the weights of the flows (state dicts) and metrics; it
+never writes anywhere.
 
 For a group larger than task memory, ``gaialake anomaly`` streams the rows through Petastorm
 instead (:mod:`gaialake.streams.streaming`, ``streams.max_group_rows``), with the seeds of
@@ -25,7 +26,8 @@ import torch
 from gaialake.conf import Conf
 from gaialake.streams.regions import FeatureMap, SignalRegion, features
 from gaialake.streams.anode import anode_log_ratio, fit_sr_flow
-from gaialake.streams.cathode import cathode_scores
+from gaialake.streams.cathode import ClassifierSettings, cathode_scores
+from gaialake.streams.ranode import RanodeSettings, fit_ranode, ranode_log_ratio
 from gaialake.models.flows import build_flow, train_flow
 from gaialake.models.train import TrainSettings
 
@@ -33,7 +35,7 @@ __all__ = ["SearchSettings", "GroupResult", "score_group", "METHODS", "group_see
            "hash_unit"]
 
 #: The anomaly scores of the search (``streams.methods``).
-METHODS = ("cathode", "anode")
+METHODS = ("cathode", "anode", "ranode")
 
 
 @dataclass(frozen=True)
@@ -46,24 +48,29 @@ class SearchSettings:
     folds: int = 5
     oversample: int = 4
     classifier: dict = field(default_factory=dict)
+    ranode: RanodeSettings = RanodeSettings()
     min_patch_stars: int = 2000
     min_sr_stars: int = 200
     fmap: FeatureMap = field(default_factory=FeatureMap)
 
     @classmethod
     def from_conf(cls, conf: Conf) -> "SearchSettings":
-        """The settings of ``conf``'s ``streams`` section; unknown methods are refused."""
+        """The settings of ``conf``'s ``streams`` section; unknown methods, classifier kinds
+        and keys of ``streams.cathode.classifier`` and ``streams.ranode`` are refused."""
         methods = tuple(conf.get("streams.methods"))
         bad = [m for m in methods if m not in METHODS]
         if bad or conf.get("streams.method") not in METHODS:
             unknown = bad or conf.get("streams.method")
             raise ValueError(f"streams.methods / streams.method: unknown {unknown}; "
                              f"use {METHODS}")
-        return cls(methods=methods, flow=dict(conf.get("streams.flow")),
-                   train=TrainSettings.from_dict(dict(conf.get("streams.train"))),
+        train = TrainSettings.from_dict(dict(conf.get("streams.train")))
+        classifier = dict(conf.get("streams.cathode.classifier", {}) or {})
+        ClassifierSettings.from_dict(classifier)
+        return cls(methods=methods, flow=dict(conf.get("streams.flow")), train=train,
                    folds=int(conf.get("streams.cathode.folds")),
                    oversample=int(conf.get("streams.cathode.oversample")),
-                   classifier=dict(conf.get("streams.cathode.classifier", {}) or {}),
+                   classifier=classifier,
+                   ranode=RanodeSettings.from_dict(conf.get("streams.ranode", None), train),
                    min_patch_stars=int(conf.get("streams.min_patch_stars")),
                    min_sr_stars=int(conf.get("streams.min_sr_stars")),
                    fmap=FeatureMap.from_conf(conf))
@@ -72,8 +79,9 @@ class SearchSettings:
 @dataclass
 class GroupResult:
     """Scores (source_id, method, score) of the fiducial SR stars, weights per role (``cr``,
-    ``sr``: flow state dicts; ``classifiers``: the pickled k-fold CATHODE classifiers), the
-    fitted feature map, metrics and loss curves, and the
+    ``sr``: flow state dicts; ``classifiers``: the pickled k-fold CATHODE classifiers;
+    ``sig``: R-ANODE's :class:`~gaialake.streams.ranode.SignalMixture` state, ``sig_config``
+    its flow config and w bounds), the fitted feature map, metrics and loss curves, and the
     reason when the group was skipped (then ``scores`` is empty)."""
 
     scores: pd.DataFrame
@@ -130,7 +138,7 @@ def score_group(stars: pd.DataFrame, sr: SignalRegion, settings: SearchSettings,
         s, cm, classifiers = cathode_scores(z_sr, c_sr, cr_flow, seed=int(seeds[1]),
                                             n_folds=settings.folds,
                                             oversample=settings.oversample,
-                                            classifier=settings.classifier)
+                                            classifier=settings.classifier, device=device)
         metrics.update(cm)
         weights["classifiers"] = pickle.dumps(classifiers)
         parts.append(pd.DataFrame({"source_id": ids, "method": "cathode", "score": s[fid]}))
@@ -143,6 +151,20 @@ def score_group(stars: pd.DataFrame, sr: SignalRegion, settings: SearchSettings,
         parts.append(pd.DataFrame({"source_id": ids, "method": "anode",
                                    "score": anode_log_ratio(sr_flow, cr_flow, z_sr[fid],
                                                             c_sr[fid])}))
+    if "ranode" in settings.methods:
+        mixture, sig_fit = fit_ranode(z_sr, c_sr, cr_flow, settings.ranode, int(seeds[3]),
+                                      device)
+        metrics.update({f"ranode_{k}": v for k, v in sig_fit.metrics().items()})
+        metrics["ranode_w"] = float(mixture.w.detach())
+        weights["sig"] = sig_fit.state_dict
+        weights["sig_config"] = {"flow": {**settings.ranode.flow, "features": z.shape[1],
+                                          "context": 1},
+                                 "w_bounds": list(settings.ranode.w_bounds)}
+        curves.update({"ranode_train_loss": sig_fit.train_loss,
+                       "ranode_val_loss": sig_fit.val_loss})
+        parts.append(pd.DataFrame({"source_id": ids, "method": "ranode",
+                                   "score": ranode_log_ratio(mixture, cr_flow, z_sr[fid],
+                                                             c_sr[fid])}))
     metrics["n_scored"] = int(len(ids))
     scores = pd.concat(parts, ignore_index=True) if parts else _empty_scores()
     return GroupResult(scores, weights=weights, feature_map=fmap.to_dict(), metrics=metrics,
@@ -150,8 +172,9 @@ def score_group(stars: pd.DataFrame, sr: SignalRegion, settings: SearchSettings,
 
 
 def group_seeds(seed: int) -> np.ndarray:
-    """The three seeds of a group (CR flow, CATHODE, ANODE SR flow), the same in both paths."""
-    return np.random.default_rng(seed).integers(2**62, size=3)
+    """The seeds of a group (CR flow, CATHODE, ANODE SR flow, R-ANODE signal flow), the same
+    in both paths."""
+    return np.random.default_rng(seed).integers(2**62, size=4)
 
 
 def hash_unit(source_id: np.ndarray, seed: int) -> np.ndarray:

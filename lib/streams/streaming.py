@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from gaialake.conf import Conf, settings_from
+from gaialake.log import get_logger
 from gaialake.models.flows import build_flow, train_flow_batches
 from gaialake.models.train import TrainResult
 from gaialake.streams.regions import FeatureMap, SignalRegion, features
@@ -38,6 +39,8 @@ from gaialake.streams.search import SearchSettings, group_seeds, hash_unit
 from gaialake.streams.search_spark import STAR_COLUMNS, model_row, task_rows
 
 __all__ = ["StreamSettings", "stream_group", "MAPPED_SCHEMA"]
+
+log = get_logger("anomaly")
 
 Z_COLUMNS = ["z0", "z1", "z2", "z3", "z4"]
 #: Rows mapped on executors: mapped features z, context c, SR membership and the two hashes
@@ -236,6 +239,10 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
         sr_rows = mapped.where(F.col("in_sr"))
         scored = sr_rows.where(F.col("fiducial")).select("source_id", *Z_COLUMNS, "c")
         parts = []
+        if "ranode" in settings.methods:   # its signal fit needs the whole SR in memory
+            log.warning("patch %s %s SR %s: %d rows stream: no R-ANODE score for this group "
+                        "(streamed groups score cathode and anode only)", patch_id, axis, sr_index, n)
+            metrics["ranode_skipped"] = 1
         if "cathode" in settings.methods:
             rate = min(1.0, streaming.classifier_rows / n_sr)
             fit_rows = (sr_rows.where(F.col("v") < rate)

@@ -1,7 +1,7 @@
 """`make bench`'s make-run section: stage seconds from a pipeline log, the table and the projection."""
 from __future__ import annotations
 
-from gaialake.bench.markdown import write_benchmarks_md
+from gaialake.bench.markdown import STREAMS_HEADING, write_benchmarks_md
 from gaialake.bench.kit import stage_seconds
 
 LOG = """12:00:00 INFO gaialake.cli: job generate: start
@@ -60,3 +60,12 @@ def test_ratio_line_comes_from_the_largest_size_with_both_baselines(tmp_path):
             "10,000,000 rows") in text
     assert "gaialake / hats-import at this size: 1.67x whole process, 1.87x stage" in text
     assert "| gaialake ingest from Parquet (pyarrow's output), whole process, 1,000 rows kept" in text
+
+
+def test_make_bench_keeps_the_streams_section_and_names_re_measured_parts(tmp_path):
+    path = tmp_path / "B.md"
+    path.write_text("# Benchmarks\n\nold\n\n" + STREAMS_HEADING + "\n\nGD-1 line\n\n## Projection\n\nold\n")
+    text = write_benchmarks_md({"date": "d", "machine": "m", "versions": "v", "ingest": INGEST,
+                                "reruns": ["ingest at scale on e"]}, path).read_text()
+    assert "Re-measured since: ingest at scale on e." in text
+    assert text.count(STREAMS_HEADING) == 1 and "GD-1 line" in text and "\nold\n" not in text

@@ -2,8 +2,9 @@
 
 The toy patch (:func:`tests.helpers.toy_patch`) is a smooth background in (phi, lam, pm, G, colour) with
 pm dispersions that grow with G, and a narrow stream line compact in proper motion. Measured
-with the fixture's settings (MAF 5x64, <= 30 epochs, 20k background, 300 stream stars):
-CATHODE AUC ~0.98, ANODE ~0.9 on the fiducial SR stars.
+with the fixture's settings (MAF 5x64, <= 30 epochs, 20k background, 300 stream stars, 4 % of
+the SR): CATHODE AUC ~0.98 (boosted trees and network ensemble alike), ANODE ~0.9, R-ANODE 0.63
+(seed-dependent) on the fiducial SR stars.
 """
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from gaialake.models.flows import build_flow, log_prob, sample, train_flow
+from gaialake.models.mlp import MLPEnsemble
 from gaialake.models.train import TrainSettings
+from gaialake.streams.cathode import ClassifierSettings, cathode_scores
+from gaialake.streams.scorer import SearchModel, group_key, score_stars, search_model
 from gaialake.streams.search import METHODS, SearchSettings, score_group
 from gaialake.streams.regions import FeatureMap, SignalRegion, features, signal_regions
 from tests.helpers import STREAM_SR, toy_patch
@@ -67,6 +71,74 @@ def test_anode_ranks_stream_members_above_background(searched):
     patch, result = searched
     auc, purity = member_auc(patch, result.scores, "anode")
     assert auc > 0.85, (auc, purity)
+
+
+def test_ranode_fits_a_signal_fraction_inside_its_bounds(searched):
+    # R-ANODE's ranking on this patch depends on the seeds (AUC 0.63 with the fixture's, 1.00
+    # with others, both measured 2026-12): no ranking claim here, see tests/streams/test_ranode.py
+    _, result = searched
+    assert 1e-4 < result.metrics["ranode_w"] < 0.5 and result.metrics["ranode_best_epoch"] >= 0
+
+
+def _group_inputs(patch: pd.DataFrame, result) -> tuple[np.ndarray, np.ndarray, torch.nn.Module]:
+    """The SR stars' mapped features and context, and the group's trained CR flow."""
+    fmap = FeatureMap.from_dict(result.feature_map)
+    x, m = features(patch, STREAM_SR.axis)
+    z, c = fmap.transform(x, m)
+    cr = build_flow({"type": "maf", "transforms": 5, "hidden": 64, "features": 5, "context": 1})
+    cr.load_state_dict(result.weights["cr"])
+    in_sr = STREAM_SR.contains(m)
+    return z[in_sr], c[in_sr], cr.eval()
+
+
+def test_cathode_network_ensemble_ranks_stream_members_out_of_fold(searched):
+    torch.set_num_threads(1)
+    patch, result = searched
+    z_sr, c_sr, cr = _group_inputs(patch, result)
+    # one member of the default shape (3 x 64, <= 30 epochs of 256 rows), all SR stars: AUC
+    # 0.86 measured (8 epochs of 512 rows: 0.69); the default 3 members gave 0.98 on the
+    # fiducial SR stars, as the boosted trees (one-off measurement, 2026-12)
+    clf = {"kind": "nn_ensemble", "nn_ensemble": {"members": 1}}
+    scores, metrics, models = cathode_scores(z_sr, c_sr, cr, seed=4, n_folds=5, oversample=4,
+                                             classifier=clf)
+    assert len(models) == 5 and all(isinstance(m, MLPEnsemble) for m in models)
+    assert all(len(m.members) == 1 for m in models)
+    y = patch.stream.to_numpy()[STREAM_SR.contains(patch[STREAM_SR.axis].to_numpy())]
+    assert np.isfinite(scores).all() and roc_auc_score(y, scores) > 0.8
+    assert metrics["cathode_fold_auc"] < 0.7
+
+
+def test_classifier_settings_refuse_an_unknown_kind_or_keyword():
+    assert ClassifierSettings.from_dict({"max_iter": 20}).hgb["max_iter"] == 20
+    nn = ClassifierSettings.from_dict({"kind": "nn_ensemble", "nn_ensemble": {"members": 4}})
+    assert nn.kind == "nn_ensemble" and nn.nn.members == 4 and nn.nn.hidden == (64, 64, 64)
+    with pytest.raises(ValueError, match="classifier.kind"):
+        ClassifierSettings.from_dict({"kind": "svm"})
+    with pytest.raises(KeyError, match="classifier.max_iters"):
+        ClassifierSettings.from_dict({"max_iters": 20})
+    with pytest.raises(KeyError, match="nn_ensemble.layers"):
+        ClassifierSettings.from_dict({"kind": "nn_ensemble", "nn_ensemble": {"layers": 3}})
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_registered_search_model_scores_the_group_stars_again(searched, method):
+    patch, result = searched
+    flow = {"type": "maf", "transforms": 5, "hidden": 64}
+    trained = [{"key": group_key(7, STREAM_SR.axis, STREAM_SR.index), "patch_id": 7,
+                "pm_axis": STREAM_SR.axis, "sr_lo": STREAM_SR.lo, "sr_hi": STREAM_SR.hi,
+                "feature_map": result.feature_map, "weights": result.weights}]
+    config, state = search_model(method, flow, trained)
+    module = SearchModel(config)
+    module.load_state_dict(state)
+    got = score_stars(module.eval(), patch[patch.fiducial].assign(patch_id=7))
+    want = result.scores[result.scores.method == method]
+    assert set(got.method) == {method}
+    merged = want.merge(got, on="source_id", suffixes=("_task", "_model"))
+    assert len(merged) == len(want) == len(got)
+    if method == "cathode":   # the mean of the k classifiers, not the out-of-fold score
+        assert np.corrcoef(merged.score_task, merged.score_model)[0, 1] > 0.8
+    else:
+        np.testing.assert_allclose(merged.score_model, merged.score_task, rtol=1e-4, atol=1e-4)
 
 
 def test_score_group_is_deterministic_with_a_fixed_seed():

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gaialake.streams.candidates import (CANDIDATE_COLUMNS, MergeSettings, false_positive_summary,
-                                 merge_protoclusters, segment_geometry)
+from gaialake.streams.candidates import (CANDIDATE_COLUMNS, MergeSettings, clopper_pearson,
+                                         false_positive_summary,
+                                         merge_protoclusters, segment_geometry)
 from gaialake.conf import load_conf
 from gaialake.streams.linefind import LineFindSettings, protoclusters_frame
 from gaialake.streams.patch_grid import angular_distance_deg, patch_centers, rotation_matrices, to_patch_frame
@@ -205,9 +206,41 @@ def test_stream_free_sky_yields_nothing_above_threshold(stream_sky, null_sky):
     assert fp["n_above"] == 1                        # the stream, and only the stream
     # the threshold is the most significant stream-free candidate when above the floor
     fp = false_positive_summary(np.array([3.0, 12.0, 30.0]), np.array([4.0, 10.0]), 7.0)
-    assert fp == {"threshold": 10.0, "n_above": 2, "n_null": 0, "n_null_candidates": 2,
-                  "fp_fraction": 0.0, "fp_fraction_upper": 0.5, "n_above_floor": 2, "n_null_floor": 1,
-                  "fp_fraction_floor": 0.5}
+    assert (fp["threshold"], fp["n_above"], fp["n_null"], fp["n_above_floor"],
+            fp["n_null_floor"]) == (10.0, 2, 0, 2, 1)
+    # one realization: its maximum 10 beats the floor it did not set, a false positive
+    assert (fp["n_fp_realizations"], fp["fp_rate"]) == (1, 1.0)
+
+
+def test_threshold_is_the_largest_of_k_stream_free_maxima_with_a_leave_one_out_rate():
+    null = np.array([4.0, 10.0, 6.5, 8.0, 1.0])
+    real = np.array([0, 0, 1, 2, 2])
+    fp = false_positive_summary(np.array([3.0, 9.0, 30.0]), null, 7.0, real, 4)
+    assert fp["threshold"] == 10.0 and fp["n_above"] == 1
+    assert fp["null_maxima"] == "10.00, 6.50, 8.00, 0.00"     # realization 3 found nothing
+    assert (fp["null_max_min"], fp["null_max_median"], fp["null_max_max"]) == (0.0, 7.25, 10.0)
+    # left out, 10 beats max(7, 6.5, 8, 0) = 8; 8 does not beat 10; the others are below 7
+    assert fp["n_fp_realizations"] == 1 and fp["fp_rate"] == 0.25
+    assert fp["fp_rate_lo"] == pytest.approx(clopper_pearson(1, 4)[0])
+    # every maximum below the floor: no false positive in any realization
+    quiet = false_positive_summary(np.array([12.0]), np.array([5.0, 6.0, 4.0]), 7.0,
+                                   np.array([0, 1, 2]), 3)
+    assert quiet["threshold"] == 7.0 and quiet["n_fp_realizations"] == 0
+    assert quiet["fp_rate_hi"] == pytest.approx(1 - 0.025 ** (1 / 3))
+    with pytest.raises(ValueError, match="realization ids"):
+        false_positive_summary(np.array([1.0]), null, 7.0, real, 2)
+
+
+def test_clopper_pearson_matches_the_exact_binomial_bounds():
+    from scipy.stats import binom
+
+    lo, hi = clopper_pearson(2, 10)
+    assert binom.sf(1, 10, lo) == pytest.approx(0.025)         # P(X >= 2 | lo) = alpha / 2
+    assert binom.cdf(2, 10, hi) == pytest.approx(0.025)        # P(X <= 2 | hi) = alpha / 2
+    assert clopper_pearson(0, 3) == (0.0, pytest.approx(1 - 0.025 ** (1 / 3)))
+    assert clopper_pearson(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="k <= n"):
+        clopper_pearson(4, 3)
 
 
 def test_member_recovery_counts_purity_and_completeness():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gaialake.conf import load_conf
-from gaialake.streams.nullsky import SUFFIXED_PATHS, fingerprint, null_candidates_path, null_sky_conf
+from gaialake.streams.nullsky import (SUFFIXED_PATHS, fingerprint, null_candidates_path,
+                                      null_candidates_paths, null_sky_conf)
 
 
 def test_null_sky_conf_has_its_own_paths_seed_and_no_streams():
@@ -57,3 +58,19 @@ def test_cluster_confs_calibrate_on_a_full_sky_at_dr3_density(conf_file):
     null = null_sky_conf(conf)
     assert null.get("sky.region") == "full" and float(null.get("sky.n_stars")) >= 1.7e9
     assert null.get("sky.streams") == "off" and null.get("seed") != conf.get("seed")
+
+
+def test_each_stream_free_realization_has_its_own_seed_paths_and_table():
+    conf = load_conf(sets=["paths.warehouse=/tmp/wh", "null_sky.realizations=3"])
+    nulls = [null_sky_conf(conf, k) for k in range(3)]
+    assert [n.get("seed") for n in nulls] == [20261126, 20261127, 20261128]
+    assert [n.path("paths.warehouse") for n in nulls] == [
+        "/tmp/wh_nostreams", "/tmp/wh_nostreams_1", "/tmp/wh_nostreams_2"]
+    assert len({n.get("catalog.database") for n in nulls}) == 3
+    assert len({fingerprint(n) for n in nulls}) == 3
+    assert null_candidates_paths(conf) == [f"{n.path('paths.warehouse')}/stream_candidates"
+                                           for n in nulls]
+    with pytest.raises(ValueError, match="null_sky.realizations"):
+        null_sky_conf(conf, 3)
+    with pytest.raises(ValueError, match=">= 1"):
+        null_candidates_paths(load_conf(sets=["null_sky.realizations=0"]))

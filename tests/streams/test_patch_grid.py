@@ -8,8 +8,10 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord, SkyOffsetFrame
 
 from gaialake.astro.healpix import pixel_of
+from gaialake.conf import load_conf
+from gaialake.sky.skymodel import region_pixels
 from gaialake.streams.patch_grid import (PatchCutSettings, angular_distance_deg, from_patch_frame, patch_centers,
-                              select_patch_stars, to_patch_frame)
+                              patches_inside, searched_patches, select_patch_stars, to_patch_frame)
 
 
 def _random_sky(n: int, seed: int):
@@ -61,6 +63,39 @@ def test_grid_overlaps_neighbours_and_cuts_on_galactic_latitude():
     assert near.max() < 11.8
     with pytest.raises(ValueError, match="not patches"):
         patch_centers(2, 30.0, only=[int(patch_centers(2, 0.0).query("abs(b) < 10").patch_id.iloc[0])])
+
+
+def test_patches_inside_keeps_the_discs_that_lie_in_the_region():
+    grid = patch_centers(2, 30.0)
+    c22 = grid.set_index("patch_id").loc[22]
+    far = angular_distance_deg(grid.ra, grid.dec, c22.ra, c22.dec)
+    # a 12 deg cone on patch 22: its 10 deg disc fits, no other disc does
+    cone = [{"ra": c22.ra, "dec": c22.dec, "radius_deg": 12.0}]
+    assert patches_inside(grid, region_pixels(cone, 6), 6, 10.0).patch_id.tolist() == [22]
+    # moved 4 deg off the centre, the disc crosses the cone's edge: nothing is inside
+    off = [{"ra": c22.ra, "dec": c22.dec + 4.0, "radius_deg": 12.0}]
+    assert patches_inside(grid, region_pixels(off, 6), 6, 10.0).empty
+    # a disc covered only by the union of two cones counts; the full sky holds every patch
+    halves = [{"ra": c22.ra, "dec": c22.dec - 5.0, "radius_deg": 12.0},
+              {"ra": c22.ra, "dec": c22.dec + 5.0, "radius_deg": 12.0}]
+    assert 22 not in patches_inside(grid, region_pixels(halves[:1], 6), 6, 10.0).patch_id.tolist()
+    assert 22 in patches_inside(grid, region_pixels(halves, 6), 6, 10.0).patch_id.tolist()
+    inside = patches_inside(grid, region_pixels([{**cone[0], "radius_deg": 40.0}], 6), 6, 10.0)
+    got = set(inside.patch_id)
+    assert set(grid.patch_id[far < 29.0]) <= got <= set(grid.patch_id[far < 31.0])
+    assert len(inside) >= 5
+
+
+def test_searched_patches_follow_the_rule_and_a_user_list_overrides_it():
+    conf = load_conf()
+    rule = searched_patches(conf)
+    # the default sky holds 7 patches' fiducial discs: 4 on GD-1's track, 3 stream-free
+    assert rule.patch_id.tolist() == [20, 21, 22, 23, 28, 110, 111]
+    assert (rule.b.abs() >= 30).all()
+    assert len(searched_patches(load_conf(sets=["patches.within_region=false"]))) == 96
+    assert len(searched_patches(load_conf(sets=["sky.region=full"]))) == 96
+    assert searched_patches(load_conf(sets=["patches.only=[19, 122]"])).patch_id.tolist() == \
+        [19, 122]
 
 
 def test_select_applies_the_cuts_and_a_null_fails_a_cut():
