@@ -7,16 +7,20 @@ control-region flow and scores the group's fiducial SR stars with every method o
 (more than ``streams.max_group_rows`` rows; 0 turns this off) are trained in a driver-side loop
 fed by Petastorm instead (:func:`gaialake.streams.streaming.stream_group`). Both return score
 rows and one model row per group (weights, metrics, loss curves, or the reason the group was
-skipped); nothing else comes back to the driver.
+skipped); nothing else comes back to the driver. With ``streams.retrainings`` K > 1 both paths
+train and score every group K times, retraining k with the seed
+:func:`gaialake.streams.search_spark.group_seed` (k = 0: the seed of a search without
+retrainings), into the ``retraining`` column that find_streams' consistency filter reads.
 
 The driver then writes ``anomaly_scores`` and, only once it is committed, does the MLflow
 writes: a child run per patch (params, metrics, loss curves, feature maps, weights as
-artifacts) under the search's parent run, and registers ``gaialake-anode`` /
-``gaialake-cathode`` (:mod:`gaialake.streams.scorer`) with alias ``champion``: a run that fails
-or is killed before the commit moves no champion (its MLflow run ends FAILED or KILLED). No
-score row (an empty ``patch_stars``, every group skipped) fails the job and keeps
-``anomaly_scores`` as it is, unless ``--allow-empty`` (``run.allow_empty``). When the sky has
-truth (``truth_streams``), the member-vs-background ROC AUC per injected stream is logged.
+artifacts; retraining k >= 1 under ``.r<k>`` names) under the search's parent run, and
+registers retraining 0's ``gaialake-anode`` / ``gaialake-cathode``
+(:mod:`gaialake.streams.scorer`) with alias ``champion``: a run that fails or is killed before
+the commit moves no champion (its MLflow run ends FAILED or KILLED). No score row (an empty
+``patch_stars``, every group skipped) fails the job and keeps ``anomaly_scores`` as it is,
+unless ``--allow-empty`` (``run.allow_empty``). When the sky has truth (``truth_streams``), the
+member-vs-background ROC AUC per injected stream is logged.
 """
 from __future__ import annotations
 
@@ -69,10 +73,13 @@ def run(conf: Conf) -> dict:
                                  "left_anti")
         with stage(log, "train and score groups on executors"):
             score_groups_in_tasks(in_tasks, conf, settings, staging)
-        for group in big.to_dict("records"):
+        for group, k in ((g, k) for g in big.to_dict("records")
+                         for k in range(settings.retrainings)):
+            again = f" retraining {k}" if k else ""
             with stage(log, f"stream group patch {group['patch_id']} {group['pm_axis']} "
-                            f"sr{group['sr_index']} ({group['count']:,} rows)"):
-                stream_group(conf, settings, streaming, rows, group, staging)
+                            f"sr{group['sr_index']}{again} ({group['count']:,} rows)"):
+                stream_group(conf, settings, streaming, rows, {**group, "retraining": k},
+                             staging)
         staged = (spark.createDataFrame([], TASK_SCHEMA) if empty
                   else spark.read.parquet(staging))
         n_staged = staged.where("kind = 'score'").count()
@@ -97,30 +104,32 @@ def run(conf: Conf) -> dict:
     for k, v in sorted(aucs.items()):
         log.info("member-vs-background ROC AUC %s: %.3f", k, v)
     return {**summary, "scores": counts, "stream_auc": aucs, "run_id": run_id,
-            "signal_regions": n_regions, "groups_streamed": int(len(big))}
+            "signal_regions": n_regions, "groups_streamed": int(len(big)),
+            "retrainings": settings.retrainings}
 
 
 def _log_patch(patch_id: int, groups: list[dict]) -> list[dict]:
-    """One patch's child run: params, skip reasons (tags), metrics and loss curves per group,
-    feature maps and weights as artifacts; returns its trained groups (with their ``key``)."""
+    """One patch's child run: params, skip reasons (tags), metrics and loss curves per group
+    and retraining, feature maps and weights as artifacts; returns its trained groups (with
+    their ``key``)."""
     trained = []
     with tracking.child_run(f"patch {patch_id}", patch_id=str(patch_id)):
         tracking.log_params({"patch_id": patch_id, "groups": len(groups)})
         for g in groups:
-            name = f"{g['pm_axis']}.sr{g['sr_index']}"
+            again = f".r{g['retraining']}" if g["retraining"] else ""
+            name = g["name"] = f"{g['pm_axis']}.sr{g['sr_index']}{again}"
             if g["skipped"]:
                 log.info("patch %d %s [%.1f, %.1f) mas/yr skipped: %s", patch_id,
                          g["pm_axis"], g["sr_lo"], g["sr_hi"], g["skipped"])
                 tracking.set_tags({f"skipped.{name}": g["skipped"]})
                 continue
-            g["key"] = group_key(patch_id, g["pm_axis"], g["sr_index"])
+            g["key"] = group_key(patch_id, g["pm_axis"], g["sr_index"]) + again.replace(".", "_")
             trained.append(g)
             tracking.log_metrics({f"{name}.{k}": v for k, v in g["metrics"].items()})
             for curve, values in g["curves"].items():
                 for step, v in enumerate(values):
                     tracking.log_metrics({f"{name}.{curve}": v}, step=step)
-        tracking.log_dict({f"{g['pm_axis']}.sr{g['sr_index']}": g["feature_map"]
-                           for g in trained}, "feature_maps.json")
+        tracking.log_dict({g["name"]: g["feature_map"] for g in trained}, "feature_maps.json")
         if trained:
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, f"patch_{patch_id}_weights.pkl")
@@ -131,7 +140,8 @@ def _log_patch(patch_id: int, groups: list[dict]) -> list[dict]:
 
 
 def _log_groups(settings: SearchSettings, models: list[dict]) -> dict:
-    """A child run per patch, then the registered models; returns the group counts."""
+    """A child run per patch, then the registered models (retraining 0's groups); returns the
+    group counts (every retraining)."""
     by_patch: dict[int, list[dict]] = defaultdict(list)
     for g in models:
         by_patch[g["patch_id"]].append(g)
@@ -142,7 +152,8 @@ def _log_groups(settings: SearchSettings, models: list[dict]) -> dict:
         if not trained:
             log.warning("no group was trained: %s is not registered", f"gaialake-{method}")
             continue
-        config, state = search_model(method, settings.flow, trained)
+        config, state = search_model(method, settings.flow,
+                                     [g for g in trained if g["retraining"] == 0])
         with stage(log, f"register gaialake-{method}"):
             version = tracking.log_torch_model(
                 f"{method}_model", "gaialake.streams.scorer:build_search_model", config, state,

@@ -12,7 +12,10 @@ Every figure is a ratio against a baseline measured in the same run on the same 
 - scaling: generate / ingest / patches at each size in ``bench.scales`` (time, peak memory);
 - the full ``make run`` (``gaialake pipeline``) on the default sky, seconds per stage
   (:mod:`gaialake.bench.pipeline_bench`);
-- projection: the full DR3 run from the measured per-core rates.
+- projection: the full DR3 run from the measured per-core rates;
+- upsampling (:mod:`gaialake.bench.upsample_bench`): ``gaialake upsample`` per stage on the
+  default particle set, upsampled stars/s per core and the projection to a 1e7-particle
+  snapshot (its own section of BENCHMARKS.md; ``gaialake bench --upsample`` runs it alone).
 
 Each job runs as its own process (``python -m gaialake.cli <job>``), as a user runs it.
 
@@ -30,10 +33,12 @@ from pathlib import Path
 
 from gaialake.bench.ingest_bench import bench_ingest, bench_ingest_at_scale
 from gaialake.bench.kit import machine_line, versions_line
-from gaialake.bench.markdown import write_benchmarks_md, write_streams_section
+from gaialake.bench.markdown import (write_benchmarks_md, write_streams_section,
+                                     write_upsample_section)
 from gaialake.bench.pipeline_bench import bench_pipeline, bench_scaling
 from gaialake.bench.streams_bench import bench_streams
 from gaialake.bench.train_bench import run_score_bench, run_train_bench
+from gaialake.bench.upsample_bench import bench_upsample
 from gaialake.cli import job_main, run_job
 from gaialake.conf import REPO_ROOT, Conf
 from gaialake.log import get_logger
@@ -65,20 +70,45 @@ def run(conf: Conf) -> dict:
     if conf.get("bench.pipeline", True):
         log.info("bench: make run (gaialake pipeline) per stage")
         results["pipeline"] = bench_pipeline(root)
+    results["upsample"] = _upsample(conf, root, results)
     (root / "results.json").write_text(json.dumps(results, indent=1, default=str))
     path = write_benchmarks_md(results, REPO_ROOT / "BENCHMARKS.md")
+    write_upsample_section(results["upsample"], path)
     log.info("wrote %s", path)
     return {"benchmarks": str(path)}
 
 
+def _upsample(conf: Conf, root: Path, results: dict) -> dict:
+    """The upsampling benchmark (or why it failed), with the run's date and machine."""
+    log.info("bench: gaialake upsample per stage")
+    try:
+        measured = bench_upsample(root, conf)
+    except RuntimeError as err:
+        log.warning("upsample benchmark failed: %s", str(err)[-300:])
+        measured = {"error": str(err)[-300:]}
+    return {**measured, "date": results["date"], "machine": results["machine"]}
+
+
 def add_arguments(parser) -> None:
-    """``--streams``: the real-density stream benchmark instead of the rest."""
+    """``--streams``: the real-density stream benchmark instead of the rest; ``--upsample``:
+    the upsampling benchmark alone."""
     parser.add_argument("--streams", action="store_true",
                         help="run the real-density stream benchmark (make bench-streams)")
+    parser.add_argument("--upsample", action="store_true",
+                        help="run the upsampling benchmark alone (its BENCHMARKS.md section)")
 
 
 def main(conf: Conf, args) -> int:
-    """``gaialake bench [--streams]``."""
+    """``gaialake bench [--streams | --upsample]``."""
+    if args.upsample:
+        root = Path(conf.path("bench.dir"))
+        stamp = {"machine": machine_line(),
+                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+        results = _upsample(conf, root, stamp)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "upsample.json").write_text(json.dumps(results, indent=1, default=str))
+        log.info("wrote %s", write_upsample_section(results, REPO_ROOT / "BENCHMARKS.md"))
+        return 0
     if not args.streams:
         run_job("bench", conf)
         return 0

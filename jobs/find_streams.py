@@ -1,15 +1,17 @@
 """``gaialake find_streams``: anomaly scores -> ``stream_candidates`` and ``stream_members``.
 
 Via Machinae's line finding (:mod:`gaialake.streams.linefind`) runs on executors, one task per
-(patch, pm_axis, signal region, method) group of ``anomaly_scores`` joined to the fiducial
-stars of ``patch_stars`` (:func:`gaialake.streams.linefind_spark.find_protoclusters_spark`;
+(patch, pm_axis, signal region, method, retraining) group of ``anomaly_scores`` joined to the
+fiducial stars of ``patch_stars`` (:func:`gaialake.streams.linefind_spark.find_protoclusters_spark`;
 adaptive coalescing is off for the stage so groups spread over executors). Only the
-protoclusters (a few rows per group) come back to the driver, which merges them into
-candidates across signal regions and patches (:mod:`gaialake.streams.candidates`), sets the
+protoclusters (a few rows per group) come back to the driver, which merges retraining 0's into
+candidates across signal regions and patches (:mod:`gaialake.streams.candidates`), counts in
+how many of the ``streams.retrainings`` retrainings each reappears (``n_retrainings``; it counts
+only with at least ``find_streams.consistency.min_retrainings``, on both skies), sets the
 false-positive threshold from stream-free runs' candidates (``find_streams.null_candidates``:
 the ``stream_candidates`` tables of the ``null_sky.realizations`` runs with ``sky.streams=off``;
-the largest of their maxima, at least ``find_streams.min_candidate_significance``; the
-false-positive rate, leave one realization out, with its Clopper-Pearson interval:
+the largest of their consistent maxima, at least ``find_streams.min_candidate_significance``;
+the false-positive rate, leave one realization out, with its Clopper-Pearson interval:
 :func:`gaialake.streams.candidates.false_positive_summary`), labels candidates that
 follow a known track, and on a synthetic sky measures purity and completeness against
 ``truth_streams`` (:mod:`gaialake.streams.recovery`). Both tables are rewritten whole; figures
@@ -33,11 +35,13 @@ from gaialake.io.delta import read_table, refuse_empty, write_table
 from gaialake.io.spark import get_spark
 from gaialake.log import get_logger, stage
 from gaialake.streams.candidates import (CANDIDATE_COLUMNS, MEMBER_COLUMNS, MergeSettings,
-                                         apply_thresholds, merge_protoclusters)
+                                         apply_thresholds, merge_protoclusters,
+                                         retraining_settings)
 from gaialake.streams.linefind import LineFindSettings
-from gaialake.streams.linefind_spark import (SCORE_COLUMNS, STAR_COLUMNS, find_protoclusters_spark,
-                                             known_tracks, member_stars, null_significance,
-                                             plot_candidates, require_columns, truth_recovery)
+from gaialake.streams.linefind_spark import (GROUP_KEYS, SCORE_COLUMNS, STAR_COLUMNS,
+                                             find_protoclusters_spark, known_tracks,
+                                             member_stars, null_significance, plot_candidates,
+                                             require_columns, score_retrainings, truth_recovery)
 from gaialake.streams.patch_grid import patch_centers
 from gaialake.streams.recovery import match_known_tracks, truth_false_positives
 from gaialake.streams.search_spark import adaptive_coalescing
@@ -54,7 +58,8 @@ def run(conf: Conf) -> dict:
     spark = get_spark(conf)
     params = LineFindSettings.from_conf(conf)
     merge = MergeSettings.from_conf(conf)
-    scores = read_table(spark, conf, tables.ANOMALY_SCORES)
+    retrainings, min_retrainings = retraining_settings(conf)
+    scores = score_retrainings(read_table(spark, conf, tables.ANOMALY_SCORES), retrainings, conf)
     stars = read_table(spark, conf, tables.PATCH_STARS)
     require_columns(scores, SCORE_COLUMNS, tables.ANOMALY_SCORES, conf)
     require_columns(stars, STAR_COLUMNS, tables.PATCH_STARS, conf)
@@ -69,7 +74,9 @@ def run(conf: Conf) -> dict:
         run_id = run.info.run_id
         with adaptive_coalescing(spark, False), \
                 stage(log, "line finding per (patch, signal region)") as st:
-            protoclusters = find_protoclusters_spark(scores, stars, params).toPandas()
+            protoclusters = (find_protoclusters_spark(scores, stars, params).toPandas()
+                             .sort_values(GROUP_KEYS + ["cluster", "theta_deg"],
+                                          ignore_index=True))
             st.count = len(protoclusters)
         ids = protoclusters["patch_id"].unique() if len(protoclusters) else []
         centers = patch_centers(int(conf.get("patches.grid_order")), -90.0,
@@ -77,14 +84,16 @@ def run(conf: Conf) -> dict:
         with stage(log, "merge protoclusters into candidates") as st:
             candidates, members = merge_protoclusters(protoclusters, centers, merge)
             st.count = len(candidates)
-        null, n_null_skies = null_significance(spark, conf)
-        fp = apply_thresholds(candidates, null, floor, n_null_skies)
+        null, n_null_skies = null_significance(spark, conf, min_retrainings)
+        fp = apply_thresholds(candidates, null, floor, n_null_skies, min_retrainings)
         for method, s in fp.items():
             log.info("%s: threshold %.2f (max of %s stream-free maxima [%s]); false-positive "
-                     "rate %s of %s realizations, %.0f %% interval [%.2f, %.2f]", method,
+                     "rate %s of %s realizations, %.0f %% interval [%.2f, %.2f]; found in < %d "
+                     "of %d retrainings: %s candidates, %s stream-free ones dropped", method,
                      s["threshold"], s["n_realizations"], s["null_maxima"],
                      s["n_fp_realizations"], s["n_realizations"], 95, s["fp_rate_lo"],
-                     s["fp_rate_hi"])
+                     s["fp_rate_hi"], min_retrainings, retrainings, s["n_inconsistent"],
+                     s["n_null_inconsistent"])
 
         positions = member_stars(spark, conf, stars, members, candidates)
         tracks, track_source = known_tracks(spark, conf)
@@ -118,7 +127,7 @@ def run(conf: Conf) -> dict:
             figures = plot_candidates(conf, stars, candidates, positions, threshold)
         summary = {"run_id": run_id, "protoclusters": int(len(protoclusters)),
                    "candidates": int(len(candidates)), "members": int(len(members)),
-                   "known_tracks": track_source, "false_positive": fp}
+                   "known_tracks": track_source, "false_positive": fp, "retrainings": retrainings}
         if per_stream is not None:
             summary["recovery"] = per_stream.to_dict(orient="records")
         out_dir = Path(conf.report_path("find_streams.plots_dir"))

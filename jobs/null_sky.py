@@ -10,8 +10,11 @@ overrides in ``null_sky.set`` applied over the current conf (realization k: seed
 catalog database (:func:`gaialake.streams.nullsky.null_sky_conf`), so nothing of the stream sky is
 touched and its models never become the stream sky's ``@champion``. The threshold is the largest
 of the realizations' maxima (find_streams).
-Every other setting (region, density of stars, patches, flows, line finding) is the current
-conf's, so the two searches are the same search.
+Every other setting (region, density of stars, patches, flows, line finding, retrainings and
+the consistency filter: ``streams.retrainings``, ``find_streams.consistency``) is the current
+conf's, so the two searches are the same search at the same acceptance: its candidates carry
+``n_retrainings`` and the stream sky's find_streams drops the inconsistent ones before taking
+the maxima.
 
 The stream sky's ``find_streams`` then reads this run's ``stream_candidates``
 (``find_streams.null_candidates: auto``), e.g. ``SELECT * FROM

@@ -34,7 +34,9 @@ What the registered models score on new stars:
 
 Idempotent: the rows are written with ``replaceWhere`` on the method, the model's patches and
 (``new``) every run but the training run, so a re-run replaces its own rows, and
-``anomaly_scores`` keeps one score per (star, group, method) for ``find_streams``.
+``anomaly_scores`` keeps one score per (star, group, method) for ``find_streams``. A
+registered model is retraining 0 of its search (``streams.retrainings``): the job writes and
+replaces only retraining-0 rows, so the other retrainings' scores stay for the consistency filter.
 The registry holds one model for a whole search: it is broadcast whole, which suits searches
 of up to a few hundred groups (tens of MB of weights).
 """
@@ -82,7 +84,7 @@ def run(conf: Conf) -> dict:
     have_table = table_exists(spark, conf.table_path(tables.ANOMALY_SCORES.name))
     if mode == "new" and have_table:
         table = read_table(spark, conf, tables.ANOMALY_SCORES).where(F.col("method") == method)
-        trained = (table.where(F.col("run_id") == train_run)
+        trained = (table.where((F.col("run_id") == train_run) & (F.col("retraining") == 0))
                    .select("patch_id", "source_id").distinct())
         if trained.isEmpty() and not table.isEmpty():
             holders = sorted(r[0] for r in table.select("run_id").distinct().limit(5).collect())
@@ -97,7 +99,7 @@ def run(conf: Conf) -> dict:
                 f"re-run `gaialake anomaly`, or set score.mode=all to rescore every star")
         stars = stars.join(trained, ["patch_id", "source_id"], "left_anti")
     ids = ", ".join(str(p) for p in patches)
-    where = f"method = '{method}' AND patch_id IN ({ids})"
+    where = f"method = '{method}' AND retraining = 0 AND patch_id IN ({ids})"
     if mode == "new":
         where += f" AND run_id <> '{train_run}'"
     with tracking.job_run(conf, "score", method=method,

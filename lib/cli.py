@@ -35,7 +35,7 @@ log = get_logger("cli")
 PIPELINE = ["generate", "ingest", "patches", "anomaly", "null_sky", "find_streams", "accreted",
             "density", "upsample", "report"]
 #: Commands that are not pipeline stages.
-COMMANDS = ["sql", "export", "models", "score", "bench"]
+COMMANDS = ["sql", "export", "models", "score", "bench", "density_mock"]
 
 
 def _job_module(name: str):

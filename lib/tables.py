@@ -92,17 +92,19 @@ PATCH_STARS = TableSpec(
 ANOMALY_SCORES = TableSpec(
     "anomaly_scores",
     "patch_id long, source_id long, pm_axis string, sr_lo double, sr_hi double, "
-    "method string, score double, run_id string",
-    ("method",), ("patch_id", "source_id", "pm_axis", "sr_lo", "method"),
-    "per-star anomaly scores of each (patch, pm axis, signal region) group and method")
+    "method string, retraining int, score double, run_id string",
+    ("method",), ("patch_id", "source_id", "pm_axis", "sr_lo", "method", "retraining"),
+    "per-star anomaly scores of each (patch, pm axis, signal region) group and method; "
+    "retraining: 0 .. streams.retrainings - 1, the same group trained again with another seed")
 STREAM_CANDIDATES = TableSpec(
     "stream_candidates",
     "candidate_id string, method string, patch_ids array<long>, lead_patch_id long, "
     "theta double, rho double, pm_phi double, pm_lam double, pole_ra double, pole_dec double, "
     "ra double, dec double, length_deg double, pmra double, pmdec double, "
-    "significance double, n_protoclusters int, n_members int, known_match string, "
-    "above_threshold boolean, threshold double, run_id string",
-    (), ("candidate_id",), "stream candidates ranked by significance")
+    "significance double, n_protoclusters int, n_members int, n_retrainings int, "
+    "known_match string, above_threshold boolean, threshold double, run_id string",
+    (), ("candidate_id",), "stream candidates (of retraining 0) ranked by significance; "
+    "n_retrainings: retrainings (itself included) with a matching candidate")
 STREAM_MEMBERS = TableSpec(
     "stream_members",
     "candidate_id string, source_id long, score double, n_detections int, run_id string",

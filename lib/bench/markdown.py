@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["write_benchmarks_md", "project_full_dr3", "STREAMS_HEADING", "streams_bench_lines",
-           "write_streams_section"]
+           "write_streams_section", "UPSAMPLE_HEADING", "upsample_bench_lines",
+           "write_upsample_section"]
 
 DR3_ROWS, DR3_FILES = 1_811_709_771, 3386
 HATS_DR3_GIB = 712.8
@@ -176,7 +177,8 @@ def write_benchmarks_md(results: dict, path: Path) -> Path:
               f"measured on the synthetic sky (HATS' Gaia DR3: {HATS_DR3_GIB} GiB in 2,016 partitions; "
               "the synthetic rows have ~100 null columns, so real rows compress less: expect the HATS figure).",
               *_projection_lines(results.get("pipeline"), proj["cluster_cores"]), ""]
-    kept = _section(path.read_text(), STREAMS_HEADING) if path.exists() else ""
+    text = path.read_text() if path.exists() else ""
+    kept = "".join(_section(text, h) for h in (STREAMS_HEADING, UPSAMPLE_HEADING))
     path.write_text("\n".join(lines) + "\n" + (f"\n{kept}" if kept else ""))
     return path
 
@@ -335,12 +337,81 @@ def streams_bench_lines(results: dict) -> list[str]:
     return lines
 
 
-def write_streams_section(results: dict, path: Path) -> Path:
-    """Put :func:`streams_bench_lines` into ``path`` under :data:`STREAMS_HEADING`, replacing
-    that section (up to the next ``## ``) and keeping the rest of the file; returns ``path``."""
+def _write_section(path: Path, heading: str, lines: list[str]) -> Path:
+    """Put ``lines`` into ``path`` as the section under ``heading``, replacing that section (up
+    to the next ``## ``) or appending it, and keeping the rest of the file; returns ``path``."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = "\n".join(streams_bench_lines(results)) + "\n"
-    old = _section(text, STREAMS_HEADING)
+    section = "\n".join(lines) + "\n"
+    old = _section(text, heading)
     text = text.replace(old, section, 1) if old else text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
     return path
+
+
+def write_streams_section(results: dict, path: Path) -> Path:
+    """Put :func:`streams_bench_lines` into ``path`` under :data:`STREAMS_HEADING`, replacing
+    that section (up to the next ``## ``) and keeping the rest of the file; returns ``path``."""
+    return _write_section(path, STREAMS_HEADING, streams_bench_lines(results))
+
+
+#: BENCHMARKS.md's heading of the upsampling throughput (``make bench``,
+#: :func:`gaialake.bench.upsample_bench.bench_upsample`).
+UPSAMPLE_HEADING = "## Upsampling throughput (`gaialake upsample`)"
+
+#: The AUC rows of the upsampling section: (metric, label).
+_UPSAMPLE_AUCS = (("auc_particles_vs_flow", "particles vs flow, seed's protocol"),
+                  ("auc_particles_vs_flow_strong", "particles vs flow, strong judge"),
+                  ("auc_particles_vs_baseline_strong", "particles vs EnBiD-like, strong judge"),
+                  ("auc_baseline_vs_particles", "EnBiD-like vs particles, seed's protocol"),
+                  ("auc_baseline_vs_flow", "EnBiD-like vs flow, seed's protocol"))
+
+
+def upsample_bench_lines(results: dict) -> list[str]:
+    """The upsampling section from :func:`gaialake.bench.upsample_bench.bench_upsample`'s
+    results (plus ``date`` and ``machine``): stage table, stars/s per core, the projection."""
+    lines = [UPSAMPLE_HEADING, "", f"Measured on {results.get('date', 'n/a')}; "
+             f"{results.get('machine', '')}."]
+    if "error" in results:
+        return lines + ["", f"Not measured: {results['error']}", ""]
+    proj = results.get("projection") or {"stages": {}}
+    n_proj = proj.get("n_particles")
+    lines += [f"`gaialake upsample` on the default particle set ({results['n_particles']:,} "
+              f"particles) with `upsample.dr3_out` set: {results['n_mock']:,} flow stars, "
+              f"{_f(results.get('dr3_rows'))} of them in the DR3 files (G limit). Whole job "
+              f"{results['seconds']:.0f} s (Spark start included), peak "
+              f"{results['peak_mib']:.0f} MiB. Cores: the stage's (the flow trains in one "
+              "task on `upsample.torch_threads`; the rest use the machine's). The training's "
+              "rows are the samples it saw over its epochs.", "",
+              f"| stage | seconds | rows | cores | rows/s per core | "
+              f"{_f(n_proj)} particles: core-hours | scaling |",
+              "|---|---:|---:|---:|---:|---:|---|"]
+    for name, st in results["stages"].items():
+        label = "labels (inside sample flow; timed apart)" if name == "labels" else name
+        p = proj["stages"].get(name, {})
+        lines.append(f"| {label} | {st['seconds']:.1f} | {_f(st.get('rows'))} | {st['cores']} | "
+                     f"{_f(st.get('rows_s_core'))} | {_f(p.get('core_hours'), '{:,.2f}')} | "
+                     f"{p.get('scaling', 'n/a')} |")
+    lines += ["", f"**Upsampled stars/s per core: {_f(results.get('sample_stars_s_core'))} in "
+              "the sampling stage (parent labels included), "
+              f"{_f(results.get('flow_path_stars_s_core'))} over the flow's path (particles, "
+              "training, sampling, DR3 files).**", ""]
+    if n_proj:
+        lines += [f"Projection to a {n_proj:,.0f}-particle snapshot (x{proj['factor']:,.0f} the "
+                  f"particles): {proj['core_hours']:,.1f} core-hours in all, "
+                  f"{proj['flow_path_core_hours']:,.1f} on the flow's path; the training is one "
+                  f"task: {proj['train_hours']:,.1f} h wall. Assumptions: the training runs the "
+                  "same epochs, so its time is linear in the particles; sampling, labels (a k-d "
+                  "tree query per star, its log n growth neglected), the EnBiD-like baseline "
+                  "and the DR3 files are linear in the stars, themselves `upsample.multiple` x "
+                  "the particles; the judges use fixed rows (`upsample.classifier_rows`, "
+                  "`upsample.judge.max_rows`).", ""]
+    aucs = results.get("aucs") or {}
+    lines += ["AUCs of this run (default settings): " + "; ".join(
+        f"{label} {_num(aucs.get(key), '{:.3f}')}" for key, label in _UPSAMPLE_AUCS) + ".", ""]
+    return lines
+
+
+def write_upsample_section(results: dict, path: Path) -> Path:
+    """Put :func:`upsample_bench_lines` into ``path`` under :data:`UPSAMPLE_HEADING`,
+    replacing that section (up to the next ``## ``) and keeping the rest; returns ``path``."""
+    return _write_section(path, UPSAMPLE_HEADING, upsample_bench_lines(results))

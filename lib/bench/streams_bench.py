@@ -61,8 +61,10 @@ def null_sets(conf: Conf, realization: int) -> list[str]:
 
 def streamed_groups(output: str) -> pd.DataFrame:
     """The groups anomaly trained through the streaming path, from its log: patch_id, pm_axis,
-    sr_index, rows, seconds."""
-    found = re.findall(r"stream group patch (\d+) (\w+) sr(\d+) \(([\d,]+) rows\): done"
+    sr_index, rows, seconds (one row per training: a group retrained K times appears K
+    times)."""
+    found = re.findall(r"stream group patch (\d+) (\w+) sr(\d+)(?: retraining \d+)? "
+                       r"\(([\d,]+) rows\): done"
                        r"(?: [\d,]+ rows)? in ([0-9.]+) s", output)
     return pd.DataFrame([(int(p), a, int(s), int(n.replace(",", "")), float(t))
                          for p, a, s, n, t in found],

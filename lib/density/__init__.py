@@ -9,6 +9,10 @@ Modules, one job each:
   the Sun, completeness.
 - :mod:`gaialake.density.validation`: a mock observed and selected like Gaia 6D data (the
   validation sample).
+- :mod:`gaialake.density.mock_catalog`: a mock observed like Gaia DR3 (errors, an RV subset
+  falling with G) for ``gaialake density_mock``'s bulk files, and its truth.
+- :mod:`gaialake.density.catalog`: the 6D stars of a DR3-format catalog, the RV selection
+  function estimated from it.
 - :mod:`gaialake.density.ensemble`: the Poisson-bootstrap ensemble of phase-space flows
   (:mod:`gaialake.models.phase_space`), fed from memory or through Petastorm.
 - :mod:`gaialake.density.boltzmann`: derivatives of log f, accelerations by least squares,

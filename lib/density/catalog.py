@@ -410,5 +410,6 @@ def catalog_sample(stars: pd.DataFrame, counts: pd.DataFrame, s: CatalogSettings
     metrics.update(distance_bias_bound(s))
     sun = solar.position_kpc
     sample = ValidationSample(x, v, weight[kept], None, "catalog", sun, sun,
-                              grid_radius_frac * s.radius_kpc, s.radius_kpc, int(len(stars)))
+                              grid_radius_frac * s.radius_kpc, s.radius_kpc, int(len(stars)),
+                              from_catalog=True)
     return sample, metrics, selection_resampler(stars, cells, kept)

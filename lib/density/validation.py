@@ -40,6 +40,7 @@ class ValidationSample:
     n_drawn: int
     ball_center_kpc: np.ndarray | None = None
     spherical: bool = False   # the error bands' coordinate: r about the grid centre, else |z|
+    from_catalog: bool = False   # read from gaia_source (a mock's truth may be attached)
 
     def __post_init__(self) -> None:
         if self.ball_center_kpc is None and self.ball_radius_kpc is not None:
@@ -59,8 +60,9 @@ class ValidationSample:
 
     @property
     def table_source(self) -> str:
-        """The ``source`` column of its ``density_grid`` rows: ``mock_<name>`` or ``catalog``."""
-        return f"mock_{self.name}" if self.has_truth else "catalog"
+        """The ``source`` column of its ``density_grid`` rows: ``catalog`` (read from
+        ``gaia_source``, with or without a mock's truth) or ``mock_<name>``."""
+        return "catalog" if self.from_catalog else f"mock_{self.name}"
 
     @property
     def density_true(self) -> Callable[[np.ndarray], np.ndarray]:

@@ -150,6 +150,13 @@ def density_grid(density_conf: Mapping[str, Any], sample: ValidationSample, memb
         metrics.update(band_errors(fields["rho"], rho_true, region,
                                    sample.band_height_kpc(grid),
                                    [float(e) for e in grid_conf["band_edges_kpc"]]))
+        inner = region & (np.linalg.norm(grid - sample.grid_center_kpc, axis=1)
+                          < float(grid_conf["inner_radius_kpc"]))
+        if inner.any():
+            metrics["rho_rel_err_median_inner"] = float(np.median(
+                np.abs(fields["rho"][inner] / rho_true[inner] - 1.0)))
+            metrics.update({f"{k}_inner": v for k, v in coverage(
+                fields["rho"], fields["rho_err"], rho_true, inner).items()})
     if sample.has_truth and density_conf.get("compare_pointwise") and estimator != "pointwise":
         with stage(logger or _log, "pointwise comparison (well-sampled region)"):
             pw = estimate_fields(members, grid[region], estimator="pointwise",
@@ -157,14 +164,21 @@ def density_grid(density_conf: Mapping[str, Any], sample: ValidationSample, memb
         metrics.update({f"pointwise_{k}": v for k, v in error_summary(
             pw["rho"], pw["a"], rho_true[region], a_true[region],
             np.ones(int(region.sum()), bool)).items()})
+    if sample.has_truth and estimator == "potential":
+        centre = estimate_fields(members, sample.grid_center_kpc[None, :],
+                                 estimator="potential", potentials=potentials)
+        metrics.update({"rho_centre_msun_pc3": float(centre["rho"][0]),
+                        "rho_centre_err_msun_pc3": float(centre["rho_err"][0]),
+                        "rho_centre_true_msun_pc3": float(
+                            sample.density_true(sample.grid_center_kpc[None, :])[0])})
     if not sample.spherical and estimator == "potential":
         sun = estimate_fields(members, sample.sun_kpc[None, :], estimator="potential",
                               potentials=potentials)
         dm = rho_dm_at_sun(float(sun["rho"][0]), float(sun["rho_err"][0]),
                            float(sample.sun_kpc[2]), baryon_model(density_conf["baryons"]))
-        if sample.name == "slab":
-            dm["rho_dm_true_gev_cm3"] = (float(density_conf["slab"]["rho_dm_msun_pc3"])
-                                         * MSUN_PC3_TO_GEV_CM3)
+        rho_dm_true = getattr(sample.system, "rho_dm_msun_pc3", None)
+        if rho_dm_true is not None:   # a slab's constant dark-matter density
+            dm["rho_dm_true_gev_cm3"] = float(rho_dm_true) * MSUN_PC3_TO_GEV_CM3
         metrics.update(dm)
     table = pd.DataFrame({"x": grid[:, 0], "y": grid[:, 1], "z": grid[:, 2],
                           "rho": fields["rho"], "rho_err": fields["rho_err"],
@@ -203,9 +217,11 @@ def catalog_sample(spark, conf: Conf, logger=None) -> tuple[ValidationSample, di
     p90 = quantile_by(spark, conf, predicate=cat.reach_predicate(settings),
                       key_sql=cat.g_bin_sql(settings), key="g_bin", column="parallax_error",
                       q=0.9, alias="parallax_error_p90_mas", why=why)
-    sample, metrics, resampler = cat.catalog_sample(stars, counts, settings,
-                                         SolarParameters.from_conf(dconf.get("solar")),
-                                         float(dconf["grid"]["radius_frac"]))
+    solar = SolarParameters.from_conf(dconf.get("solar"))
+    sample, metrics, resampler = cat.catalog_sample(stars, counts, settings, solar,
+                                                    float(dconf["grid"]["radius_frac"]))
+    if dconf["catalog"].get("truth") is not None:
+        sample = _with_truth(sample, conf.path("density.catalog.truth"), solar, logger)
     _, reach = cat.astrometric_reach(p90, settings)
     metrics.update(reach)
     logger.info("catalog selection: %s", json.dumps(metrics))
@@ -216,6 +232,27 @@ def catalog_sample(spark, conf: Conf, logger=None) -> tuple[ValidationSample, di
                        reach["reach_min_kpc"], reach["n_g_bins_short_of_radius"],
                        settings.radius_kpc)
     return sample, metrics, resampler
+
+
+def _with_truth(sample: ValidationSample, path: str, solar, logger) -> ValidationSample:
+    """``sample`` (a catalog's) with the mock system of the truth file at ``path``
+    (:mod:`gaialake.density.mock_catalog`) as its truth; warns when the mock was observed with
+    other solar parameters than ``solar`` (the measurement's frame)."""
+    from dataclasses import replace
+
+    from gaialake.density.mock_catalog import system_from_truth
+    from gaialake.io.densitymock import read_truth
+
+    spec = read_truth(path)
+    system, mock_solar = system_from_truth(spec)
+    if mock_solar != solar:
+        logger.warning("the mock of %s was observed with solar parameters %s, the density job "
+                       "measures with %s (density.solar): its truth is in another frame",
+                       path, mock_solar, solar)
+    logger.info("truth of the catalog: the %s mock of %s (%s stars written)", spec["mock"],
+                path, spec.get("stars_written"))
+    return replace(sample, system=system, name=str(spec["mock"]),
+                   spherical=spec["mock"] == "plummer")
 
 
 def registered_model(density_conf: Mapping[str, Any], members: list, potentials: list):

@@ -36,8 +36,9 @@ from gaialake.io.catalogio import (FILES_DDL, HEADER_RESULT_DDL, KEY_COLUMNS,
                                    BulkFile, columns_from_json, raw_rows, read_headers_arrow,
                                    spark_schema_ddl, stage_files_arrow, staged_file,
                                    write_files_arrow)
-from gaialake.io.delta import (commit_files, file_count, in_predicate, read_table,
-                               register_table, table_exists, table_layout, write_table)
+from gaialake.io.delta import (commit_files, file_count, in_predicate, latest_snapshot,
+                               read_table, register_table, table_exists, table_layout,
+                               write_table)
 from gaialake.io.dr3schema import (DR3_COLUMNS, Column, HeaderCheck, check_header,
                                    datatype_of_spark, spark_type)
 from gaialake.log import get_logger
@@ -533,11 +534,9 @@ def may_hold_duplicates(spark, conf: Conf, spans: dict[str, tuple[int | None, in
             b[0] <= a[1] for a, b in zip(ranges, ranges[1:])):
         return True
     path = conf.table_path(tables.GAIA_SOURCE.name)
-    if not ranges or not file_count(spark, path):   # no table, or an empty one: nothing to meet
+    snapshot = latest_snapshot(spark, path) if ranges else None
+    if snapshot is None or not snapshot.numOfFiles():   # no table, or an empty one: nothing to meet
         return False
-    none = spark._jvm.scala.Option.empty()
-    snapshot = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
-        spark._jsparkSession, path).update(False, none, none)
     stats = F.from_json("stats", "minValues struct<source_id: long, source_file: string>, "
                                  "maxValues struct<source_id: long, source_file: string>")
     files = (DataFrame(snapshot.allFiles().toDF(), spark).select(stats.alias("s"))

@@ -11,7 +11,8 @@ from gaialake.conf import Conf
 from gaialake.log import get_logger
 from gaialake.tables import TableSpec, spec
 
-__all__ = ["table_exists", "file_count", "write_table", "register_table", "read_table", "qualified",
+__all__ = ["table_exists", "file_count", "latest_snapshot",
+           "write_table", "register_table", "read_table", "qualified",
            "commit_files", "table_layout", "in_predicate", "CatalogConflictError",
            "check_catalog_entry", "EmptyResultError", "refuse_empty", "data_files"]
 
@@ -203,13 +204,20 @@ def data_files(spark, path: str) -> list[tuple[str, dict[str, str]]]:
              dict(r.partitionValues or {})) for r in rows]
 
 
-def file_count(spark, path: str) -> int | None:
-    """Data files in the latest snapshot of the Delta table at ``path`` (None: no table there);
-    from the snapshot's checksum file where Delta wrote one, so no Spark job."""
+def latest_snapshot(spark, path: str):
+    """The latest snapshot (a JVM ``Snapshot``) of the Delta table at ``path``; None when there
+    is no table there."""
     if not table_exists(spark, path):
         return None
     none = spark._jvm.scala.Option.empty()
-    return int(_delta_log(spark, path).update(False, none, none).numOfFiles())
+    return _delta_log(spark, path).update(False, none, none)
+
+
+def file_count(spark, path: str) -> int | None:
+    """Data files in the latest snapshot of the Delta table at ``path`` (None: no table there);
+    from the snapshot's checksum file where Delta wrote one, so no Spark job."""
+    snapshot = latest_snapshot(spark, path)
+    return None if snapshot is None else int(snapshot.numOfFiles())
 
 
 def _delta_log(spark, path: str):

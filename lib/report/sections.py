@@ -68,7 +68,7 @@ def roc_figure(spark, conf: Conf, out: Path) -> tuple[Path | None, pd.DataFrame]
     import matplotlib.pyplot as plt
     from pyspark.sql import functions as F
 
-    scores = read_table(spark, conf, tables.ANOMALY_SCORES)
+    scores = read_table(spark, conf, tables.ANOMALY_SCORES).where(F.col("retraining") == 0)
     truth = read_table(spark, conf, tables.TRUTH_STREAMS).select("source_id", "stream").distinct()
     joined = scores.join(truth, "source_id", "left").withColumn(
         "member", F.col("stream").isNotNull())

@@ -26,6 +26,20 @@ seen many times does not grow into a candidate (on toy stream-free skies the pla
 sum let repeated clumps of 8 stars reach S ~ 10). The protoclusters are not independent tests,
 so S is a ranking statistic, not a p-value; the threshold comes from the same statistic on a
 stream-free sky (:func:`false_positive_summary`).
+
+**Retraining consistency** (issue 18 item 4(a); Porto & Shih 2025 report about half the false
+positives at the same acceptance). With ``streams.retrainings`` K > 1 every group was trained K
+times with different seeds and line finding ran on each retraining's scores. The candidates are
+those of retraining 0, merged from its protoclusters alone; each gets ``n_retrainings``, the
+number of retrainings (0 included) holding a protocluster that matches one of its protoclusters
+by the merging test above (:func:`match_between`: shared stars, or the same great circle,
+segment neighbourhood and proper motion). The match is by geometry as well as by members
+because a retraining's top-N stars differ: the same stream is found with partly other stars.
+A candidate counts (:func:`consistent`) when ``n_retrainings >= min_retrainings``
+(``find_streams.consistency.min_retrainings``, default K); :func:`apply_thresholds` applies
+that filter to the searched sky's candidates and, before their maxima are taken, to the
+stream-free skies', so the threshold and the false-positive rate are measured at the same
+acceptance.
 """
 from __future__ import annotations
 
@@ -36,15 +50,16 @@ import pandas as pd
 
 from gaialake.conf import Conf, settings_from
 
-__all__ = ["MergeSettings", "segment_geometry", "match_matrix", "merge_protoclusters",
-           "clopper_pearson", "realization_maxima", "false_positive_summary", "apply_thresholds",
+__all__ = ["MergeSettings", "segment_geometry", "match_matrix", "match_between",
+           "merge_protoclusters", "retraining_settings", "consistent", "clopper_pearson",
+           "realization_maxima", "false_positive_summary", "apply_thresholds",
            "CANDIDATE_COLUMNS", "MEMBER_COLUMNS"]
 
 #: Columns of ``stream_candidates`` (besides run_id), in order.
 CANDIDATE_COLUMNS = ["candidate_id", "method", "patch_ids", "lead_patch_id", "theta", "rho",
                      "pm_phi", "pm_lam", "pole_ra", "pole_dec", "ra", "dec", "length_deg",
                      "pmra", "pmdec", "significance", "n_protoclusters", "n_members",
-                     "known_match", "above_threshold"]
+                     "n_retrainings", "known_match", "above_threshold"]
 #: Columns of ``stream_members`` (besides run_id).
 MEMBER_COLUMNS = ["candidate_id", "source_id", "score", "n_detections"]
 
@@ -146,35 +161,61 @@ def _transport(vec: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return vec * c + np.cross(k, vec) * s + k * np.sum(k * vec, -1, keepdims=True) * (1 - c)
 
 
+def _match_inputs(protoclusters: pd.DataFrame, geometry: dict[str, np.ndarray]) -> dict:
+    """What the match test reads of each protocluster: its geometry, method and member set."""
+    n = len(protoclusters)
+    method = protoclusters["method"].to_numpy() if "method" in protoclusters else np.zeros(n)
+    members = [set(np.asarray(m, np.int64).tolist()) for m in protoclusters["member_ids"]]
+    return {**geometry, "method": method, "members": members}
+
+
+def _match_row(i: int, a: dict, b: dict, j: np.ndarray, params: MergeSettings) -> np.ndarray:
+    """Whether protocluster ``i`` of ``a`` matches protoclusters ``j`` of ``b`` (the test of
+    the module docstring); ``a``, ``b``: :func:`_match_inputs`."""
+    sin_rho = np.sin(np.radians(params.rho_tol_deg))
+    cos_theta = np.cos(np.radians(params.theta_tol_deg))
+    cos_gap = np.cos(np.radians(params.max_gap_deg))
+    pole, mid, pts, pmv = (b[k][j] for k in ("pole", "mid", "points", "pm_vec"))
+    same_method = b["method"][j] == a["method"][i]
+    pole_ok = np.abs(pole @ a["pole"][i]) >= cos_theta
+    rho_ok = (np.abs(mid @ a["pole"][i]) <= sin_rho) & (np.abs(np.sum(a["mid"][i] * pole, -1))
+                                                      <= sin_rho)
+    # closest approach of the two segments' sample points
+    closest = np.einsum("sk,jtk->jst", a["points"][i], pts).reshape(len(j), -1).max(1)
+    gap_ok = closest >= cos_gap
+    moved = _transport(pmv, mid, np.broadcast_to(a["mid"][i], mid.shape))
+    pm_ok = np.linalg.norm(moved - a["pm_vec"][i], axis=-1) <= params.pm_tol_masyr
+    mine = a["members"][i]
+    shared = np.array([len(mine & b["members"][k]) / max(1, min(len(mine), len(b["members"][k])))
+                       for k in j])
+    return same_method & ((shared >= params.min_shared_frac)
+                          | (pole_ok & rho_ok & gap_ok & pm_ok))
+
+
 def match_matrix(protoclusters: pd.DataFrame, geometry: dict[str, np.ndarray],
                  params: MergeSettings) -> np.ndarray:
     """Boolean (n, n) matrix: protoclusters i and j match (see the module docstring)."""
     n = len(protoclusters)
-    pole, mid, pts, pmv = geometry["pole"], geometry["mid"], geometry["points"], geometry["pm_vec"]
-    method = protoclusters["method"].to_numpy() if "method" in protoclusters else np.zeros(n)
-    members = [set(np.asarray(m, np.int64).tolist()) for m in protoclusters["member_ids"]]
-    sin_rho = np.sin(np.radians(params.rho_tol_deg))
-    cos_theta = np.cos(np.radians(params.theta_tol_deg))
-    cos_gap = np.cos(np.radians(params.max_gap_deg))
+    a = _match_inputs(protoclusters, geometry)
     out = np.eye(n, dtype=bool)
     for i in range(n - 1):
         j = np.arange(i + 1, n)
-        same_method = method[j] == method[i]
-        pole_ok = np.abs(pole[j] @ pole[i]) >= cos_theta
-        rho_ok = (np.abs(mid[j] @ pole[i]) <= sin_rho) & (np.abs(np.sum(mid[i] * pole[j], -1))
-                                                          <= sin_rho)
-        # closest approach of the two segments' sample points
-        closest = np.einsum("sk,jtk->jst", pts[i], pts[j]).reshape(len(j), -1).max(1)
-        gap_ok = closest >= cos_gap
-        moved = _transport(pmv[j], mid[j], np.broadcast_to(mid[i], mid[j].shape))
-        pm_ok = np.linalg.norm(moved - pmv[i], axis=-1) <= params.pm_tol_masyr
-        shared = np.array([len(members[i] & members[k]) / max(1, min(len(members[i]),
-                                                                     len(members[k])))
-                           for k in j])
-        ok = same_method & ((shared >= params.min_shared_frac)
-                            | (pole_ok & rho_ok & gap_ok & pm_ok))
+        ok = _match_row(i, a, a, j, params)
         out[i, j] = ok
         out[j, i] = ok
+    return out
+
+
+def match_between(first: pd.DataFrame, first_geometry: dict[str, np.ndarray],
+                  second: pd.DataFrame, second_geometry: dict[str, np.ndarray],
+                  params: MergeSettings) -> np.ndarray:
+    """Boolean (n_first, n_second) matrix: protocluster i of ``first`` matches j of ``second``
+    (the test of :func:`match_matrix`, between two sets, e.g. two retrainings)."""
+    a, b = _match_inputs(first, first_geometry), _match_inputs(second, second_geometry)
+    j = np.arange(len(second))
+    out = np.zeros((len(first), len(second)), bool)
+    for i in range(len(first)):
+        out[i] = _match_row(i, a, b, j, params)
     return out
 
 
@@ -208,11 +249,29 @@ def merge_protoclusters(protoclusters: pd.DataFrame, centers: pd.DataFrame,
     None and ``above_threshold`` False until set by the caller), sorted by significance, ids
     ``<method>-<rank>``; members with :data:`MEMBER_COLUMNS` (score: the star's highest score
     over the candidate's protoclusters; n_detections: in how many protoclusters it appears).
+
+    Protoclusters of several retrainings (column ``retraining``; absent: all of retraining 0):
+    the candidates are retraining 0's, merged from its protoclusters alone, and
+    ``n_retrainings`` counts the retrainings (0 included) holding a protocluster that
+    :func:`match_between` matches with one of the candidate's (module docstring).
     """
+    empty = (pd.DataFrame(columns=CANDIDATE_COLUMNS), pd.DataFrame(columns=MEMBER_COLUMNS))
     if protoclusters.empty:
-        return (pd.DataFrame(columns=CANDIDATE_COLUMNS), pd.DataFrame(columns=MEMBER_COLUMNS))
-    pcs = protoclusters.reset_index(drop=True)
-    geo = segment_geometry(pcs, centers, params.n_samples)
+        return empty
+    every = protoclusters.reset_index(drop=True)
+    retraining = (every["retraining"].to_numpy(np.int64) if "retraining" in every
+                  else np.zeros(len(every), np.int64))
+    geo_all = segment_geometry(every, centers, params.n_samples)
+    first = retraining == 0
+    pcs = every[first].reset_index(drop=True)
+    if pcs.empty:
+        return empty
+    geo = {k: v[first] for k, v in geo_all.items()}
+    # per protocluster of retraining 0: does retraining k hold a match?
+    found_in = [match_between(pcs, geo, every[retraining == k].reset_index(drop=True),
+                              {n: v[retraining == k] for n, v in geo_all.items()},
+                              params).any(1)
+                for k in sorted(set(retraining.tolist()) - {0})]
     labels = _components(match_matrix(pcs, geo, params))
     cands, mems = [], []
     for label in np.unique(labels):
@@ -241,6 +300,7 @@ def merge_protoclusters(protoclusters: pd.DataFrame, centers: pd.DataFrame,
             "pmra": float(geo["pmra"][lead]), "pmdec": float(geo["pmdec"][lead]),
             "significance": combined,
             "n_protoclusters": int(len(idx)), "n_members": int(len(m)),
+            "n_retrainings": 1 + sum(int(hit[idx].any()) for hit in found_in),
             "known_match": None, "above_threshold": False, "_members": m,
         })
     cands.sort(key=lambda c: (c["method"], -c["significance"], c["lead_patch_id"]))
@@ -254,6 +314,26 @@ def merge_protoclusters(protoclusters: pd.DataFrame, centers: pd.DataFrame,
     candidates = pd.DataFrame(cands)[CANDIDATE_COLUMNS]
     members = pd.concat(mems, ignore_index=True)[MEMBER_COLUMNS]
     return candidates, members
+
+
+def retraining_settings(conf: Conf) -> tuple[int, int]:
+    """(K, min_retrainings): ``streams.retrainings`` and
+    ``find_streams.consistency.min_retrainings`` (null: K), which must lie in 1 .. K."""
+    k = int(conf.get("streams.retrainings", 1))
+    value = conf.get("find_streams.consistency.min_retrainings", None)
+    least = k if value is None else int(value)
+    if k < 1 or not 1 <= least <= k:
+        raise ValueError(f"find_streams.consistency.min_retrainings must lie in 1 .. "
+                         f"streams.retrainings ({k}), got {least}")
+    return k, least
+
+
+def consistent(candidates: pd.DataFrame, min_retrainings: int) -> np.ndarray:
+    """Boolean mask of the candidates found in at least ``min_retrainings`` retrainings
+    (column ``n_retrainings``; a frame without it: each found once)."""
+    n = (candidates["n_retrainings"].to_numpy(np.int64) if "n_retrainings" in candidates
+         else np.ones(len(candidates), np.int64))
+    return n >= int(min_retrainings)
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -328,31 +408,41 @@ def false_positive_summary(significance: np.ndarray, null_significance: np.ndarr
 
 
 def apply_thresholds(candidates: pd.DataFrame, null_significance: pd.DataFrame | None,
-                     floor: float, n_realizations: int = 1) -> dict[str, dict[str, float]]:
+                     floor: float, n_realizations: int = 1,
+                     min_retrainings: int = 1) -> dict[str, dict[str, float]]:
     """Set each candidate's ``threshold`` (its method's :func:`false_positive_summary`
-    threshold) and ``above_threshold`` (significance above it) in place; returns the summary
-    per method.
+    threshold) and ``above_threshold`` (significance above it and :func:`consistent`) in place;
+    returns the summary per method.
 
-    ``null_significance``: (method, significance, realization) of the candidates of
-    ``n_realizations`` stream-free skies (without ``realization``: one sky); None when there is
-    none: the threshold is ``floor`` and the stream-free counts, maxima and rates are NaN.
+    ``null_significance``: (method, significance, realization, n_retrainings) of the candidates
+    of ``n_realizations`` stream-free skies (without ``realization``: one sky); None when there
+    is none: the threshold is ``floor`` and the stream-free counts, maxima and rates are NaN.
+    The consistency filter (``min_retrainings``) drops candidates of both skies before anything
+    is counted or a maximum taken; ``n_inconsistent`` / ``n_null_inconsistent`` count the
+    dropped ones.
     """
     fp: dict[str, dict[str, float]] = {}
     candidates["threshold"] = floor
+    keep = consistent(candidates, min_retrainings)
     for method in sorted(set(candidates["method"])) if len(candidates) else []:
-        mine = candidates["method"] == method
+        mine = (candidates["method"] == method).to_numpy()
+        sig = candidates.loc[mine & keep, "significance"].to_numpy()
+        dropped = {"min_retrainings": int(min_retrainings),
+                   "n_inconsistent": int(np.sum(mine & ~keep))}
         if null_significance is not None:
             null = null_significance[null_significance["method"] == method]
+            ok = consistent(null, min_retrainings)
+            dropped["n_null_inconsistent"] = int(np.sum(~ok))
+            null = null[ok]
             real = null["realization"] if "realization" in null else None
-            summary = false_positive_summary(candidates.loc[mine, "significance"].to_numpy(),
-                                             null["significance"].to_numpy(), floor, real,
+            summary = false_positive_summary(sig, null["significance"].to_numpy(), floor, real,
                                              n_realizations)
         else:
-            summary = false_positive_summary(candidates.loc[mine, "significance"].to_numpy(),
-                                             np.array([]), floor)
+            summary = false_positive_summary(sig, np.array([]), floor)
             summary.update({k: float("nan") for k in summary
                             if k.startswith(("n_null", "null_", "fp_", "n_fp", "n_real"))})
-        fp[method] = summary
+            dropped["n_null_inconsistent"] = float("nan")
+        fp[method] = {**summary, **dropped}
         candidates.loc[mine, "threshold"] = summary["threshold"]
-    candidates["above_threshold"] = candidates["significance"] > candidates["threshold"]
+    candidates["above_threshold"] = (candidates["significance"] > candidates["threshold"]) & keep
     return fp

@@ -313,19 +313,21 @@ def find_protoclusters(phi: np.ndarray, lam: np.ndarray, pm_phi: np.ndarray,
     return out
 
 
-#: Columns of a protocluster row (besides the group keys patch_id, pm_axis, sr_lo, sr_hi, method).
+#: Columns of a protocluster row (besides the group keys patch_id, pm_axis, sr_lo, sr_hi, method,
+#: retraining).
 PROTOCLUSTER_COLUMNS = ["cluster", "theta_deg", "rho_deg", "t_min_deg", "t_max_deg",
                         "n_cluster", "n_line", "n_expected", "significance", "pm_phi", "pm_lam",
                         "pm_phi_std", "pm_lam_std", "member_ids", "member_scores"]
-#: The columns of a line-finding group (a patch, pm axis, signal region and method).
-GROUP_KEYS = ["patch_id", "pm_axis", "sr_lo", "sr_hi", "method"]
+#: The columns of a line-finding group (a patch, pm axis, signal region, method and retraining).
+GROUP_KEYS = ["patch_id", "pm_axis", "sr_lo", "sr_hi", "method", "retraining"]
 
 
 def protocluster_spark_schema() -> str:
     """The Spark DDL schema of :func:`protoclusters_frame`'s output (for applyInPandas)."""
     return ("patch_id long, pm_axis string, sr_lo double, sr_hi double, method string, "
-            "cluster int, theta_deg double, rho_deg double, t_min_deg double, t_max_deg double, "
-            "n_cluster int, n_line int, n_expected double, significance double, "
+            "retraining int, cluster int, theta_deg double, rho_deg double, "
+            "t_min_deg double, t_max_deg double, n_cluster int, n_line int, "
+            "n_expected double, significance double, "
             "pm_phi double, pm_lam double, pm_phi_std double, pm_lam_std double, "
             "member_ids array<long>, member_scores array<double>")
 
@@ -333,8 +335,8 @@ def protocluster_spark_schema() -> str:
 def protoclusters_frame(stars: pd.DataFrame, params: LineFindSettings) -> pd.DataFrame:
     """Protoclusters of one (patch, signal region) group as rows (the applyInPandas function).
 
-    ``stars``: one group's rows with patch_id, pm_axis, sr_lo, sr_hi, method, source_id, phi,
-    lam (deg), pm_phi, pm_lam (mas/yr), score; fiducial stars only.
+    ``stars``: one group's rows with patch_id, pm_axis, sr_lo, sr_hi, method, retraining,
+    source_id, phi, lam (deg), pm_phi, pm_lam (mas/yr), score; fiducial stars only.
     """
     need = GROUP_KEYS + ["source_id", "phi", "lam", "pm_phi", "pm_lam", "score"]
     missing = [c for c in need if c not in stars.columns]
@@ -356,4 +358,5 @@ def protoclusters_frame(stars: pd.DataFrame, params: LineFindSettings) -> pd.Dat
              "member_scores": p.score.tolist()} for p in found]
     out = pd.DataFrame(rows, columns=cols)
     return out.astype({"patch_id": "int64", "sr_lo": "float64", "sr_hi": "float64",
-                       "cluster": "int32", "n_cluster": "int32", "n_line": "int32"})
+                       "retraining": "int32", "cluster": "int32", "n_cluster": "int32",
+                       "n_line": "int32"})

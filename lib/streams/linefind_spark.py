@@ -4,6 +4,7 @@
   (:func:`gaialake.streams.linefind.protoclusters_frame`) on executors, one task per (patch,
   pm axis, signal region, method) group of ``anomaly_scores`` joined to the fiducial stars of
   ``patch_stars``; only the protoclusters (a few rows per group) come back;
+- :func:`score_retrainings`: ``anomaly_scores`` checked to hold the retrainings of the conf;
 - :func:`null_significance`: the stream-free runs' candidates
   (:func:`gaialake.streams.nullsky.null_candidates_paths`);
 - :func:`member_stars`: candidate members with ICRS positions and proper motions and
@@ -31,8 +32,8 @@ from gaialake.streams.patch_grid import from_patch_frame, patch_centers, to_patc
 from gaialake.streams.recovery import Track
 
 __all__ = ["GROUP_KEYS", "SCORE_COLUMNS", "STAR_COLUMNS", "require_columns",
-           "find_protoclusters_spark", "null_significance", "member_stars", "known_tracks",
-           "truth_recovery", "plot_candidates"]
+           "score_retrainings", "find_protoclusters_spark", "null_significance", "member_stars",
+           "known_tracks", "truth_recovery", "plot_candidates"]
 
 log = get_logger("find_streams")
 
@@ -47,6 +48,23 @@ def require_columns(frame, columns: Sequence[str], table: tables.TableSpec, conf
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise KeyError(f"{table.name} at {conf.table_path(table.name)} lacks columns {missing}")
+
+
+def score_retrainings(scores, retrainings: int, conf: Conf):
+    """``scores`` (anomaly_scores rows), with ``retraining`` 0 when the table predates the
+    column; a ValueError unless it holds retrainings 0 .. ``retrainings`` - 1 exactly (or is
+    empty)."""
+    from pyspark.sql import functions as F
+
+    if "retraining" not in scores.columns:
+        scores = scores.withColumn("retraining", F.lit(0).cast("int"))
+    held = sorted(int(r[0]) for r in scores.select("retraining").distinct().collect())
+    if held and held != list(range(retrainings)):
+        raise ValueError(f"{tables.ANOMALY_SCORES.name} at "
+                         f"{conf.table_path(tables.ANOMALY_SCORES.name)} holds retrainings "
+                         f"{held}, but streams.retrainings is {retrainings}: re-run "
+                         "gaialake anomaly with this conf")
+    return scores
 
 
 def find_protoclusters_spark(scores, stars, params: LineFindSettings):
@@ -68,17 +86,29 @@ def find_protoclusters_spark(scores, stars, params: LineFindSettings):
             .groupBy(*GROUP_KEYS).applyInPandas(search, protocluster_spark_schema()))
 
 
-def null_significance(spark, conf: Conf) -> tuple[pd.DataFrame | None, int]:
-    """(method, significance, realization) of the stream-free runs' candidates
+def null_significance(spark, conf: Conf, min_retrainings: int = 1
+                      ) -> tuple[pd.DataFrame | None, int]:
+    """(method, significance, n_retrainings, realization) of the stream-free runs' candidates
     (:func:`gaialake.streams.nullsky.null_candidates_paths`) and how many realizations were
-    read; (None, 0) when there is none. A missing realization's table is logged and left out."""
+    read; (None, 0) when there is none. A missing realization's table is logged and left out;
+    a table without ``n_retrainings`` (written before the consistency filter) counts each
+    candidate as found once, and fails when ``min_retrainings`` > 1."""
+    from pyspark.sql import functions as F
+
     frames = []
     for path in null_candidates_paths(conf):
         if not table_exists(spark, path):
             log.warning("no stream-free candidates at %s (run gaialake null_sky): this "
                         "realization is left out of the threshold", path)
             continue
-        frames.append(spark.read.format("delta").load(path).select("method", "significance")
+        table = spark.read.format("delta").load(path)
+        if "n_retrainings" not in table.columns:
+            if min_retrainings > 1:
+                raise KeyError(f"stream-free candidates at {path} lack n_retrainings: re-run "
+                               "gaialake null_sky (null_sky.force=true) with "
+                               "streams.retrainings")
+            table = table.withColumn("n_retrainings", F.lit(1))
+        frames.append(table.select("method", "significance", "n_retrainings")
                       .toPandas().assign(realization=len(frames)))
     if not frames:
         log.warning("no stream-free candidates: the threshold is the floor "

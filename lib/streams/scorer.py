@@ -43,7 +43,8 @@ __all__ = ["SearchModel", "build_search_model", "predict", "score_stars", "group
 #: Columns of the scores of :func:`score_stars` (those of ``anomaly_scores`` but run_id).
 SCORE_COLUMNS = [c for c in tables.ANOMALY_SCORES.columns if c != "run_id"]
 _SCORE_DTYPES = {"patch_id": "int64", "source_id": "int64", "pm_axis": "object",
-                 "sr_lo": "float64", "sr_hi": "float64", "method": "object", "score": "float64"}
+                 "sr_lo": "float64", "sr_hi": "float64", "method": "object",
+                 "retraining": "int32", "score": "float64"}
 #: Scoring modes of ``score.mode``: ``new`` stars only, or ``all`` of the model's patches.
 MODES = ("new", "all")
 
@@ -132,7 +133,8 @@ def score_stars(module: SearchModel, stars: pd.DataFrame) -> pd.DataFrame:
     signal region [sr_lo, sr_hi) (mas/yr on the group's pm axis) hold them.
 
     Pure (pandas in, pandas out): groups are looked up by patch_id, so a batch costs its rows
-    times the groups of its own patches.
+    times the groups of its own patches. ``retraining`` is 0: a registered model holds the
+    groups of retraining 0 (``streams.retrainings``).
     """
     by_patch: dict[int, list[dict]] = {}
     for g in module.config["groups"]:
@@ -148,6 +150,7 @@ def score_stars(module: SearchModel, stars: pd.DataFrame) -> pd.DataFrame:
                     "source_id": rows["source_id"].to_numpy(np.int64),
                     "pm_axis": g["pm_axis"], "sr_lo": float(g["sr_lo"]),
                     "sr_hi": float(g["sr_hi"]), "method": module.method,
+                    "retraining": np.int32(0),
                     "score": np.asarray(module.score_group(g, rows), np.float64)}))
     if not out:
         return pd.DataFrame({c: pd.Series([], dtype=_SCORE_DTYPES[c]) for c in SCORE_COLUMNS})

@@ -6,7 +6,9 @@ P_CR(x|m) once, then scores the SR stars of the fiducial disc with each method i
 ``settings.methods``: ``cathode`` (:mod:`gaialake.streams.cathode`, the default), ``anode``
 (:mod:`gaialake.streams.anode`) and ``ranode`` (:mod:`gaialake.streams.ranode`), which share
 that CR flow. It returns the scores, the weights of the flows (state dicts) and metrics; it
-never writes anywhere.
+never writes anywhere. With ``streams.retrainings`` K > 1 every group is trained K times, each
+retraining with its own seed (:func:`gaialake.streams.search_spark.group_seed`), for the
+retraining-consistency filter of ``find_streams``.
 
 For a group larger than task memory, ``gaialake anomaly`` streams the rows through Petastorm
 instead (:mod:`gaialake.streams.streaming`, ``streams.max_group_rows``), with the seeds of
@@ -52,17 +54,22 @@ class SearchSettings:
     min_patch_stars: int = 2000
     min_sr_stars: int = 200
     fmap: FeatureMap = field(default_factory=FeatureMap)
+    retrainings: int = 1
 
     @classmethod
     def from_conf(cls, conf: Conf) -> "SearchSettings":
         """The settings of ``conf``'s ``streams`` section; unknown methods, classifier kinds
-        and keys of ``streams.cathode.classifier`` and ``streams.ranode`` are refused."""
+        and keys of ``streams.cathode.classifier`` and ``streams.ranode`` are refused, and
+        ``streams.retrainings`` below 1."""
         methods = tuple(conf.get("streams.methods"))
         bad = [m for m in methods if m not in METHODS]
         if bad or conf.get("streams.method") not in METHODS:
             unknown = bad or conf.get("streams.method")
             raise ValueError(f"streams.methods / streams.method: unknown {unknown}; "
                              f"use {METHODS}")
+        retrainings = int(conf.get("streams.retrainings", 1))
+        if retrainings < 1:
+            raise ValueError(f"streams.retrainings must be >= 1, got {retrainings}")
         train = TrainSettings.from_dict(dict(conf.get("streams.train")))
         classifier = dict(conf.get("streams.cathode.classifier", {}) or {})
         ClassifierSettings.from_dict(classifier)
@@ -73,7 +80,7 @@ class SearchSettings:
                    ranode=RanodeSettings.from_dict(conf.get("streams.ranode", None), train),
                    min_patch_stars=int(conf.get("streams.min_patch_stars")),
                    min_sr_stars=int(conf.get("streams.min_sr_stars")),
-                   fmap=FeatureMap.from_conf(conf))
+                   fmap=FeatureMap.from_conf(conf), retrainings=retrainings)
 
 
 @dataclass

@@ -2,10 +2,12 @@
 
 - :func:`search_rows`: ``patch_stars`` x signal regions, the rows of every (patch, pm axis,
   signal region) group, inside the proper-motion range of the search;
-- :func:`score_groups_in_tasks`: one task per group (``groupBy(...).applyInPandas`` of
-  :func:`group_task`), trained on ``cuda`` when Spark gave the task a GPU, else on CPU with
-  torch threads = task cpus. Tasks return score rows and one model row each (weights, metrics,
-  loss curves, or the reason the group was skipped), staged as Parquet in :data:`TASK_SCHEMA`.
+- :func:`score_groups_in_tasks`: one task per group and retraining (``groupBy(...)
+  .applyInPandas`` of :func:`group_task`; ``streams.retrainings`` K copies of every group,
+  retraining k seeded by :func:`group_seed`), trained on ``cuda`` when Spark gave the task a
+  GPU, else on CPU with torch threads = task cpus. Tasks return score rows and one model row
+  each (weights, metrics, loss curves, or the reason the group was skipped), staged as Parquet
+  in :data:`TASK_SCHEMA`.
   The groups are repartitioned by their key and adaptive coalescing is set by
   ``streams.adaptive_coalesce`` for the stage (off: groups spread over executors instead of
   running in one Python worker);
@@ -30,16 +32,20 @@ from gaialake.io.delta import read_table, table_exists
 from gaialake.streams.regions import SignalRegion, signal_regions_from_conf
 from gaialake.streams.search import GroupResult, SearchSettings, score_group
 
-__all__ = ["GROUP_KEY", "TASK_SCHEMA", "STAR_COLUMNS", "search_rows", "big_groups",
-           "group_task", "group_payload", "score_groups_in_tasks", "adaptive_coalescing",
-           "task_rows", "model_row", "collect_models", "stream_aucs", "score_frame"]
+__all__ = ["GROUP_KEY", "TASK_KEY", "TASK_SCHEMA", "STAR_COLUMNS", "search_rows", "big_groups",
+           "group_seed", "group_task", "group_payload", "score_groups_in_tasks",
+           "adaptive_coalescing", "task_rows", "model_row", "collect_models", "stream_aucs",
+           "score_frame"]
 
 #: The columns that identify a group.
 GROUP_KEY = ["patch_id", "pm_axis", "sr_index"]
+#: The columns that identify a task: a group and its retraining (0 .. streams.retrainings - 1).
+TASK_KEY = GROUP_KEY + ["retraining"]
 #: What group tasks return (staged as Parquet): ``kind`` "score" rows (method, source_id,
 #: score) and one "model" row per group (``payload``: the pickled :func:`group_payload`).
-TASK_SCHEMA = ("kind string, patch_id long, pm_axis string, sr_index int, sr_lo double, "
-               "sr_hi double, method string, source_id long, score double, payload binary")
+TASK_SCHEMA = ("kind string, patch_id long, pm_axis string, sr_index int, retraining int, "
+               "sr_lo double, sr_hi double, method string, source_id long, score double, "
+               "payload binary")
 TASK_COLUMNS = [c.split()[0] for c in TASK_SCHEMA.split(", ")]
 #: The ``patch_stars`` columns a group is trained on.
 STAR_COLUMNS = ["patch_id", "source_id", "phi", "lam", "pm_phi", "pm_lam", "g", "bp_rp",
@@ -82,23 +88,32 @@ def group_payload(result: GroupResult, n_stars: int) -> dict[str, Any]:
             "n_stars": n_stars}
 
 
+def group_seed(conf: Conf, patch_id: int, axis: str, sr_index: int, retraining: int = 0) -> int:
+    """The seed of one group's training: ``conf.seed_for("anomaly", patch_id, axis, sr_index)``
+    for retraining 0 (the seed of a search without retrainings), ``conf.seed_for("anomaly",
+    patch_id, axis, sr_index, "retraining", k)`` for retraining k >= 1; the same in both paths."""
+    parts = ("anomaly", int(patch_id), str(axis), int(sr_index))
+    return conf.seed_for(*parts) if retraining == 0 else conf.seed_for(*parts, "retraining",
+                                                                         int(retraining))
+
+
 def group_task(conf: Conf, settings: SearchSettings
                ) -> Callable[[tuple, pd.DataFrame], pd.DataFrame]:
-    """The function each task applies to one group's rows (pandas in, rows of
-    :data:`TASK_SCHEMA` out), seeded by ``conf.seed_for("anomaly", patch_id, axis, sr_index)``."""
+    """The function each task applies to one group's rows of one retraining (pandas in, rows of
+    :data:`TASK_SCHEMA` out; key: :data:`TASK_KEY`), seeded by :func:`group_seed`."""
 
     def task(key, pdf: pd.DataFrame) -> pd.DataFrame:
         from gaialake.io.feeding import task_device
 
-        patch_id, axis, sr_index = int(key[0]), str(key[1]), int(key[2])
+        patch_id, axis, sr_index, k = int(key[0]), str(key[1]), int(key[2]), int(key[3])
         sr = SignalRegion(axis, sr_index, float(pdf["sr_lo"].iloc[0]), float(pdf["sr_hi"].iloc[0]))
         stars = pdf.sort_values("source_id", kind="stable").reset_index(drop=True)
         t0 = time.perf_counter()
-        seed = conf.seed_for("anomaly", patch_id, axis, sr_index)
+        seed = group_seed(conf, patch_id, axis, sr_index, k)
         result = score_group(stars, sr, settings, seed, device=task_device())
         result.metrics["group_seconds"] = time.perf_counter() - t0
-        head = {"patch_id": patch_id, "pm_axis": axis, "sr_index": sr_index, "sr_lo": sr.lo,
-                "sr_hi": sr.hi}
+        head = {"patch_id": patch_id, "pm_axis": axis, "sr_index": sr_index, "retraining": k,
+                "sr_lo": sr.lo, "sr_hi": sr.hi}
         scores = result.scores.assign(kind="score", payload=None, **head)
         model = pd.DataFrame([{**head, "kind": "model", "method": None, "source_id": None,
                                "score": None,
@@ -121,13 +136,18 @@ def adaptive_coalescing(spark, enabled: bool) -> Iterator[None]:
 
 
 def score_groups_in_tasks(rows, conf: Conf, settings: SearchSettings, out_path: str) -> None:
-    """Train and score every group of ``rows`` in its own task (:func:`group_task`); the rows
-    (:data:`TASK_SCHEMA`) overwrite the Parquet at ``out_path``. At most
-    ``4 * spark.shuffle_partitions`` partitions, hashed by group key."""
+    """Train and score every group of ``rows`` ``settings.retrainings`` times, each retraining
+    in its own task (:func:`group_task`); the rows (:data:`TASK_SCHEMA`) overwrite the Parquet at
+    ``out_path``. At most ``4 * spark.shuffle_partitions`` partitions, hashed by task key."""
+    from pyspark.sql import functions as F
+
+    spark = rows.sparkSession
     n_partitions = max(1, int(conf.get("spark.shuffle_partitions")) * 4)
-    with adaptive_coalescing(rows.sparkSession, bool(conf.get("streams.adaptive_coalesce"))):
-        out = (rows.repartition(n_partitions, *GROUP_KEY).groupBy(*GROUP_KEY)
-               .applyInPandas(group_task(conf, settings), TASK_SCHEMA))
+    copies = spark.createDataFrame(pd.DataFrame({"retraining": range(settings.retrainings)}),
+                                   "retraining int")
+    with adaptive_coalescing(spark, bool(conf.get("streams.adaptive_coalesce"))):
+        out = (rows.crossJoin(F.broadcast(copies)).repartition(n_partitions, *TASK_KEY)
+               .groupBy(*TASK_KEY).applyInPandas(group_task(conf, settings), TASK_SCHEMA))
         out.write.mode("overwrite").parquet(out_path)
 
 
@@ -137,13 +157,14 @@ def _group_literals(group: dict) -> list:
     return [F.lit(int(group["patch_id"])).cast("long").alias("patch_id"),
             F.lit(str(group["pm_axis"])).alias("pm_axis"),
             F.lit(int(group["sr_index"])).cast("int").alias("sr_index"),
+            F.lit(int(group.get("retraining", 0))).cast("int").alias("retraining"),
             F.lit(float(group["sr_lo"])).cast("double").alias("sr_lo"),
             F.lit(float(group["sr_hi"])).cast("double").alias("sr_hi")]
 
 
 def task_rows(df, group: dict):
     """Score rows (source_id, method, score) of one group as rows of :data:`TASK_SCHEMA`;
-    ``group``: patch_id, pm_axis, sr_index, sr_lo, sr_hi."""
+    ``group``: patch_id, pm_axis, sr_index, sr_lo, sr_hi and retraining (absent: 0)."""
     from pyspark.sql import functions as F
 
     return df.select(F.lit("score").alias("kind"), *_group_literals(group),
@@ -155,6 +176,7 @@ def model_row(spark, group: dict, payload: dict):
     """The one model row of a group (:data:`TASK_SCHEMA`) holding the pickled ``payload``."""
     row = pd.DataFrame([{"kind": "model", "patch_id": int(group["patch_id"]),
                          "pm_axis": str(group["pm_axis"]), "sr_index": int(group["sr_index"]),
+                         "retraining": int(group.get("retraining", 0)),
                          "sr_lo": float(group["sr_lo"]), "sr_hi": float(group["sr_hi"]),
                          "method": None, "source_id": None, "score": None,
                          "payload": bytearray(pickle.dumps(payload))}])
@@ -162,28 +184,29 @@ def model_row(spark, group: dict, payload: dict):
 
 
 def collect_models(staged) -> list[dict]:
-    """The model rows of every group (group key, sr_lo, sr_hi and the unpickled payload),
-    sorted by group key: the only rows brought to the driver."""
+    """The model rows of every group and retraining (task key, sr_lo, sr_hi and the unpickled
+    payload), sorted by task key: the only rows brought to the driver."""
     out = []
-    for r in staged.where("kind = 'model'").select(*GROUP_KEY, "sr_lo", "sr_hi", "payload") \
+    for r in staged.where("kind = 'model'").select(*TASK_KEY, "sr_lo", "sr_hi", "payload") \
             .toLocalIterator():
         out.append({"patch_id": int(r["patch_id"]), "pm_axis": r["pm_axis"],
-                    "sr_index": int(r["sr_index"]), "sr_lo": r["sr_lo"], "sr_hi": r["sr_hi"],
-                    **pickle.loads(r["payload"])})
-    return sorted(out, key=lambda g: (g["patch_id"], g["pm_axis"], g["sr_index"]))
+                    "sr_index": int(r["sr_index"]), "retraining": int(r["retraining"]),
+                    "sr_lo": r["sr_lo"], "sr_hi": r["sr_hi"], **pickle.loads(r["payload"])})
+    return sorted(out, key=lambda g: (g["patch_id"], g["pm_axis"], g["sr_index"],
+                                      g["retraining"]))
 
 
 def stream_aucs(spark, conf: Conf) -> dict[str, float]:
     """Member-vs-background ROC AUC per injected stream and method (``"<stream>.<method>"``),
-    in the group (patch, axis, SR) holding most (at least 5) of the stream's scored members;
-    {} when the sky has no ``truth_streams``."""
+    in the group (patch, axis, SR) holding most (at least 5) of the stream's scored members,
+    retraining 0's scores; {} when the sky has no ``truth_streams``."""
     from pyspark.sql import functions as F
     from sklearn.metrics import roc_auc_score
 
     if not table_exists(spark, conf.table_path(tables.TRUTH_STREAMS.name)):
         return {}
     truth = read_table(spark, conf, tables.TRUTH_STREAMS).select("source_id", "stream")
-    scores = read_table(spark, conf, tables.ANOMALY_SCORES)
+    scores = read_table(spark, conf, tables.ANOMALY_SCORES).where("retraining = 0")
     counts = (scores.join(truth, "source_id")
               .groupBy("stream", "method", "patch_id", "pm_axis", "sr_lo").count().collect())
     top: dict[tuple, tuple] = {}

@@ -17,7 +17,9 @@ ever holds the group as one pandas frame:
 
 The streamed groups return the same rows as the tasks of
 :func:`gaialake.streams.search_spark.score_groups_in_tasks` (``metrics["streamed"] = 1``), with
-the seeds of :func:`gaialake.streams.search.score_group`.
+the seeds of :func:`gaialake.streams.search.score_group`; with ``streams.retrainings`` K > 1
+``gaialake anomaly`` streams each group K times, retraining k seeded by
+:func:`gaialake.streams.search_spark.group_seed` as in the tasks.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from gaialake.models.flows import build_flow, train_flow_batches
 from gaialake.models.train import TrainResult
 from gaialake.streams.regions import FeatureMap, SignalRegion, features
 from gaialake.streams.search import SearchSettings, group_seeds, hash_unit
-from gaialake.streams.search_spark import STAR_COLUMNS, model_row, task_rows
+from gaialake.streams.search_spark import STAR_COLUMNS, group_seed, model_row, task_rows
 
 __all__ = ["StreamSettings", "stream_group", "MAPPED_SCHEMA"]
 
@@ -176,9 +178,9 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
     """Train and score one group too large for a task, fed by Petastorm (module docstring).
 
     ``rows``: the search's rows (``patch_stars`` x signal regions); ``group``: patch_id,
-    pm_axis, sr_index, sr_lo, sr_hi (mas/yr), count. Appends the group's rows in
-    :data:`gaialake.streams.search_spark.TASK_SCHEMA` (scores and the one model row) to the
-    Parquet at ``out_path`` and returns the model payload.
+    pm_axis, sr_index, sr_lo, sr_hi (mas/yr), count and retraining (absent: 0). Appends the
+    group's rows in :data:`gaialake.streams.search_spark.TASK_SCHEMA` (scores and the one model
+    row) to the Parquet at ``out_path`` and returns the model payload.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -192,7 +194,7 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
     patch_id, axis, sr_index = int(group["patch_id"]), str(group["pm_axis"]), int(group["sr_index"])
     n = int(group["count"])
     sr = SignalRegion(axis, sr_index, float(group["sr_lo"]), float(group["sr_hi"]))
-    seed = conf.seed_for("anomaly", patch_id, axis, sr_index)
+    seed = group_seed(conf, patch_id, axis, sr_index, int(group.get("retraining", 0)))
     seeds = [int(s) for s in group_seeds(seed)]
     device = task_device()
     stars = rows.where((F.col("patch_id") == patch_id) & (F.col("pm_axis") == axis)

@@ -1,7 +1,8 @@
 """Upsampled mocks (GalaxyFlow; Lim, Raman, Buckley & Shih): star particles turned into many
 more stars by a mass-weighted normalizing flow, judged against a kernel baseline.
 
-- :mod:`~gaialake.upsample.particles`: star-particle snapshots (reader, default synthetic galaxy).
+- :mod:`~gaialake.upsample.particles`: star-particle snapshots (reader, default synthetic galaxy,
+  the job's particles from the conf).
 - :mod:`~gaialake.upsample.snapshots`: simulation readers (Gizmo/FIRE, Arepo/Auriga, tipsy),
   format dispatch, particle labels.
 - :mod:`~gaialake.upsample.host`: the host galaxy's frame (centre, bulk velocity, disk, the Sun).
@@ -10,7 +11,8 @@ more stars by a mass-weighted normalizing flow, judged against a kernel baseline
   each upsampler adds in one partition.
 - :mod:`~gaialake.upsample.mock_spark`: Spark adapters: the flow's statistics, GalaxyFlow
   training from a DataFrame (Petastorm), the mapInPandas steps that draw the mock.
-- :mod:`~gaialake.upsample.three_sample`: the 3-sample classifier test.
+- :mod:`~gaialake.upsample.three_sample`: the 3-sample classifier test (the seed's protocol) and
+  the strong judge (classifiers trained for particles vs each upsampler, k-fold held out).
 
 The flow itself is :mod:`gaialake.models.galaxyflow`.
 """

@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 
 from gaialake.upsample.enbid import child_counts, spawn
-from gaialake.upsample.particles import near_sun
+from gaialake.upsample.particles import ParticleSet, near_sun
 
-__all__ = ["ID_STRIDE", "PHASE_COLUMNS", "ParentIndex", "split_labels", "role_fraction",
+__all__ = ["ID_STRIDE", "PHASE_COLUMNS", "ParentIndex", "split_labels", "particle_rows",
+           "role_fraction",
            "assign_roles", "partition_counts", "mock_frame", "flow_stars", "enbid_children"]
 
 #: particle_id of a mock star: partition * ID_STRIDE + row.
@@ -91,6 +92,17 @@ def split_labels(n: int, heldout_fraction: float, val_fraction: float, seed: int
     labels[order[:n_heldout]] = "heldout"
     labels[order[n_heldout:n_heldout + n_val]] = "val"
     return labels
+
+
+def particle_rows(particles: ParticleSet, heldout_fraction: float, val_fraction: float, seed: int,
+                  run_id: str) -> pd.DataFrame:
+    """The ``star_particles`` rows of a :class:`~gaialake.upsample.particles.ParticleSet`: its
+    columns (:meth:`~gaialake.upsample.particles.ParticleSet.to_arrow`), ``split``
+    (:func:`split_labels` with these fractions and ``seed``) and ``run_id``."""
+    rows = particles.to_arrow().to_pandas()
+    rows["split"] = split_labels(len(rows), heldout_fraction, val_fraction, seed)
+    rows["run_id"] = run_id
+    return rows
 
 
 def role_fraction(n_mock: int, classifier_rows: float) -> float:

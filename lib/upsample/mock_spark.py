@@ -13,7 +13,10 @@ training from a DataFrame, and the ``mapInPandas`` steps that draw the mock.
 - :func:`write_dr3`: the flow stars as DR3 bulk files and ``truth_origin.parquet``
   (:mod:`gaialake.upsample.dr3out`), written by the tasks: stars keyed by their file
   (:func:`file_index_fn`), one partition per group of files (:func:`dr3_writer`), the truth
-  rows streamed into one Parquet file by one task (:func:`truth_writer`).
+  rows streamed into one Parquet file by one task (:func:`truth_writer`); :func:`dr3_stars`
+  picks the flow stars (with their parent's ``component``); :func:`write_dr3_of_run` is the
+  job's stage (settings and seeds from the conf).
+- :func:`judge_frames`: the 3-sample test's inputs collected on the driver.
 
 The rows follow :mod:`gaialake.upsample.mock`.
 """
@@ -29,7 +32,7 @@ from gaialake.upsample import mock
 
 __all__ = ["model_space_stats", "train_galaxyflow_df", "flow_sampler", "flow_mock",
            "enbid_kernels_fn", "enbid_spawner", "enbid_mock", "file_index_fn", "dr3_writer",
-           "truth_writer", "write_dr3"]
+           "truth_writer", "write_dr3", "dr3_stars", "write_dr3_of_run", "judge_frames"]
 
 FrameFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
 
@@ -281,3 +284,44 @@ def write_dr3(stars_df, out_dir: str, settings, seeds: Mapping[int, int]) -> dic
     counts = truth.repartition(1).mapInPandas(
         truth_writer(f"{out_dir.rstrip('/')}/{TRUTH_FILE}"), "file_index long, n long").collect()
     return {int(r["file_index"]): int(r["n"]) for r in counts}
+
+
+def dr3_stars(mock_df, particles_df):
+    """The flow stars of ``mock_df`` (``upsampled_mock`` rows of one run) for :func:`write_dr3`,
+    with their parent particle's ``component`` when ``particles_df`` (``star_particles`` rows
+    of the run) has one."""
+    from pyspark.sql import functions as F
+
+    stars = mock_df.where(F.col("method") == "galaxyflow")
+    if "component" in particles_df.columns:
+        stars = stars.join(particles_df.select(F.col("particle_id").alias("parent_id"),
+                                               "component"), "parent_id", "left")
+    return stars
+
+
+def write_dr3_of_run(conf, mock_df, particles_df) -> dict[int, int]:
+    """The job's DR3 stage: :func:`dr3_stars` of one run's ``upsampled_mock`` and
+    ``star_particles`` rows written by :func:`write_dr3` into ``upsample.dr3_out``, settings
+    :meth:`gaialake.upsample.dr3out.Dr3OutSettings.from_conf`, file k seeded
+    ``conf.seed_for("upsample", "dr3", k)``. Returns the stars written per file index."""
+    from gaialake.log import get_logger
+    from gaialake.upsample.dr3out import Dr3OutSettings
+
+    if "origin" not in particles_df.columns:
+        get_logger("upsample").warning("upsample.dr3_out without upsample.labels: "
+                                       "truth_origin.parquet has null origins")
+    settings = Dr3OutSettings.from_conf(conf)
+    seeds = {i: conf.seed_for("upsample", "dr3", i) for i in range(settings.n_files)}
+    return write_dr3(dr3_stars(mock_df, particles_df), conf.path("upsample.dr3_out"), settings,
+                     seeds)
+
+
+def judge_frames(mock_df, heldout_df, columns: Sequence[str]
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The 3-sample test's inputs on the driver: the mock's ``fit`` and ``eval`` rows
+    (``columns``, ``split``, ``method``) and the held-out particles (``columns``, ``mass``)."""
+    from pyspark.sql import functions as F
+
+    rows = mock_df.where(F.col("split").isin("fit", "eval")) \
+        .select(*columns, "split", "method").toPandas()
+    return rows, heldout_df.select(*columns, "mass").toPandas()

@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     from gaialake.upsample.host import HostSettings
 
 __all__ = ["ParticleSet", "MissingColumnError", "read_snapshot", "write_snapshot", "make_galaxy",
-           "near_sun", "SUN_POSITION_KPC", "SUN_VELOCITY_KMS", "PHASE_COLUMNS", "REQUIRED_COLUMNS",
-           "OPTIONAL_COLUMNS"]
+           "particles_from_conf", "near_sun", "SUN_POSITION_KPC", "SUN_VELOCITY_KMS",
+           "PHASE_COLUMNS", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS"]
 
 #: The Sun in astropy's ``Galactocentric`` frame (x = -R0, y, z kpc; vx, vy, vz km/s).
 SUN_POSITION_KPC = SUN_POSITION_X_R0_KPC
@@ -420,3 +420,24 @@ def make_galaxy(n_particles: int, seed: int, *, radius_kpc: float = 3.5, n_clump
                        cat["feh"][order] if with_chemistry else None,
                        np.arange(len(order), dtype=np.int64), radius_kpc, f"make_galaxy(seed={seed})",
                        component[order])
+
+
+def particles_from_conf(conf) -> ParticleSet:
+    """The particles of a :class:`gaialake.conf.Conf`: the snapshot of ``upsample.snapshot``
+    (format, HDF5 group, host and Sun, labels and radius from the ``upsample`` section), or the
+    default galaxy of ``upsample.galaxy`` (seeded ``conf.seed_for("upsample", "galaxy")``)
+    when it is null."""
+    from gaialake.upsample.host import HostSettings
+
+    section = conf.get("upsample")
+    radius = section.get("radius_kpc")
+    if section.get("snapshot"):
+        labels = conf.path("upsample.labels") if section.get("labels") else None
+        return read_snapshot(conf.path("upsample.snapshot"), format=str(section["format"]),
+                             group=str(section.get("hdf5_group", "/")),
+                             radius_kpc=None if radius is None else float(radius),
+                             host=HostSettings.from_conf(section), labels=labels)
+    galaxy = section["galaxy"]
+    return make_galaxy(int(galaxy["n_particles"]), conf.seed_for("upsample", "galaxy") % 2**32,
+                       radius_kpc=float(radius), n_clumps=int(galaxy["n_clumps"]),
+                       with_chemistry=bool(galaxy["with_chemistry"]))

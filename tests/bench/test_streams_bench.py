@@ -13,7 +13,8 @@ from gaialake.streams.recovery import patch_recovery
 
 LOG = """12:00 INFO anomaly: stream group patch 22 pm_phi sr1 (1,204,311 rows): start
 12:09 INFO anomaly: stream group patch 22 pm_phi sr1 (1,204,311 rows): done in 512.5 s
-12:10 INFO anomaly: stream group patch 21 pm_lam sr2 (1,010,000 rows): done in 300.0 s"""
+12:10 INFO anomaly: stream group patch 21 pm_lam sr2 (1,010,000 rows): done in 300.0 s
+12:15 INFO anomaly: stream group patch 21 pm_lam sr2 retraining 1 (1,010,000 rows): done in 290.0 s"""
 
 
 def _stars() -> pd.DataFrame:
@@ -23,9 +24,10 @@ def _stars() -> pd.DataFrame:
 
 def test_streamed_groups_are_read_from_the_anomaly_log():
     g = streamed_groups(LOG)
-    assert g.to_dict("list") == {"patch_id": [22, 21], "pm_axis": ["pm_phi", "pm_lam"],
-                                 "sr_index": [1, 2], "rows": [1_204_311, 1_010_000],
-                                 "seconds": [512.5, 300.0]}
+    assert g.to_dict("list") == {"patch_id": [22, 21, 21],
+                                 "pm_axis": ["pm_phi", "pm_lam", "pm_lam"],
+                                 "sr_index": [1, 2, 2], "rows": [1_204_311, 1_010_000, 1_010_000],
+                                 "seconds": [512.5, 300.0, 290.0]}
 
 
 def test_patch_recovery_cuts_members_and_truth_to_each_fiducial_disc():

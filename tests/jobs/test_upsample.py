@@ -1,4 +1,5 @@
-"""`gaialake upsample` on local Spark (tiny: 3,000 particles, a 2-epoch flow): tables, registry."""
+"""`gaialake upsample` on local Spark (tiny: 3,000 particles, a 2-epoch flow): tables, both
+judges of the 3-sample test, registry."""
 from __future__ import annotations
 
 import json
@@ -24,8 +25,14 @@ def test_upsample_job_writes_mock_particles_and_auc_table(spark, conf, tmp_path)
     parts = spark.table("gaialake.star_particles").groupBy("split").count().toPandas()
     assert dict(zip(parts["split"], parts["count"]))["heldout"] == 600
     auc = spark.table("gaialake.upsample_auc").toPandas()
-    assert sorted(auc["key"]) == ["baseline_vs_flow", "baseline_vs_particles", "particles_vs_flow"]
+    assert sorted(auc["key"]) == ["baseline_vs_flow", "baseline_vs_particles",
+                                  "particles_vs_baseline_strong", "particles_vs_flow",
+                                  "particles_vs_flow_strong"]
     assert json.loads((tmp_path / "report" / "auc.json").read_text())["run_id"] == summary["run_id"]
+    assert "trained for it (hgb, 5-fold held out)" in (tmp_path / "report" / "auc.md").read_text()
+    # a 2-epoch flow on 2,400 particles is far from them: the judge trained for it sees that
+    assert summary["auc_particles_vs_flow_strong"] > 0.6
+    assert summary["auc_particles_vs_baseline_strong"] > 0.5
     model = load_torch_model(conf, "gaialake-galaxyflow")
     assert model.columns == ["x", "y", "z", "vx", "vy", "vz", "age", "feh"]
     assert model.sample(10, seed=1).shape == (10, 8)

@@ -105,7 +105,7 @@ def patch_tables(sky: pd.DataFrame, seed: int, noise: float = 0.3, sr_width: flo
                 scores.append(pd.DataFrame({
                     "patch_id": c.patch_id, "source_id": s.source_id.to_numpy()[sel],
                     "pm_axis": axis, "sr_lo": lo, "sr_hi": lo + sr_width, "method": "cathode",
-                    "score": score[sel]}))
+                    "retraining": 0, "score": score[sel]}))
     return pd.concat(stars, ignore_index=True), pd.concat(scores, ignore_index=True)
 
 
@@ -113,7 +113,7 @@ def protoclusters_of(patch_stars: pd.DataFrame, scores: pd.DataFrame) -> pd.Data
     """What the job's applyInPandas step does, in pandas."""
     joined = scores.merge(patch_stars[patch_stars.fiducial], on=["patch_id", "source_id"])
     out = [protoclusters_frame(g, PARAMS) for _, g in
-           joined.groupby(["patch_id", "pm_axis", "sr_lo", "sr_hi", "method"])]
+           joined.groupby(["patch_id", "pm_axis", "sr_lo", "sr_hi", "method", "retraining"])]
     return pd.concat([o for o in out if len(o)], ignore_index=True)
 
 

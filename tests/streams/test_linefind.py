@@ -154,11 +154,11 @@ def test_empirical_background_absorbs_a_half_empty_patch():
 def test_protoclusters_frame_rows_carry_group_keys_and_members():
     d = scored_line_patch(0)
     pdf = pd.DataFrame(d).assign(patch_id=42, pm_axis="pm_phi", sr_lo=-3.0, sr_hi=3.0,
-                                 method="cathode")
+                                 method="cathode", retraining=2)
     out = protoclusters_frame(pdf, PARAMS)
     assert list(out.columns) == ["patch_id", "pm_axis", "sr_lo", "sr_hi", "method",
-                                 *PROTOCLUSTER_COLUMNS]
-    assert len(out) >= 1 and set(out["patch_id"]) == {42}
+                                 "retraining", *PROTOCLUSTER_COLUMNS]
+    assert len(out) >= 1 and set(out["patch_id"]) == {42} and set(out["retraining"]) == {2}
     row = out.sort_values("significance").iloc[-1]
     assert len(row["member_ids"]) == row["n_line"] == len(row["member_scores"])
     assert protoclusters_frame(pdf.iloc[:0], PARAMS).empty

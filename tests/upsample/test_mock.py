@@ -4,13 +4,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gaialake.upsample.mock import ID_STRIDE, enbid_children, partition_counts, split_labels
+from gaialake.upsample.mock import (ID_STRIDE, enbid_children, partition_counts, particle_rows,
+                                    split_labels)
+from gaialake.upsample.particles import make_galaxy
 
 
 def test_split_labels_reserve_heldout_and_validation_particles():
     labels = split_labels(1000, 0.2, 0.1, seed=3)
     assert (labels == "heldout").sum() == 200 and (labels == "val").sum() == 80
     assert (split_labels(1000, 0.2, 0.1, seed=3) == labels).all()
+
+
+def test_particle_rows_carry_the_particles_their_split_and_the_run():
+    particles = make_galaxy(500, seed=4)
+    rows = particle_rows(particles, 0.2, 0.1, 5, "run-1")
+    assert list(rows["particle_id"]) == list(particles.particle_id)
+    assert np.allclose(rows[particles.columns].to_numpy(), particles.features())
+    assert (rows["split"] == split_labels(500, 0.2, 0.1, 5)).all()
+    assert set(rows["run_id"]) == {"run-1"} and "component" in rows
 
 
 def test_partition_counts_share_all_stars():

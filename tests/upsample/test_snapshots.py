@@ -341,12 +341,12 @@ def test_bad_labels_are_refused_with_the_file_named(tmp_path, gizmo_dir, truth, 
 
 def test_job_conf_reads_a_gizmo_snapshot_with_host_and_sun_keys(gizmo_dir):
     from gaialake.conf import load_conf
-    from gaialake.jobs.upsample import load_particles
+    from gaialake.upsample.particles import particles_from_conf
 
     conf = load_conf(sets=[f"upsample.snapshot={gizmo_dir}/snapshot_600.*.hdf5",
                            "upsample.format=gizmo", "upsample.sun.azimuth_deg=30",
                            f"upsample.host.center_kpc=[{', '.join(map(str, CENTER_KPC))}]"])
-    got = load_particles(conf)
+    got = particles_from_conf(conf)
     assert got.radius_kpc == conf.get("upsample.radius_kpc") and len(got) > 500
     assert np.linalg.norm(got.pos_kpc - SUN_POSITION_KPC, axis=1).max() < got.radius_kpc
     assert got.columns == ["x", "y", "z", "vx", "vy", "vz", "age", "feh"]
