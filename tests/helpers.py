@@ -161,3 +161,11 @@ def toy_search_sets(tmp: Path, max_epochs: int, max_iter: int, *extra: str) -> l
             f"streams.cathode.classifier={{max_iter: {max_iter}}}",
             "streams.min_patch_stars=300", "streams.min_sr_stars=50", *extra]
 
+
+#: One ingest benchmark's results, as bench_ingest returns them (tests/bench).
+BENCH_INGEST = {"rows": 1000, "files": 1, "raw_bytes": 1 << 20, "cores": 2, "pyarrow_s": 1.0,
+                "pyarrow_rows_s_core": 500.0, "pyarrow_peak_mib": 100.0, "parquet_bytes": 1 << 20,
+                "ingest_s": 10.0, "ingest_rows_s_core": 50.0, "ingest_peak_mib": 900.0,
+                "delta_bytes": 200_000, "ingest_stage_s": 5.0, "ingest_stage_rows_s_core": 100.0,
+                "ratio_wall": 0.1, "ratio_stage": 0.2, "generate_stars_s_core": 1e4,
+                "generate_s": 3.0, "generate_peak_mib": 800.0}

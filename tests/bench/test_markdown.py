@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from gaialake.bench.markdown import STREAMS_HEADING, write_benchmarks_md
 from gaialake.bench.kit import stage_seconds
+from tests.helpers import BENCH_INGEST as INGEST
 
 LOG = """12:00:00 INFO gaialake.cli: job generate: start
 12:00:50 INFO gaialake.cli: job generate: done in 50.0 s {"files": 10}
@@ -16,14 +17,6 @@ LOG = """12:00:00 INFO gaialake.cli: job generate: start
 12:02:20 INFO gaialake.gaialake.find_streams: figures: done in 9.0 s
 12:02:20 INFO gaialake.cli: job find_streams: done in 30.0 s {"candidates": 5}
 """
-
-#: One ingest benchmark's results, as bench_ingest returns them.
-INGEST = {"rows": 1000, "files": 1, "raw_bytes": 1 << 20, "cores": 2, "pyarrow_s": 1.0,
-          "pyarrow_rows_s_core": 500.0, "pyarrow_peak_mib": 100.0, "parquet_bytes": 1 << 20,
-          "ingest_s": 10.0, "ingest_rows_s_core": 50.0, "ingest_peak_mib": 900.0,
-          "delta_bytes": 200_000, "ingest_stage_s": 5.0, "ingest_stage_rows_s_core": 100.0,
-          "ratio_wall": 0.1, "ratio_stage": 0.2, "generate_stars_s_core": 1e4,
-          "generate_s": 3.0, "generate_peak_mib": 800.0}
 
 
 def test_stage_seconds_keeps_the_stream_free_run_apart():

@@ -7,14 +7,7 @@ import pytest
 from gaialake.bench.markdown import (STREAMS_HEADING, UPSAMPLE_HEADING, write_benchmarks_md,
                                      write_upsample_section)
 from gaialake.bench.upsample_bench import SCALING, project_upsample, upsample_stages
-
-#: One ingest benchmark's results (what write_benchmarks_md needs beside the upsampling).
-INGEST = {"rows": 1000, "files": 1, "raw_bytes": 1 << 20, "cores": 2, "pyarrow_s": 1.0,
-          "pyarrow_rows_s_core": 500.0, "pyarrow_peak_mib": 100.0, "parquet_bytes": 1 << 20,
-          "ingest_s": 10.0, "ingest_rows_s_core": 50.0, "ingest_peak_mib": 900.0,
-          "delta_bytes": 200_000, "ingest_stage_s": 5.0, "ingest_stage_rows_s_core": 100.0,
-          "ratio_wall": 0.1, "ratio_stage": 0.2, "generate_stars_s_core": 1e4,
-          "generate_s": 3.0, "generate_peak_mib": 800.0}
+from tests.helpers import BENCH_INGEST as INGEST
 
 LOG = """12:00:01 INFO gaialake.upsample: particles: start
 12:00:05 INFO gaialake.upsample: particles: done 100,000 rows in 4.0 s, 25,000 rows/s (x)
