@@ -15,13 +15,15 @@ Stages, per batch of ``ingest.files_per_batch`` files not yet in ``ingest_log``:
    refused policy (``ingest.extra_columns``, ``ingest.missing_columns``) fails that file alone,
    named with its columns in ``ingest_log``; extra columns are added to the table (noted in
    ``ingest_log``), missing optional ones null-filled.
-2. parse and write (``ingest.writer: arrow``, local warehouses): one Spark task per file (gzip
-   does not split) parses it (pyarrow: blocks typed from the file's ECSV header, or the Parquet
-   file's row groups), casts the rows to the table's columns and validates them
-   (``gaialake.io.bulkfile``, ``gaialake.io.parquetfile``), then writes its valid rows, sorted
-   by ``hpx29``, as the table's data files in its ``hpx=<k>/`` folders with Delta's statistics
-   (after checking their schema is the table's), and its row keys and quarantined rows to a
-   staging folder of this run: one parse and one write per row.
+2. parse and write (``ingest.writer: arrow``, local warehouses): the files are dealt by size to
+   two Spark tasks per core (a whole file each time: gzip does not split; one file per task on
+   a cluster wider than the batch); a task parses each of its files (pyarrow: blocks typed
+   from the file's ECSV header, or the Parquet file's row groups), casts the rows to the
+   table's columns and validates them (``gaialake.io.bulkfile``, ``gaialake.io.parquetfile``),
+   then writes its valid rows, sorted by ``hpx29``, as the table's data files in its
+   ``hpx=<k>/`` folders with Delta's statistics (after checking their schema is the table's),
+   and its row keys and quarantined rows to a staging folder of this run: one parse and one
+   write per row.
 3. dedupe: a ``source_id`` seen twice (in the batch, or already in the table from another file)
    keeps its first occurrence (by file name, line); later ones are quarantined. The rare file
    holding such a duplicate is written again without it. Skipped when no duplicate is
@@ -163,12 +165,12 @@ def ingest_batch(spark, conf: Conf, batch: list[BulkFile], run_id: str) -> dict:
         invalid = staged.rows.where("reason IS NOT NULL")
         counts = staged_counts(staged.rows)
     dups, n_dups = None, {}
-    if writer != "arrow" or may_hold_duplicates(spark, conf, written.spans, names):
-        with stage(log, "find duplicate source_ids"):
+    with stage(log, "duplicate check"):
+        if writer != "arrow" or may_hold_duplicates(spark, conf, written.spans, names):
             dups, n_dups = find_duplicates(spark, conf, keys, names)
-    else:
-        log.info("no duplicate source_id possible: the files' source_id ranges are disjoint "
-                 "and none repeats one")
+        else:
+            log.info("no duplicate source_id possible: the files' source_id ranges are "
+                     "disjoint and none repeats one")
     found = dups if n_dups else None
     with stage(log, f"write {tables.GAIA_SOURCE.name} ({writer} writer)"):
         if writer == "arrow":
@@ -184,10 +186,11 @@ def ingest_batch(spark, conf: Conf, batch: list[BulkFile], run_id: str) -> dict:
         else:
             write_rows_spark(conf, keys, found, names, shift, run_id,
                              bool(conf.get("ingest.shuffle_by_hpx", False)))
-    write_quarantine(spark, conf, invalid, found, batch, run_id,
-                     sum(bad for _, bad in counts.values()) + sum(n_dups.values()))
     log_rows = batch_log_rows(counts, batch, failures, n_dups, run_id, plan.notes)
-    write_ingest_log(spark, conf, log_rows)
+    with stage(log, "write quarantine and ingest_log"):
+        write_quarantine(spark, conf, invalid, found, batch, run_id,
+                         sum(bad for _, bad in counts.values()) + sum(n_dups.values()))
+        write_ingest_log(spark, conf, log_rows)
     if dups is not None:
         dups.unpersist()
     return {"rows_read": sum(r[4] for r in log_rows), "rows_kept": sum(r[5] for r in log_rows),

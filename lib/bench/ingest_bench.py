@@ -17,6 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -24,12 +25,13 @@ from gaialake import tables
 from gaialake.bench.export_bench import bench_export
 from gaialake.bench.kit import dir_bytes, job_sets, job_summary, measure_command, measure_job
 from gaialake.conf import REPO_ROOT
-from gaialake.io.bulkfile import open_bulk, read_header
+from gaialake.io.bulkfile import read_header
 from gaialake.io.dr3schema import FALSE_VALUES, NULL_VALUES, TRUE_VALUES, arrow_type
 from gaialake.log import get_logger
 
 __all__ = ["pyarrow_csv_to_parquet", "hats_summary", "measure_hats_import", "HATS_SCRIPT",
-           "HATS_PYTHON", "bench_ingest", "bench_hats", "batch_seconds", "bench_ingest_at_scale"]
+           "HATS_PYTHON", "bench_ingest", "bench_hats", "batch_seconds", "bench_ingest_at_scale",
+           "ingest_profile", "PROFILE_STAGES"]
 
 log = get_logger("bench")
 
@@ -47,7 +49,8 @@ def pyarrow_csv_to_parquet(raw: str, out: str) -> int:
     rows = 0
     for path in sorted(Path(raw).glob("GaiaSource_*.csv.gz")):
         header = read_header(str(path))
-        with open_bulk(str(path)) as stream:
+        # pyarrow's own gzip stream (zlib), as a pyarrow user reads the files
+        with pa.input_stream(str(path), compression="gzip") as stream:
             table = pacsv.read_csv(
                 stream,
                 read_options=pacsv.ReadOptions(skip_rows=header.header_lines,
@@ -146,7 +149,8 @@ def bench_ingest_at_scale(work: Path, scale: dict, cores: int) -> dict:
                             str(work / "raw"), str(work / "pyarrow_parquet")])
     rows = int(base.output.strip().splitlines()[-1])
     out = {"rows": rows, "pyarrow_s": base.seconds, "ingest_s": scale["ingest_s"],
-           "ingest_stage_s": scale.get("ingest_stage_s"), "cores": cores}
+           "ingest_stage_s": scale.get("ingest_stage_s"), "cores": cores,
+           "profile": scale.get("ingest_profile")}
     out["ratio_wall"] = base.seconds / scale["ingest_s"]
     out["ratio_stage"] = base.seconds / out["ingest_stage_s"] if out["ingest_stage_s"] else None
     hats = measure_hats_import(HATS_PYTHON, work / "raw", work / "hats", cores)
@@ -171,6 +175,33 @@ def _ingest_from(work: Path, raw: Path, rows: int, cores: int) -> dict:
             "rows_kept": summ.get("rows_kept"), "rows_quarantined": summ.get("rows_quarantined"),
             "rows_s_core": rows / m.seconds / cores,
             "stage_rows_s_core": rows / stage / cores if stage else None}
+
+
+#: The ingest's logged stages in its profile, in the order they run in a batch.
+PROFILE_STAGES = ("check headers", "parse and write (arrow writer)", "duplicate check",
+                  "write gaia_source (arrow writer)", "write quarantine and ingest_log")
+
+
+def ingest_profile(output: str, seconds: float) -> dict[str, float]:
+    """Where a whole ``gaialake ingest`` process of ``seconds`` spent them, from its log: Python
+    and imports before the job, the Spark session (JVM, Delta, metastore), each stage of
+    :data:`PROFILE_STAGES` summed over the batches (the parse and write stage split into its
+    tasks' parse and write seconds, summed over the tasks: core-seconds), the rest of the
+    batches (table creation, staging reads) and of the job (listing, ``ingest_log`` read)."""
+    def total(pattern: str) -> float:
+        return sum(float(v) for v in re.findall(pattern, output))
+
+    job = total(r"job ingest: done in ([0-9.]+) s")
+    batches = batch_seconds(output)
+    out = {"seconds": seconds, "python_start": seconds - job,
+           "spark_session": total(r"Spark session ready in ([0-9.]+) s")}
+    for name in PROFILE_STAGES:
+        out[name] = total(re.escape(name) + r": done(?: [0-9,]+ rows)? in ([0-9.]+) s")
+    out["task_parse_core_s"] = total(r"parsed in ([0-9.]+) s and written in")
+    out["task_write_core_s"] = total(r"and written in ([0-9.]+) s of task time")
+    out["other_batch"] = batches - sum(out[name] for name in PROFILE_STAGES)
+    out["other_job"] = job - batches - out["spark_session"]
+    return out
 
 
 def batch_seconds(output: str) -> float:

@@ -97,6 +97,36 @@ def _scale_ratio(scale: dict | None) -> list[str]:
             f"budget: >= 0.5x).{hats}", ""]
 
 
+_PROFILE_ROWS = (("python_start", "Python start and imports"),
+                 ("spark_session", "Spark session (JVM, Delta, Derby metastore)"),
+                 ("other_job", "listing the files, reading `ingest_log`"),
+                 ("check headers", "check headers (a Spark job)"),
+                 ("parse and write (arrow writer)", "parse and write (Spark tasks)"),
+                 ("duplicate check", "duplicate check (Delta statistics)"),
+                 ("write gaia_source (arrow writer)", "commit to `gaia_source`"),
+                 ("write quarantine and ingest_log", "`gaia_source_quarantine` and `ingest_log`"),
+                 ("other_batch", "rest of the batches (table creation, staged keys)"))
+
+
+def _profile_lines(scale: dict | None) -> list[str]:
+    """Where the whole ingest process's seconds went at the largest size (its log's stages)."""
+    prof = (scale or {}).get("profile")
+    if not prof:
+        return []
+    total = prof["seconds"]
+    lines = [f"Where the ingest's {total:.0f} s went at {scale['rows']:,} rows (its log's stages, "
+             f"summed over its batches):", "", "| part of the whole process | seconds | share |",
+             "|---|---:|---:|"]
+    lines += [f"| {label} | {prof[key]:.1f} | {100 * prof[key] / total:.0f} % |"
+              for key, label in _PROFILE_ROWS if key in prof]
+    lines += ["", f"Inside the parse and write stage the tasks spent "
+              f"{prof['task_parse_core_s']:.0f} core-seconds parsing (gzip inflate with ISA-L, "
+              f"pyarrow's CSV reader, checks, `hpx29`) and {prof['task_write_core_s']:.0f} "
+              f"writing (row keys, sort by `hpx29`, Parquet data files with Delta statistics). "
+              f"The pyarrow baseline inflates with zlib, pyarrow's own gzip stream.", ""]
+    return lines
+
+
 def _export_lines(export: dict | None) -> list[str]:
     """`gaialake export hats` of the ingested rows, beside hats-import."""
     if not export or "seconds" not in export:
@@ -145,6 +175,7 @@ def write_benchmarks_md(results: dict, path: Path) -> Path:
         f"At {ing['rows']:,} rows: ingest per core / pyarrow per core {ing['ratio_wall']:.2f}x "
         f"whole process, {_f(ing['ratio_stage'], '{:.2f}')}x stage.", "",
         *_scale_ratio(results.get("ingest_at_scale")),
+        *_profile_lines(results.get("ingest_at_scale")),
         _hats_ratio(hats, ing["rows"]), "", *_writer_ratio(ing), *_export_lines(ing.get("export")),
         f"Synthetic sky generation: {_f(ing['generate_stars_s_core'])} stars/s per core "
         f"({ing['generate_s']:.1f} s including Spark start, peak {ing['generate_peak_mib']:.0f} MiB).", "",

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from gaialake.bench.ingest_bench import batch_seconds
+from gaialake.bench.ingest_bench import batch_seconds, ingest_profile
 from gaialake.bench.kit import job_sets, job_summary, measure_job, stage_seconds
 from gaialake.log import get_logger
 from gaialake.sky.skyfiles import PARAMS_FILE
@@ -40,6 +40,7 @@ def bench_scaling(root: Path, sizes: Sequence[float]) -> list[dict]:
             row[f"{job}_s"], row[f"{job}_peak_mib"] = m.seconds, m.peak_mib
             if job == "ingest":
                 row["ingest_stage_s"] = batch_seconds(m.output)
+                row["ingest_profile"] = ingest_profile(m.output, m.seconds)
         rows.append(row)
         log.info("scaling %s", row)
     return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence, TypeVar
 
@@ -237,7 +238,8 @@ def stage_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str)
 
 
 WRITE_RESULT_DDL = ("source_file string, rows_read long, rows_bad long, adds string, "
-                    "error string, transient boolean, id_min long, id_max long, repeats boolean")
+                    "error string, transient boolean, id_min long, id_max long, repeats boolean, "
+                    "parse_s double, write_s double")
 #: Columns of a quarantined row in the staging area and in ``gaia_source_quarantine``.
 QUARANTINE_COLUMNS = ["source_file", "line_number", "raw_line", "reason"]
 #: Columns of a valid row's key in the staging area (what duplicate detection reads).
@@ -277,6 +279,8 @@ def write_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str,
     schema than ``table_types`` (column -> ECSV datatype) fail the task before any data file
     is written. A file that cannot be read returns its error (``transient`` when the cause is
     outside its content); the others go on. Nothing is staged twice: one parse, one write.
+    ``parse_s`` and ``write_s``: the task's seconds parsing the file (inflate, CSV, checks,
+    ``hpx29``) and writing it (keys, sort, data files with statistics), for the profile.
     """
     import pyarrow.parquet as pq
 
@@ -285,13 +289,16 @@ def write_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str,
                             ("rows_bad", pa.int64()), ("adds", pa.string()),
                             ("error", pa.string()), ("transient", pa.bool_()),
                             ("id_min", pa.int64()), ("id_max", pa.int64()),
-                            ("repeats", pa.bool_())])
+                            ("repeats", pa.bool_()), ("parse_s", pa.float64()),
+                            ("write_s", pa.float64())])
     expected = pa.schema([(c, arrow_type(table_types[c])) for c in table_columns if c != "hpx"])
     exclude = exclude or {}
 
     def write_one(path: str, name: str) -> dict:
+        start = time.perf_counter()
         parsed, error, transient = _attempt(name, lambda: pa.Table.from_batches(
             list(parse_file(path, name, columns, chunk_bytes)), schema=schema))
+        parsed_at = time.perf_counter()
         if parsed is None:
             return {"source_file": name, "rows_read": 0, "rows_bad": 0, "adds": None,
                     "error": error, "transient": transient}
@@ -319,7 +326,8 @@ def write_files_arrow(columns: Sequence[Column], chunk_bytes: int, staging: str,
         records = write_partitioned(rows, root, "hpx", hpx29 >> shift, stats_columns,
                                     expected=expected)
         return {"source_file": name, "rows_read": n_read, "rows_bad": bad.num_rows,
-                "adds": json.dumps(records), "error": None, "transient": False, **span}
+                "adds": json.dumps(records), "error": None, "transient": False, **span,
+                "parse_s": parsed_at - start, "write_s": time.perf_counter() - parsed_at}
 
     def _stage_side_files(name: str, good: pa.Table, bad: pa.Table) -> None:
         for table, target in ((good.select(KEY_COLUMNS), staged_file(staging, f"{name}.keys")),

@@ -2,7 +2,8 @@
 writers, pruning, and the per-file records of ``ingest_log`` (the Spark plumbing of
 ``gaialake ingest``).
 
-Each file's header is read first (one Spark task per file, :func:`read_headers`) and checked
+Each file's header is read first (:func:`read_headers`; the files of a batch are dealt by size
+to two Spark tasks per core, one per file on a cluster wider than the batch) and checked
 against the table's columns (:func:`plan_batch`; the DR3 columns when ``gaia_source`` does not
 exist yet): a file with a type conflict or without a required column fails alone, its extra
 columns are added to the table (``ingest.extra_columns: evolve``) or refuse it (``refuse``),
@@ -41,6 +42,7 @@ from gaialake.io.delta import (commit_files, file_count, in_predicate, latest_sn
                                write_table)
 from gaialake.io.dr3schema import (DR3_COLUMNS, Column, HeaderCheck, check_header,
                                    datatype_of_spark, spark_type)
+from gaialake.io.spark import dealt_frame
 from gaialake.log import get_logger
 
 __all__ = ["StagedBatch", "BatchPlan", "PruneRefused", "OK", "FAILED", "FAILED_TRANSIENT",
@@ -194,13 +196,19 @@ def table_columns(spark, conf: Conf) -> tuple[list[Column], bool]:
 
 def read_headers(spark, batch: Sequence[BulkFile]) -> dict[str, tuple[list[Column] | None,
                                                                         str | None, bool]]:
-    """Each file's header columns, one Spark task per file: name -> (columns, None, False), or
+    """Each file's header columns (:func:`_files_frame`'s tasks): name -> (columns, None, False), or
     (None, error, transient) when its header could not be read."""
-    files_df = spark.createDataFrame(
-        spark.sparkContext.parallelize([(f.path, f.name) for f in batch], len(batch)), FILES_DDL)
+    files_df = _files_frame(spark, batch)
     rows = files_df.mapInArrow(read_headers_arrow(), HEADER_RESULT_DDL).collect()
     return {r.source_file: (columns_from_json(r.columns) if r.columns is not None else None,
                             r.error, bool(r.transient)) for r in rows}
+
+
+def _files_frame(spark, batch: Sequence[BulkFile]):
+    """The batch's files as rows (:data:`FILES_DDL`) dealt by size to a few Spark tasks each
+    (:func:`gaialake.io.spark.dealt_frame`; one file per task on a cluster wider than the
+    batch); a task parses its files one after the other, so its memory is one file's."""
+    return dealt_frame(spark, {f: f.size for f in batch}, lambda f: (f.path, f.name), FILES_DDL)
 
 
 @dataclass
@@ -309,12 +317,11 @@ class StagedBatch:
 
 def stage_batch(spark, batch: Sequence[BulkFile], columns: Sequence[Column], chunk_bytes: int,
                 staging: str) -> StagedBatch:
-    """Parse and validate the batch's files, one Spark task per file, in the table's ``columns``
+    """Parse and validate the batch's files (:func:`_files_frame`'s tasks) in the table's ``columns``
     into ``<staging>/<file>.parquet`` (the run's own folder, cleared first); files that fail are
     logged and the others go on."""
     clear_path(spark, staging)
-    files_df = spark.createDataFrame(
-        spark.sparkContext.parallelize([(f.path, f.name) for f in batch], len(batch)), FILES_DDL)
+    files_df = _files_frame(spark, batch)
     results = files_df.mapInArrow(stage_files_arrow(columns, chunk_bytes, staging),
                                   STAGE_RESULT_DDL).collect()
     failures = {r.source_file: (r.error, bool(r.transient)) for r in results
@@ -486,15 +493,14 @@ def write_batch_arrow(spark, conf: Conf, batch: Sequence[BulkFile], columns: Seq
                       staging: str, shift: int, run_id: str,
                       exclude: dict[str, list[int]] | None = None) -> WrittenBatch:
     """Parse each file of the batch and write its valid rows (less its ``exclude`` lines) as
-    ``gaia_source`` data files, one Spark task per file, with pyarrow
+    ``gaia_source`` data files (:func:`_files_frame`'s tasks, a file at a time) with pyarrow
     (:func:`gaialake.io.catalogio.write_files_arrow`): one parse and one write per row, nothing
     committed yet. Files that fail are logged and the others go on."""
     path = conf.table_path(tables.GAIA_SOURCE.name)
     target, stats = table_layout(spark, path)
     types = {f.name: datatype_of_spark(f.dataType.simpleString())
              for f in spark.read.format("delta").load(path).schema.fields}
-    files_df = spark.createDataFrame(
-        spark.sparkContext.parallelize([(f.path, f.name) for f in batch], len(batch)), FILES_DDL)
+    files_df = _files_frame(spark, batch)
     results = files_df.mapInArrow(
         write_files_arrow(columns, int(conf.get("ingest.chunk_bytes")), staging, path, target,
                           stats, shift, run_id, types, exclude), WRITE_RESULT_DDL).collect()
@@ -504,6 +510,9 @@ def write_batch_arrow(spark, conf: Conf, batch: Sequence[BulkFile], columns: Seq
         log.error("file failed%s, others go on: %s", " (transient: retried next run)"
                   if transient else "", err)
     done = [r for r in results if r.error is None]
+    if done:
+        log.info("%d files parsed in %.1f s and written in %.1f s of task time (summed over the "
+                 "tasks)", len(done), sum(r.parse_s for r in done), sum(r.write_s for r in done))
     keys = invalid = None
     if done:   # lazy, with their schemas: no Spark job unless read
         keys = spark.read.schema(_KEYS_DDL).parquet(

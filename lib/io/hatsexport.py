@@ -3,7 +3,7 @@
 
 ``gaia_source`` costs about a copy: its files are already partitioned by ``hpx`` and sorted by
 ``hpx29`` (= ``_healpix_29``), so a Spark task reads each ``hpx`` partition's files with pyarrow
-and writes its pixels' files (partitions are dealt to at most :data:`TASKS_PER_CORE` tasks per
+and writes its pixels' files (partitions are dealt to at most :data:`~gaialake.io.spark.TASKS_PER_CORE` tasks per
 core, balanced by rows: a task costs about a second to start in local mode); only the
 ``hpx29`` column is read beforehand (the row counts that choose the pixels). Another table with
 a ``source_id`` is joined to gaia_source's positions (``ra``, ``dec`` where it lacks them, and
@@ -25,20 +25,19 @@ import pyarrow.dataset as pds
 from gaialake import tables
 from gaialake.conf import Conf
 from gaialake.io.delta import data_files, read_table
+from gaialake.io.spark import TASKS_PER_CORE, deal
 from gaialake.io.hatsfiles import (SPATIAL_INDEX_COLUMN, SPATIAL_INDEX_ORDER, HatsPixel,
                                    check_output_dir, fs_and_path, plan_pixels, write_catalog_files,
                                    write_pixel_files)
 from gaialake.log import get_logger
 
-__all__ = ["DROPPED", "TASKS_PER_CORE", "export_hats", "exportable_tables", "deal"]
+__all__ = ["DROPPED", "export_hats", "exportable_tables"]
 
 log = get_logger("export")
 
 #: gaia_source's bookkeeping columns a catalog user has no use for: the partition pixel (a
 #: function of ``_healpix_29``) and the bulk file a row came from.
 DROPPED = ("hpx", "source_file")
-#: Tasks per core (Spark's default parallelism) the partitions are dealt to, at most.
-TASKS_PER_CORE = 2
 #: What each task returns: the files it wrote.
 _WRITTEN_DDL = "order int, pixel long, rows long"
 _WRITTEN = pa.schema([("order", pa.int32()), ("pixel", pa.int64()), ("rows", pa.int64())])
@@ -48,18 +47,6 @@ def exportable_tables() -> list[str]:
     """gaia_source and the tables with a ``source_id`` to join to its positions."""
     return [tables.GAIA_SOURCE.name] + [t.name for t in tables.TABLES.values()
                                         if "source_id" in t.columns]
-
-
-def deal(weights: dict[int, int], tasks: int) -> list[list[int]]:
-    """The keys of ``weights`` dealt to at most ``tasks`` groups, heaviest first to the lightest
-    group (balanced sums)."""
-    groups: list[list[int]] = [[] for _ in range(min(tasks, len(weights)))]
-    sums = [0] * len(groups)
-    for key in sorted(weights, key=lambda k: -weights[k]):
-        lightest = sums.index(min(sums))
-        groups[lightest].append(key)
-        sums[lightest] += weights[key]
-    return groups
 
 
 def _renamed(columns: list[str]) -> list[tuple[str, str]]:
@@ -153,7 +140,7 @@ def _write_gaia_source(spark, conf: Conf, gaia, plan: list[HatsPixel], renamed, 
 
 def _write_joined(rows, plan: list[HatsPixel], renamed, order: int, out: str) -> list:
     """A joined table's pixels: its rows shuffled by partition pixel (into at most
-    :data:`TASKS_PER_CORE` tasks per core) and sorted by ``_healpix_29`` in each task; the
+    :data:`~gaialake.io.spark.TASKS_PER_CORE` tasks per core) and sorted by ``_healpix_29`` in each task; the
     written records (Rows)."""
     from pyspark.sql import functions as F
 

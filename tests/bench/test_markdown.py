@@ -46,13 +46,23 @@ def test_ratio_line_comes_from_the_largest_size_with_both_baselines(tmp_path):
     scale = {"rows": 10_000_000, "pyarrow_s": 100.0, "ingest_s": 180.0, "ingest_stage_s": 150.0,
              "ratio_wall": 100 / 180, "ratio_stage": 100 / 150, "hats_s": 300.0,
              "hats_pipeline_s": 280.0, "hats_ratio_wall": 300 / 180, "hats_ratio_stage": 280 / 150,
-             "cores": 2}
+             "cores": 2,
+             "profile": {"seconds": 180.0, "python_start": 3.0, "spark_session": 9.0,
+                         "other_job": 1.0, "check headers": 4.0,
+                         "parse and write (arrow writer)": 135.0, "duplicate check": 6.0,
+                         "write gaia_source (arrow writer)": 4.0,
+                         "write quarantine and ingest_log": 9.0, "other_batch": 9.0,
+                         "task_parse_core_s": 200.0, "task_write_core_s": 60.0}}
     text = write_benchmarks_md({"date": "d", "machine": "m", "versions": "v", "ingest": ingest,
                                 "ingest_at_scale": scale}, tmp_path / "B.md").read_text()
     assert ("**Ratio (ingest per core / pyarrow per core): 0.56x whole process, 0.67x stage** at "
             "10,000,000 rows") in text
     assert "gaialake / hats-import at this size: 1.67x whole process, 1.87x stage" in text
     assert "| gaialake ingest from Parquet (pyarrow's output), whole process, 1,000 rows kept" in text
+    assert "Where the ingest's 180 s went at 10,000,000 rows" in text
+    assert "| parse and write (Spark tasks) | 135.0 | 75 % |" in text
+    assert "| Spark session (JVM, Delta, Derby metastore) | 9.0 | 5 % |" in text
+    assert "200 core-seconds parsing" in text
 
 
 def test_make_bench_keeps_the_streams_section_and_names_re_measured_parts(tmp_path):
