@@ -38,7 +38,7 @@ def run(conf: Conf) -> dict:
     from gaialake.density import mock_catalog as mc
     from gaialake.density.selection import galactocentric_to_icrs
     from gaialake.io import densitymock
-    from gaialake.upsample.dr3out import file_name
+    from gaialake.sky.mockobs import file_name, file_of
 
     t0 = time.perf_counter()
     dconf = conf.get("density")
@@ -52,7 +52,7 @@ def run(conf: Conf) -> dict:
     with stage(log, f"draw {dconf['mock']} mock") as st:
         system, x, v, feh = mc.draw_mock(dconf, settings, solar, seed)
         sky = galactocentric_to_icrs(x, v, solar)
-        index = mc.file_of(sky["ra"], sky["dec"], settings.n_files)
+        index = file_of(sky["ra"], sky["dec"], settings.n_files)
         st.count = len(x)
     names = [file_name(k, settings.n_files) for k in range(settings.n_files)]
     removed = densitymock.prepare_folder(raw, names)

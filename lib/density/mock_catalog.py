@@ -10,12 +10,12 @@ measure it through the path a user runs on DR3 (bulk files -> ``gaialake ingest`
   at the same radius); parallax scatter moves stars across the selection radius both ways, so
   the mock reaches beyond it. [Fe/H] from N(``feh.mean``, ``feh.sigma``) (dex), independent of
   the kinematics;
-- **photometry** (:func:`draw_photometry`): absolute G and BP-RP from the generator's isochrone
-  of each star's [Fe/H] (:func:`gaialake.sky.photometry.population`, Kroupa IMF), its
+- **photometry** (:func:`gaialake.sky.mockobs.draw_photometry`): absolute G and BP-RP from the
+  generator's isochrone of each star's [Fe/H] (:func:`gaialake.sky.photometry.population`, Kroupa IMF), its
   luminosity function truncated at ``abs_mag_limit``: fainter stars can never pass
   ``density.catalog.abs_mag_max`` (with parallax noise), and drawing them (99 % of a Kroupa
   population is fainter than M_G = 3.5) would only cost time. Extinction (optional) through the
-  generator's dust along the sight-line (:func:`gaialake.upsample.dr3out.sightline_a_v`);
+  generator's dust along the sight-line (:func:`gaialake.sky.mockobs.sightline_a_v`);
 - **errors** (:func:`gaialake.sky.observe.dr3_catalog`): DR3 uncertainties vs G (parallax,
   proper motions, photometry, ruwe with 8 % binaries), the observed-G limit ``g_limit``, the
   RVS subset ``G < rv_g_limit`` with its errors, source_ids and the 152 DR3 columns; no parallax
@@ -39,13 +39,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gaialake.astro.frame import SolarParameters
-from gaialake.astro.healpix import pixel_of
 from gaialake.density.mocks import (PlummerSphere, SlabComponent, SlabMock, TracerPopulation,
                                     slab_from_lists)
 from gaialake.density.selection import galactocentric_to_icrs
+from gaialake.sky.mockobs import observe_photometry
 
-__all__ = ["TRUTH_FILE", "MockCatalogSettings", "draw_mock", "draw_photometry",
-           "rv_completeness", "observe_stars", "file_of", "truth_spec", "system_from_truth"]
+__all__ = ["TRUTH_FILE", "MockCatalogSettings", "draw_mock", "rv_completeness", "observe_stars",
+           "truth_spec", "system_from_truth"]
 
 #: The truth file beside the bulk files (a JSON description of the mock).
 TRUTH_FILE = "truth_density.json"
@@ -117,23 +117,6 @@ def draw_mock(density_conf: Mapping[str, Any], s: MockCatalogSettings, solar: So
     return system, x, v, feh
 
 
-def draw_photometry(rng: np.random.Generator, feh: np.ndarray, abs_mag_limit: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(absolute G, intrinsic BP-RP) in mag: one star of each [Fe/H]'s isochrone (dex, rounded
-    to :data:`gaialake.upsample.dr3out.FEH_STEP`), its luminosity function truncated at
-    ``abs_mag_limit``."""
-    from gaialake.sky.photometry import population
-    from gaialake.upsample.dr3out import FEH_STEP
-
-    key = np.round(np.asarray(feh, float) / FEH_STEP).astype(np.int64)
-    abs_g, bp_rp = np.empty(len(key)), np.empty(len(key))
-    for k in np.unique(key):
-        rows = np.flatnonzero(key == k)
-        abs_g[rows], bp_rp[rows] = population(round(float(k * FEH_STEP), 4)).sample(
-            rng, np.full(len(rows), abs_mag_limit))
-    return abs_g, bp_rp
-
-
 def rv_completeness(g_mag: np.ndarray, g50_mag: float, width_mag: float) -> np.ndarray:
     """The probability that a star of the RVS subset keeps its radial velocity at G (mag):
     ``1 / (1 + exp((G - g50_mag) / width_mag))``."""
@@ -162,17 +145,9 @@ def observe_stars(rng: np.random.Generator, x: np.ndarray, v: np.ndarray, feh: n
     """Stars (x (n, 3) kpc, v (n, 3) km/s, [Fe/H] dex) observed as DR3 rows: (152-column table
     of the stars brighter than ``s.g_limit``, sorted by source_id, radial velocities thinned by
     :func:`rv_completeness`; the input row of each)."""
-    from gaialake.sky.observe import dr3_catalog
-    from gaialake.sky.photometry import apparent_g, extinction_bands
-    from gaialake.upsample.dr3out import sightline_a_v
-
     true = _true_observables(x, v, solar)
-    a_v = (sightline_a_v(np.asarray(x, float).T, solar.position_kpc) if s.extinction
-           else np.zeros(len(x)))
-    a_g, e_bprp = extinction_bands(a_v)
-    abs_g, bp_rp0 = draw_photometry(rng, feh, s.abs_mag_limit)
-    true.update(g=apparent_g(abs_g, true["distance"], a_g), bp_rp=bp_rp0 + e_bprp)
-    table, rows = dr3_catalog(rng, true, s.g_limit, s.rv_g_limit)
+    table, rows = observe_photometry(rng, true, np.asarray(x, float).T, solar.position_kpc, feh,
+                                     s.extinction, s.g_limit, s.rv_g_limit, s.abs_mag_limit)
     g = table.column("phot_g_mean_mag").to_numpy(zero_copy_only=False)
     has_rv = table.column("radial_velocity").is_valid().to_numpy(zero_copy_only=False)
     keep = has_rv & (rng.random(len(g)) < rv_completeness(g, s.rv_g50_mag, s.rv_width_mag))
@@ -184,14 +159,6 @@ def observe_stars(rng: np.random.Generator, x: np.ndarray, v: np.ndarray, feh: n
     table = table.set_column(table.schema.get_field_index("has_rvs"), "has_rvs",
                              mask.cast(table.schema.field("has_rvs").type))
     return table, rows
-
-
-def file_of(ra_deg: np.ndarray, dec_deg: np.ndarray, n_files: int) -> np.ndarray:
-    """The bulk file index of positions (deg): ``n_files`` equal ranges of level-8 pixels, as
-    :func:`gaialake.upsample.dr3out.file_index_of`."""
-    from gaialake.upsample.dr3out import N_PIX8
-
-    return (pixel_of(ra_deg, dec_deg, 8) * n_files // N_PIX8).astype(np.int32)
 
 
 def truth_spec(system: Any, solar: SolarParameters, **extra: Any) -> dict:

@@ -217,7 +217,8 @@ def dr3_writer(out_dir: str, settings, seeds: Mapping[int, int]) -> FrameFn:
         from gaialake.io.bulkfile import write_bulk_file
         from gaialake.io.dr3schema import DR3_COLUMNS
         from gaialake.sky.kinematics import transforms
-        from gaialake.upsample.dr3out import file_name, observe_file
+        from gaialake.sky.mockobs import file_name
+        from gaialake.upsample.dr3out import observe_file
 
         frames = [f for f in frames if len(f)]
         if not frames:     # a partition that no file index hashed to
@@ -273,7 +274,8 @@ def write_dr3(stars_df, out_dir: str, settings, seeds: Mapping[int, int]) -> dic
     from pyspark.sql.types import StructField, StructType, IntegerType
 
     from gaialake.sky.skyfiles import prepare_raw
-    from gaialake.upsample.dr3out import TRUTH_FILE, TRUTH_ROWS_DDL, file_name
+    from gaialake.sky.mockobs import file_name
+    from gaialake.upsample.dr3out import TRUTH_FILE, TRUTH_ROWS_DDL
 
     prepare_raw(out_dir, [file_name(i, settings.n_files) for i in range(settings.n_files)])
     keyed = stars_df.mapInPandas(

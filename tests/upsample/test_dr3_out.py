@@ -7,8 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from gaialake.sky.kinematics import galactocentric_to_observed, transforms
-from gaialake.upsample.dr3out import (Dr3OutSettings, file_index_of, file_name, observe_stars,
-                                      sightline_a_v)
+from gaialake.upsample.dr3out import Dr3OutSettings, file_index_of, observe_stars
 from gaialake.upsample.mock import ParentIndex
 from gaialake.upsample.particles import SUN_POSITION_KPC, make_galaxy
 
@@ -47,16 +46,7 @@ def test_observed_stars_are_gaia_rows_with_the_g_limit_rv_subset_and_unique_ids(
     assert abs(np.median(pull)) < 0.2 and 0.8 < np.std(pull) < 1.3
 
 
-def test_sightline_extinction_grows_with_distance_and_toward_the_plane():
-    sun = SUN_POSITION_KPC
-    a_v = sightline_a_v(np.array([[sun[0] + 0.5, sun[0] + 2.0, sun[0] + 2.0],
-                                  [0.0, 0.0, 0.0], [sun[2], sun[2], sun[2] + 2.0]]), sun)
-    assert 0 < a_v[0] < a_v[1] and a_v[2] < a_v[1]
-
-
-def test_bulk_file_names_cover_the_level8_pixels():
-    assert file_name(0, 4) == "GaiaSource_000000-196607.csv.gz"
-    assert file_name(3, 4) == "GaiaSource_589824-786431.csv.gz"
+def test_bulk_files_of_mock_stars_are_the_level8_ranges():
     xyz = np.array([[-7.0, -9.0], [0.5, -0.5], [0.2, 0.0]])
     assert set(file_index_of(xyz, np.zeros((2, 3)).T, transforms(), 4)) <= {0, 1, 2, 3}
 
