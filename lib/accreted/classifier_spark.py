@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from gaialake import tables
-from gaialake.accreted.features import ASTROMETRY_COLUMNS, FEATURES_5D, VARIANTS
+from gaialake.accreted.features import ASTROMETRY_COLUMNS, PHOTOMETRY_COLUMNS, variant_features
+from gaialake.accreted.scoring import uses_photometry
 from gaialake.accreted.settings import AccretedSettings
 from gaialake.accreted.sources import has_tables
 from gaialake.conf import Conf
@@ -40,7 +41,7 @@ __all__ = ["INPUT_COLUMNS", "SCORE_SCHEMA", "VELOCITY_SCHEMA", "score_catalog", 
 log = get_logger("accreted")
 
 #: The ``gaia_source`` columns scoring, features and cuts read.
-INPUT_COLUMNS = ["source_id", *ASTROMETRY_COLUMNS]
+INPUT_COLUMNS = ["source_id", *ASTROMETRY_COLUMNS, *PHOTOMETRY_COLUMNS]
 #: Rows of :func:`score_catalog`: the catalog's columns that scoring fills.
 SCORE_SCHEMA = tables.ACCRETED_CATALOG.schema_without("is_accreted", "model_version", "run_id")
 #: The extra rows of :func:`score_catalog` with ``extra``: the Toomre speed and spherical
@@ -97,7 +98,8 @@ def feature_rows(df, config: dict):
     """(stars of ``df`` passing the cuts with both variants' features, {variant: feature
     columns}): columns ``source_id``, ``f5_*``, ``f6_*`` (null where a variant does not
     apply)."""
-    names = {v: [f"f{v[0]}_{c}" for c in VARIANTS[v]] for v in config["variants"]}
+    phot = uses_photometry(config)
+    names = {v: [f"f{v[0]}_{c}" for c in variant_features(v, phot)] for v in config["variants"]}
     schema = "source_id long, " + ", ".join(f"{c} double" for v in names.values() for c in v)
 
     def make(batches):
@@ -111,7 +113,7 @@ def feature_rows(df, config: dict):
             ps = phase_space_of(pdf)
             out = {"source_id": pdf["source_id"].to_numpy()}
             for v, cols in names.items():
-                x = features(pdf, v, ps)
+                x = features(pdf, v, ps, phot)
                 out.update({c: x[:, i] for i, c in enumerate(cols)})
             yield pd.DataFrame(out)
 
@@ -229,9 +231,9 @@ def transfer_streaming(conf: Conf, settings: AccretedSettings, spark, source: Co
     labelled by the ``6d`` net (streamed through Petastorm); ``base`` when disabled."""
     if not settings.transfer_enabled or not {"5d", "6d"} <= set(base.nets):
         return base
-    cols = [f"f5_{c}" for c in FEATURES_5D]
-    broadcast = spark.sparkContext.broadcast(state_to_bytes(base.state_dict()))
     config = base.config
+    cols = [f"f5_{c}" for c in variant_features("5d", uses_photometry(config))]
+    broadcast = spark.sparkContext.broadcast(state_to_bytes(base.state_dict()))
 
     def teach(batches):
         import pandas as pd

@@ -18,6 +18,12 @@ Two feature sets, the inputs of the two networks of Ostdiek et al.:
 - ``6d`` (stars with radial_velocity): position and the full spherical velocity
   (v_r, v_theta, v_phi), and the errors.
 
+With ``photometry`` (conf ``accreted.photometry``) both add :data:`PHOTOMETRY_FEATURES`: the
+absolute G magnitude from the parallax (G + 5 log10(parallax / mas) - 10; no extinction
+correction) and the observed BP-RP colour. At a given absolute magnitude the metal-poor accreted
+populations lie bluer than the disk's (the two halo sequences of Gaia Collaboration, Babusiaux
+et al. 2018, arXiv 1804.09378); a star without BP-RP gets NaN features (no score).
+
 Error features (first-order propagation, no correlations): log10(parallax_over_error) and
 log10 of the velocity uncertainty (km/s) from the proper-motion, parallax (and radial-velocity)
 errors. Stars with a missing or non-positive parallax, or a missing proper motion, get NaN
@@ -39,7 +45,8 @@ from gaialake.astro.frame import SOLAR_PARAMETERS, galactocentric_frame
 from gaialake.sky.kinematics import spherical_velocities
 
 __all__ = ["SOLAR_PARAMETERS", "V_LSR_KMS", "KMS_PER_KPC_MASYR", "ASTROMETRY_COLUMNS",
-           "FEATURES_5D", "FEATURES_6D", "VARIANTS", "PhaseSpace", "phase_space",
+           "FEATURES_5D", "FEATURES_6D", "VARIANTS", "PHOTOMETRY_FEATURES", "PHOTOMETRY_COLUMNS",
+           "variant_features", "has_photometry", "PhaseSpace", "phase_space",
            "phase_space_of", "features", "features_5d", "features_6d", "quality_mask",
            "toomre_speed",
            "has_radial_velocity", "velocity_space"]
@@ -58,6 +65,17 @@ FEATURES_5D = ["R_kpc", "abs_z_kpc", "vperp_r_kms", "vperp_theta_kms", "vperp_ph
 FEATURES_6D = ["R_kpc", "abs_z_kpc", "v_r_kms", "v_theta_kms", "v_phi_kms",
                "log_plx_over_error", "log_sigma_v_kms"]
 VARIANTS = {"5d": FEATURES_5D, "6d": FEATURES_6D}
+#: Features a variant adds with photometry: absolute G (mag) and BP-RP (mag).
+PHOTOMETRY_FEATURES = ["abs_g_mag", "bp_rp_mag"]
+#: DR3 columns the photometric features read.
+PHOTOMETRY_COLUMNS = ["phot_g_mean_mag", "bp_rp"]
+
+
+def variant_features(variant: str, photometry: bool = False) -> list[str]:
+    """The feature names of ``variant`` (``5d``, ``6d``), with the photometric ones last."""
+    if variant not in VARIANTS:
+        raise ValueError(f"feature variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    return VARIANTS[variant] + (PHOTOMETRY_FEATURES if photometry else [])
 
 
 class PhaseSpace(dict):
@@ -160,11 +178,17 @@ def has_radial_velocity(data: Mapping) -> np.ndarray:
     return np.isfinite(_col(data, "radial_velocity"))
 
 
-def features(data: Mapping, variant: str, ps: PhaseSpace | None = None) -> np.ndarray:
-    """(n, len(VARIANTS[variant])) float64 features of DR3 rows (a DataFrame or dict of
-    arrays with :data:`ASTROMETRY_COLUMNS`); NaN rows where the astrometry is missing."""
-    if variant not in VARIANTS:
-        raise ValueError(f"feature variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+def has_photometry(data: Mapping) -> np.ndarray:
+    """Rows with a G magnitude and a BP-RP colour (:data:`PHOTOMETRY_COLUMNS`)."""
+    return np.all([np.isfinite(_col(data, c)) for c in PHOTOMETRY_COLUMNS], axis=0)
+
+
+def features(data: Mapping, variant: str, ps: PhaseSpace | None = None,
+             photometry: bool = False) -> np.ndarray:
+    """(n, len(:func:`variant_features`)) float64 features of DR3 rows (a DataFrame or dict of
+    arrays with :data:`ASTROMETRY_COLUMNS`, and :data:`PHOTOMETRY_COLUMNS` with
+    ``photometry``); NaN rows where the astrometry (or the photometry) is missing."""
+    variant_features(variant)
     if ps is None:
         ps = phase_space_of(data)
     R = np.hypot(ps["x"], ps["y"])
@@ -181,6 +205,9 @@ def features(data: Mapping, variant: str, ps: PhaseSpace | None = None) -> np.nd
             vr, vth, vph = _spherical(ps, "v")
             sig_v = np.hypot(sig_t, _col(data, "radial_velocity_error"))
             cols = [R, abs_z, vr, vth, vph, log_poe, np.log10(sig_v)]
+        if photometry:
+            cols += [_col(data, "phot_g_mean_mag") + 5.0 * np.log10(_col(data, "parallax")) - 10.0,
+                     _col(data, "bp_rp")]
     out = np.stack(cols, axis=1)
     out[~np.all(np.isfinite(out), axis=1)] = np.nan
     return out

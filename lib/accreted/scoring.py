@@ -15,12 +15,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from gaialake.accreted.features import (VARIANTS, PhaseSpace, features, has_radial_velocity,
-                                        phase_space_of, quality_mask, toomre_speed,
-                                        velocity_space)
+from gaialake.accreted.features import (PhaseSpace, features, has_photometry,
+                                        has_radial_velocity, phase_space_of, quality_mask,
+                                        toomre_speed, variant_features, velocity_space)
 from gaialake.models.accreted_net import AccretedClassifier, model_config
 
-__all__ = ["DEFAULT_CUTS", "SCORE_COLUMNS", "PREDICT", "classifier_config", "cut_phase_space",
+__all__ = ["DEFAULT_CUTS", "SCORE_COLUMNS", "PREDICT", "classifier_config", "uses_photometry",
+           "cut_phase_space",
            "teacher_rows", "score_stars", "predict"]
 
 #: The quality cuts of :func:`gaialake.accreted.features.quality_mask` unless the config sets them.
@@ -32,12 +33,22 @@ PREDICT = "gaialake.accreted.scoring:predict"
 
 
 def classifier_config(hidden: Sequence[int] = (64, 64, 64), dropout: float = 0.0,
-                      variants: Sequence[str] = ("5d", "6d"), cuts: Mapping | None = None) -> dict:
+                      variants: Sequence[str] = ("5d", "6d"), cuts: Mapping | None = None,
+                      photometry: bool = False) -> dict:
     """The registered model's config: the nets of ``variants`` (feature names from
-    :data:`gaialake.accreted.features.VARIANTS`), ``hidden`` widths, ``dropout``, the quality
-    ``cuts`` (over :data:`DEFAULT_CUTS`) and the pyfunc ``predict`` entry."""
-    return {**model_config({v: VARIANTS[v] for v in variants}, hidden, dropout),
-            "cuts": {**DEFAULT_CUTS, **dict(cuts or {})}, "predict": PREDICT}
+    :func:`gaialake.accreted.features.variant_features`, photometric ones with
+    ``photometry``), ``hidden`` widths, ``dropout``, the quality ``cuts`` (over
+    :data:`DEFAULT_CUTS`), ``photometry`` and the pyfunc ``predict`` entry."""
+    return {**model_config({v: variant_features(v, photometry) for v in variants}, hidden,
+                           dropout),
+            "cuts": {**DEFAULT_CUTS, **dict(cuts or {})}, "photometry": bool(photometry),
+            "predict": PREDICT}
+
+
+def uses_photometry(config: Mapping) -> bool:
+    """Whether a model of ``config`` reads photometric features (False for models registered
+    before ``accreted.photometry``)."""
+    return bool(config.get("photometry", False))
 
 
 def cut_phase_space(config: Mapping, stars) -> tuple[np.ndarray, np.ndarray, PhaseSpace]:
@@ -51,7 +62,8 @@ def teacher_rows(model: AccretedClassifier, stars) -> tuple[np.ndarray, np.ndarr
     """The transfer set of a catalog: stars passing the cuts with a radial velocity and finite
     features. Returns (row index, ``5d`` features, the ``6d`` net's calibrated probability)."""
     keep, _, ps = cut_phase_space(model.config, stars)
-    x5, x6 = features(stars, "5d", ps), features(stars, "6d", ps)
+    phot = uses_photometry(model.config)
+    x5, x6 = features(stars, "5d", ps, phot), features(stars, "6d", ps, phot)
     ok = keep & np.all(np.isfinite(x5), axis=1) & np.all(np.isfinite(x6), axis=1)
     idx = np.flatnonzero(ok)
     with torch.no_grad():
@@ -63,7 +75,8 @@ def teacher_rows(model: AccretedClassifier, stars) -> tuple[np.ndarray, np.ndarr
 @torch.no_grad()
 def score_stars(model: AccretedClassifier, stars, extra: bool = False):
     """P(accreted) of DR3 rows (pandas DataFrame with the astrometry columns of
-    :data:`gaialake.accreted.features.ASTROMETRY_COLUMNS`).
+    :data:`gaialake.accreted.features.ASTROMETRY_COLUMNS`, and its ``PHOTOMETRY_COLUMNS`` for
+    a model with photometry).
 
     Returns a DataFrame with :data:`SCORE_COLUMNS` in the input's row order: ``p_accreted`` is
     null (NaN) and ``unscored_reason`` says why for stars failing the quality cuts or with
@@ -82,7 +95,7 @@ def score_stars(model: AccretedClassifier, stars, extra: bool = False):
     for name, mask in (("6d", use6), ("5d", keep & ~use6)):
         if name not in model.nets or not mask.any():
             continue
-        x = features(stars, name, ps)[mask]
+        x = features(stars, name, ps, uses_photometry(model.config))[mask]
         good = np.all(np.isfinite(x), axis=1)
         idx = np.flatnonzero(mask)[good]
         if len(idx):
@@ -90,7 +103,9 @@ def score_stars(model: AccretedClassifier, stars, extra: bool = False):
             xt = torch.as_tensor(x[good], dtype=torch.float32, device=net.mean.device)
             p[idx] = net.probability(xt).double().cpu().numpy()
             variant[idx] = name
-        reason[np.flatnonzero(mask)[~good]] = "missing_astrometry"
+        failed = np.flatnonzero(mask)[~good]
+        colour = has_photometry(stars)[failed] if uses_photometry(model.config) else True
+        reason[failed] = np.where(colour, "missing_astrometry", "missing_photometry")
     out = pd.DataFrame({"p_accreted": p, "variant": variant, "unscored_reason": reason})
     if extra:
         out["v_toomre_kms"] = toomre_speed(stars, ps)

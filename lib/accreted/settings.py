@@ -15,7 +15,8 @@ __all__ = ["AccretedSettings"]
 class AccretedSettings:
     """How ``gaialake accreted`` trains, transfers, evaluates and thresholds.
 
-    train_galaxy / eval_galaxy (sky galaxies ``A``, ``B``), variants (``5d``, ``6d``), hidden
+    train_galaxy / eval_galaxy (sky galaxies ``A``, ``B``), variants (``5d``, ``6d``),
+    photometry (absolute G and BP-RP features beside the kinematics), hidden
     (layer widths), dropout, cuts (quality cuts), train (epochs, batch size, lr, weight decay,
     val_fraction: the hash fraction of training stars held out for calibration),
     calibration_max_rows (validation rows the Platt fit reads), transfer (the fine-tuning's
@@ -28,6 +29,7 @@ class AccretedSettings:
     train_galaxy: str
     eval_galaxy: str
     variants: tuple[str, ...]
+    photometry: bool
     hidden: tuple[int, ...]
     dropout: float
     cuts: Mapping
@@ -48,7 +50,8 @@ class AccretedSettings:
         train_conf, transfer_conf = section["train"], section["transfer"]
         return cls(
             train_galaxy=str(section["train_galaxy"]), eval_galaxy=str(section["eval_galaxy"]),
-            variants=tuple(section["variants"]), hidden=tuple(section["net"]["hidden"]),
+            variants=tuple(section["variants"]),
+            photometry=bool(section.get("photometry", False)), hidden=tuple(section["net"]["hidden"]),
             dropout=float(section["net"].get("dropout", 0.0)), cuts=dict(section["cuts"]),
             train=train_settings(train_conf["epochs"], train_conf["lr"],
                                  train_conf["weight_decay"], train_conf["batch_size"],
@@ -65,4 +68,5 @@ class AccretedSettings:
 
     def model_config(self) -> dict:
         """The registered model's config (:func:`gaialake.accreted.scoring.classifier_config`)."""
-        return classifier_config(self.hidden, self.dropout, self.variants, self.cuts)
+        return classifier_config(self.hidden, self.dropout, self.variants, self.cuts,
+                                 self.photometry)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from gaialake.accreted.features import features
-from gaialake.accreted.scoring import cut_phase_space, teacher_rows
+from gaialake.accreted.scoring import cut_phase_space, teacher_rows, uses_photometry
 from gaialake.models.accreted_net import (AccretedClassifier, VariantNet, build_accreted_model,
                                           fit_platt, raw_logits, set_standardization,
                                           tensor_batches, train_epochs, train_settings,
@@ -68,7 +68,7 @@ def fit_in_memory(stars, labels: np.ndarray, config: Mapping, *, epochs: int = 1
     y = np.asarray(labels, np.float32)
     infos = {}
     for name in config["variants"]:
-        x = features(stars, name, ps)
+        x = features(stars, name, ps, uses_photometry(config))
         ok = keep & np.all(np.isfinite(x), axis=1)
         net, info = train_tensors(x[ok], y[ok], hidden=config["hidden"], epochs=epochs,
                                   batch_size=batch_size, lr=lr, weight_decay=weight_decay,

@@ -20,7 +20,8 @@ from gaialake.accreted import scoring as S
 from gaialake.accreted import training as T
 
 COLUMNS = ["source_id", "ra", "dec", "parallax", "parallax_error", "pmra", "pmra_error", "pmdec",
-           "pmdec_error", "radial_velocity", "radial_velocity_error", "ruwe", "phot_g_mean_mag"]
+           "pmdec_error", "radial_velocity", "radial_velocity_error", "ruwe", "phot_g_mean_mag",
+           "bp_rp"]
 
 
 @lru_cache(maxsize=4)
@@ -100,6 +101,32 @@ def test_quality_cuts_name_the_failed_cut_and_features_are_nan_without_astrometr
 
 
 # ------------------------------------------------------------------ evaluation helpers --------
+def test_photometry_adds_absolute_g_and_colour_and_a_missing_colour_is_named():
+    b = sky_stars("B").iloc[:500].reset_index(drop=True)
+    for variant in ("5d", "6d"):
+        kin, phot = G.features(b, variant), G.features(b, variant, photometry=True)
+        assert phot.shape[1] == kin.shape[1] + 2 == len(G.variant_features(variant, True))
+        ok = np.isfinite(kin).all(axis=1)
+        np.testing.assert_array_equal(phot[ok, :-2], kin[ok])
+        plx = b["parallax"].to_numpy()[ok]
+        np.testing.assert_allclose(phot[ok, -2], b["phot_g_mean_mag"].to_numpy()[ok]
+                                   + 5 * np.log10(plx) - 10)
+        np.testing.assert_array_equal(phot[ok, -1], b["bp_rp"].to_numpy()[ok])
+    config = S.classifier_config(photometry=True)
+    assert config["variants"]["6d"][-2:] == ["abs_g_mag", "bp_rp_mag"] and S.uses_photometry(config)
+    assert not S.uses_photometry({k: v for k, v in config.items() if k != "photometry"})
+    from gaialake.models.accreted_net import build_accreted_model
+
+    model = build_accreted_model(config).eval()
+    no_colour = b.copy()
+    no_colour.loc[:9, "bp_rp"] = np.nan
+    out = S.score_stars(model, no_colour)
+    passed = G.quality_mask(no_colour)[0][:10]
+    assert (out["unscored_reason"].iloc[:10][passed] == "missing_photometry").all()
+    assert out["p_accreted"].iloc[:10][passed].isna().all()
+    assert out["p_accreted"].iloc[10:].notna().sum() > 0
+
+
 def test_purity_completeness_and_threshold_on_a_known_ranking():
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
     labels = np.array([1, 1, 0, 1, 0, 0, 1, 0], bool)
@@ -171,6 +198,26 @@ def test_classifier_trained_on_A_beats_the_toomre_cut_on_B():
           round(after["completeness_at_baseline_purity"], 3), "cut", round(after["baseline_completeness"], 3))
     assert after["completeness_at_baseline_purity"] > before["completeness_at_baseline_purity"] + 0.1
     # (after transfer the 5d stars alone are about level with the cut at this size: 0.68 vs 0.67)
+
+
+def test_photometry_ranks_B_better_than_the_kinematics_alone():
+    """Absolute G and BP-RP beside the kinematics (conf accreted.photometry): B's metal-poor
+    accreted stars lie bluer at a given absolute magnitude than its disks and splash, a
+    difference the velocities alone cannot see (blind AUC on B 0.962 vs 0.949 at this size)."""
+    torch.set_num_threads(1)
+    a, b = sky_stars("A"), sky_stars("B")
+    model = T.fit_in_memory(a, a["accreted"].to_numpy(), S.classifier_config(photometry=True),
+                            epochs=8, batch_size=1024, val_fraction=0.2, seed=1)[0]
+    y = b["accreted"].to_numpy()
+    aucs = {}
+    for name, m in (("kinematics", trained()[2]),
+                    ("photometry", T.transfer_in_memory(model, b, epochs=5, seed=1))):
+        s = S.score_stars(m, b, extra=True)
+        ok = s["p_accreted"].notna().to_numpy()
+        aucs[name] = E.compare_with_baseline(s["p_accreted"].to_numpy()[ok],
+                                             s["v_toomre_kms"].to_numpy()[ok], y[ok])["auc"]
+    print("B blind AUC:", aucs)
+    assert aucs["photometry"] > aucs["kinematics"] + 0.005
 
 
 def test_held_out_A_is_well_ranked_and_calibrated():

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from gaialake.sky.kinematics import galactocentric_to_observed, transforms
 from gaialake.upsample.dr3out import Dr3OutSettings, file_index_of, observe_stars
 from gaialake.upsample.mock import ParentIndex
-from gaialake.upsample.particles import SUN_POSITION_KPC, make_galaxy
+from gaialake.upsample.particles import make_galaxy
 
 
 def test_parent_index_gives_each_star_its_nearest_particle_in_standardised_phase_space():
