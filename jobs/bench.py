@@ -15,7 +15,10 @@ Every figure is a ratio against a baseline measured in the same run on the same 
 - projection: the full DR3 run from the measured per-core rates;
 - upsampling (:mod:`gaialake.bench.upsample_bench`): ``gaialake upsample`` per stage on the
   default particle set, upsampled stars/s per core and the projection to a 1e7-particle
-  snapshot (its own section of BENCHMARKS.md; ``gaialake bench --upsample`` runs it alone).
+  snapshot (its own section of BENCHMARKS.md; ``gaialake bench --upsample`` runs it alone);
+- density (:mod:`gaialake.bench.density_bench`): ``gaialake density`` on the catalog path
+  (mock -> ingest -> density) at ``bench.density_sizes``, stars/s per core and the projection
+  to 6 M stars (its own section; ``gaialake bench --density`` runs it alone).
 
 Each job runs as its own process (``python -m gaialake.cli <job>``), as a user runs it.
 
@@ -31,10 +34,11 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from gaialake.bench.density_bench import bench_density
 from gaialake.bench.ingest_bench import bench_ingest, bench_ingest_at_scale
 from gaialake.bench.kit import machine_line, versions_line
-from gaialake.bench.markdown import (write_benchmarks_md, write_streams_section,
-                                     write_upsample_section)
+from gaialake.bench.markdown import (write_benchmarks_md, write_density_section,
+                                     write_streams_section, write_upsample_section)
 from gaialake.bench.pipeline_bench import bench_pipeline, bench_scaling
 from gaialake.bench.streams_bench import bench_streams
 from gaialake.bench.train_bench import run_score_bench, run_train_bench
@@ -71,9 +75,11 @@ def run(conf: Conf) -> dict:
         log.info("bench: make run (gaialake pipeline) per stage")
         results["pipeline"] = bench_pipeline(root)
     results["upsample"] = _upsample(conf, root, results)
+    results["density"] = _density(conf, root, results)
     (root / "results.json").write_text(json.dumps(results, indent=1, default=str))
     path = write_benchmarks_md(results, REPO_ROOT / "BENCHMARKS.md")
     write_upsample_section(results["upsample"], path)
+    write_density_section(results["density"], path)
     log.info("wrote %s", path)
     return {"benchmarks": str(path)}
 
@@ -89,17 +95,36 @@ def _upsample(conf: Conf, root: Path, results: dict) -> dict:
     return {**measured, "date": results["date"], "machine": results["machine"]}
 
 
+def _density(conf: Conf, root: Path, results: dict) -> dict:
+    """The density throughput benchmark at ``bench.density_sizes``, with the run's date and
+    machine."""
+    log.info("bench: gaialake density on the catalog path")
+    measured = bench_density(root, [float(n) for n in conf.get("bench.density_sizes")])
+    return {**measured, "date": results["date"], "machine": results["machine"]}
+
+
 def add_arguments(parser) -> None:
-    """``--streams``: the real-density stream benchmark instead of the rest; ``--upsample``:
-    the upsampling benchmark alone."""
+    """``--streams``: the real-density stream benchmark instead of the rest; ``--upsample``
+    and ``--density``: the upsampling or density throughput benchmark alone."""
     parser.add_argument("--streams", action="store_true",
                         help="run the real-density stream benchmark (make bench-streams)")
     parser.add_argument("--upsample", action="store_true",
                         help="run the upsampling benchmark alone (its BENCHMARKS.md section)")
+    parser.add_argument("--density", action="store_true",
+                        help="run the density throughput benchmark alone (its section)")
 
 
 def main(conf: Conf, args) -> int:
-    """``gaialake bench [--streams | --upsample]``."""
+    """``gaialake bench [--streams | --upsample | --density]``."""
+    if args.density:
+        root = Path(conf.path("bench.dir"))
+        root.mkdir(parents=True, exist_ok=True)
+        stamp = {"machine": machine_line(),
+                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+        results = _density(conf, root, stamp)
+        (root / "density.json").write_text(json.dumps(results, indent=1, default=str))
+        log.info("wrote %s", write_density_section(results, REPO_ROOT / "BENCHMARKS.md"))
+        return 0
     if args.upsample:
         root = Path(conf.path("bench.dir"))
         stamp = {"machine": machine_line(),

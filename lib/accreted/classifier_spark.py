@@ -62,12 +62,17 @@ def _model_from(broadcast, config: dict) -> AccretedClassifier:
     return _MODELS[key]
 
 
-def _inputs(df):
-    """``df``'s :data:`INPUT_COLUMNS` (a clear error when some are missing)."""
-    missing = [c for c in INPUT_COLUMNS if c not in df.columns]
+def _inputs(df, config: dict):
+    """``df``'s :data:`INPUT_COLUMNS` (the photometric ones only for a model of ``config``
+    that reads them; a clear error when some are missing)."""
+    columns = [c for c in INPUT_COLUMNS if uses_photometry(config) or c not in PHOTOMETRY_COLUMNS]
+    missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise KeyError(f"gaia_source lacks columns {missing} needed to score accreted stars")
-    return df.select(*INPUT_COLUMNS)
+        hint = (" (or set accreted.photometry=false: kinematic features only)"
+                if set(missing) <= set(PHOTOMETRY_COLUMNS) else "")
+        raise KeyError(f"gaia_source lacks columns {missing} needed to score accreted stars"
+                       f"{hint}")
+    return df.select(*columns)
 
 
 def score_catalog(df, state_bytes: bytes, config: dict, *, extra: bool = False):
@@ -91,7 +96,7 @@ def score_catalog(df, state_bytes: bytes, config: dict, *, extra: bool = False):
             yield out
 
     schema = SCORE_SCHEMA + (", " + VELOCITY_SCHEMA if extra else "")
-    return _inputs(df).mapInPandas(score, schema)
+    return _inputs(df, config).mapInPandas(score, schema)
 
 
 def feature_rows(df, config: dict):
@@ -117,7 +122,7 @@ def feature_rows(df, config: dict):
                 out.update({c: x[:, i] for i, c in enumerate(cols)})
             yield pd.DataFrame(out)
 
-    return _inputs(df).mapInPandas(make, schema), names
+    return _inputs(df, config).mapInPandas(make, schema), names
 
 
 def split_column(seed: int, val_fraction: float):
@@ -248,7 +253,7 @@ def transfer_streaming(conf: Conf, settings: AccretedSettings, spark, source: Co
             out["p_teacher"] = p6
             yield out
 
-    rows = _inputs(read_table(spark, source, tables.GAIA_SOURCE)).where(
+    rows = _inputs(read_table(spark, source, tables.GAIA_SOURCE), config).where(
         "radial_velocity IS NOT NULL").mapInPandas(
         teach, ", ".join(f"{c} double" for c in cols) + ", p_teacher double")
     n = rows.count()

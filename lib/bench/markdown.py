@@ -5,7 +5,8 @@ from pathlib import Path
 
 __all__ = ["write_benchmarks_md", "project_full_dr3", "STREAMS_HEADING", "streams_bench_lines",
            "write_streams_section", "UPSAMPLE_HEADING", "upsample_bench_lines",
-           "write_upsample_section"]
+           "write_upsample_section", "DENSITY_HEADING", "density_bench_lines",
+           "write_density_section"]
 
 DR3_ROWS, DR3_FILES = 1_811_709_771, 3386
 HATS_DR3_GIB = 712.8
@@ -209,7 +210,8 @@ def write_benchmarks_md(results: dict, path: Path) -> Path:
               "the synthetic rows have ~100 null columns, so real rows compress less: expect the HATS figure).",
               *_projection_lines(results.get("pipeline"), proj["cluster_cores"]), ""]
     text = path.read_text() if path.exists() else ""
-    kept = "".join(_section(text, h) for h in (STREAMS_HEADING, UPSAMPLE_HEADING))
+    kept = "".join(_section(text, h) for h in (STREAMS_HEADING, UPSAMPLE_HEADING,
+                                               DENSITY_HEADING))
     path.write_text("\n".join(lines) + "\n" + (f"\n{kept}" if kept else ""))
     return path
 
@@ -446,3 +448,61 @@ def write_upsample_section(results: dict, path: Path) -> Path:
     """Put :func:`upsample_bench_lines` into ``path`` under :data:`UPSAMPLE_HEADING`,
     replacing that section (up to the next ``## ``) and keeping the rest; returns ``path``."""
     return _write_section(path, UPSAMPLE_HEADING, upsample_bench_lines(results))
+
+
+#: BENCHMARKS.md's heading of the density throughput (``make bench``,
+#: :func:`gaialake.bench.density_bench.bench_density`).
+DENSITY_HEADING = "## Density throughput (`gaialake density`, catalog path)"
+
+
+def density_bench_lines(results: dict) -> list[str]:
+    """The density section from :func:`gaialake.bench.density_bench.bench_density`'s results
+    (plus ``date`` and ``machine``): per size the three jobs, the density job's stages, stars/s
+    per core, its errors against the mock's truth, and the projection to 6 M stars."""
+    lines = [DENSITY_HEADING, "", f"Measured on {results.get('date', 'n/a')}; "
+             f"{results.get('machine', '')}.", "",
+             "Per size: `gaialake density_mock` (the default slab mock observed like Gaia DR3: "
+             "errors, G limit, a magnitude-dependent RV selection) writes bulk files, `gaialake "
+             "ingest` makes them `gaia_source`, `gaialake density --set density.source=catalog` "
+             "measures it at the default density settings (each its own process, Spark start "
+             "included). Sample: the RV stars passing the cuts. Stars/s per core: the sample "
+             f"over the density job's seconds and {results.get('cores', 'n/a')} cores.", "",
+             "| tracers drawn | rows ingested | sample | density_mock s | ingest s | density s "
+             "(peak MiB) | catalog read s | train flows s | fit potentials s | grid s | "
+             "sample stars/s per core | median rho error | 1σ coverage | rho_DM GeV/cm^3 |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results.get("sizes", []):
+        if "error" in r:
+            lines.append(f"| {r['n_drawn']:,} | failed: {r['error'][:160]} |" + " |" * 12)
+            continue
+        st, m = r["stages"], r["metrics"]
+
+        def sec(name: str) -> str:
+            return _num((st.get(name) or {}).get("seconds"), "{:.0f}")
+
+        dm = (f"{_num(m.get('rho_dm_gev_cm3'))} ± {_num(m.get('rho_dm_err_gev_cm3'))} "
+              f"(true {_num(m.get('rho_dm_true_gev_cm3'))})")
+        lines.append(
+            f"| {r['n_drawn']:,} | {_f(r.get('rows_kept'))} | {r['n_sample']:,} | "
+            f"{r['mock_s']:.0f} | {r['ingest_s']:.0f} | {r['density_s']:.0f} "
+            f"({r['density_peak_mib']:.0f}) | {sec('catalog sample')} | {sec('train flows')} | "
+            f"{sec('fit potentials')} | {sec('density grid')} | {_f(r.get('stars_s_core'))} | "
+            f"{_num(m.get('rho_rel_err_median'), '{:.1%}')} | "
+            f"{_num(m.get('coverage_1sigma'))} | {dm} |")
+    proj = results.get("projection")
+    if proj:
+        secs = proj["seconds"]
+        lines += ["", f"**Projection to {proj['n_stars']:,.0f} RV stars** (Lim et al. 2023's "
+                  f"sample; x{proj['factor']:.0f} the largest size's sample) on the same "
+                  f"{results['cores']} CPU cores: {proj['total_seconds'] / 3600:.1f} h, "
+                  f"{proj['core_hours']:.1f} core-hours (catalog read "
+                  f"{secs.get('catalog sample', 0) / 3600:.1f} h and flows "
+                  f"{secs.get('train flows', 0) / 3600:.1f} h, linear in the stars at fixed "
+                  "epochs; the potential fit, grid and write fixed). GPU: not measured (no GPU "
+                  "was lent to this task); the flows' training is the part a GPU would take.", ""]
+    return lines + [""]
+
+
+def write_density_section(results: dict, path: Path) -> Path:
+    """Put :func:`density_bench_lines` into ``path`` under :data:`DENSITY_HEADING`."""
+    return _write_section(path, DENSITY_HEADING, density_bench_lines(results))

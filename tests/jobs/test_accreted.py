@@ -18,7 +18,8 @@ import pytest
 from gaialake.io.delta import read_table, write_table
 
 COLUMNS = ["source_id", "ra", "dec", "parallax", "parallax_error", "pmra", "pmra_error", "pmdec",
-           "pmdec_error", "radial_velocity", "radial_velocity_error", "ruwe", "phot_g_mean_mag"]
+           "pmdec_error", "radial_velocity", "radial_velocity_error", "ruwe", "phot_g_mean_mag",
+           "bp_rp"]
 
 
 def _write_sky(spark, conf, galaxy: str, n_stars: int, broken: int = 0) -> pd.DataFrame:

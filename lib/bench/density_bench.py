@@ -1,0 +1,108 @@
+"""Throughput of ``gaialake density`` on the catalog path (``make bench`` and
+``gaialake bench --density``): stars/s per core of the whole job at several sizes and the
+projection to the 6 M radial-velocity stars of Lim et al. (arXiv 2305.13358).
+
+Per size N of ``bench.density_sizes`` (tracer stars drawn), in its own scratch folder and as a
+user runs them (each its own process): ``gaialake density_mock`` writes the default validation
+mock (the slab) as DR3 bulk files, ``gaialake ingest`` makes them ``gaia_source``, and
+``gaialake density --set density.source=catalog`` measures it (truth on, the mock's zero
+parallax zero point). Stage seconds come from the density job's log (:data:`STAGES`); the
+stars are the catalog sample's (RV stars passing the cuts, weighted by the selection function).
+
+:func:`project_density` scales the largest size to ``n_stars`` by :data:`SCALING`: the catalog
+read and the flows' training (fixed epochs) linear in the stars; the potential fit (``n_fit``
+points, fixed steps), the grid and the write fixed. Per core: the job's seconds x the
+machine's cores (Spark ``local[*]``; torch on ``density.torch_threads``). Nothing here asserts
+on time.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from gaialake.bench.kit import job_sets, job_summary, measure_job
+from gaialake.log import get_logger
+
+__all__ = ["STAGES", "SCALING", "density_stages", "project_density", "bench_density"]
+
+log = get_logger("bench")
+
+#: The density job's stages as its log names them.
+STAGES = ("catalog sample", "train flows", "fit potentials", "density grid", "write density_grid")
+#: How each stage's cost grows with the catalog's stars.
+SCALING = {"catalog sample": "linear", "train flows": "linear", "fit potentials": "fixed",
+           "density grid": "fixed", "write density_grid": "fixed"}
+
+_DONE = re.compile(r"gaialake\.density: (.+?): done(?: ([\d,]+) rows)? in ([0-9.]+) s")
+
+
+def density_stages(output: str) -> dict[str, dict]:
+    """``{stage: {"seconds", "rows"}}`` of the :data:`STAGES` in a ``gaialake density`` log."""
+    out: dict[str, dict] = {}
+    for match in _DONE.finditer(output):
+        if match[1] in STAGES:
+            out[match[1]] = {"seconds": float(match[3]),
+                             "rows": int(match[2].replace(",", "")) if match[2] else None}
+    return out
+
+
+def project_density(stages: dict[str, dict], n_measured: int, cores: int,
+                    n_stars: float = 6e6) -> dict:
+    """The measured ``stages`` (on a catalog sample of ``n_measured`` stars, ``cores`` cores)
+    scaled to ``n_stars`` by :data:`SCALING`: seconds per stage on the same cores, and the
+    total seconds and core-hours."""
+    factor = float(n_stars) / float(n_measured)
+    per_stage = {name: st["seconds"] * (factor if SCALING[name] == "linear" else 1.0)
+                 for name, st in stages.items()}
+    total = sum(per_stage.values())
+    return {"n_stars": float(n_stars), "factor": factor, "seconds": per_stage,
+            "total_seconds": total, "core_hours": total * cores / 3600}
+
+
+def bench_density(root: Path, sizes: Sequence[float], n_projected: float = 6e6) -> dict:
+    """Mock, ingest and measure the density at each of ``sizes`` (tracer stars drawn) under
+    ``root/density_<n>``; returns per size the three jobs' seconds and peak MiB, the density
+    job's stages, its sample's stars, stars/s per core and its error metrics, and the
+    projection of the largest size to ``n_projected`` stars."""
+    cores = os.cpu_count() or 1
+    rows = []
+    for n in sizes:
+        work = root / f"density_{int(n)}"
+        if work.exists():
+            shutil.rmtree(work)
+        raw = work / "mock"
+        base = job_sets(work, raw=raw)
+        row: dict = {"n_drawn": int(n)}
+        try:
+            mock = measure_job("density_mock", base + [
+                f"--set=density.mock_catalog.raw={raw}", f"--set=density.mock_catalog.n_stars={n}"])
+            ing = measure_job("ingest", base)
+            dens = measure_job("density", base + [
+                "--set=density.source=catalog", "--set=density.catalog.parallax_zero_point_mas=0",
+                f"--set=density.catalog.truth={raw / 'truth_density.json'}"])
+        except RuntimeError as err:
+            log.warning("density benchmark at %g stars failed: %s", n, str(err)[-300:])
+            rows.append({**row, "error": str(err)[-300:]})
+            break
+        summary = job_summary(dens, "density")
+        stages = density_stages(dens.output)
+        n_sample = (stages.get("catalog sample") or {}).get("rows") or 0
+        row.update({"mock_s": mock.seconds, "mock_peak_mib": mock.peak_mib,
+                    "ingest_s": ing.seconds, "ingest_peak_mib": ing.peak_mib,
+                    "rows_kept": job_summary(ing, "ingest").get("rows_kept"),
+                    "density_s": dens.seconds, "density_peak_mib": dens.peak_mib,
+                    "stages": stages, "n_sample": n_sample,
+                    "stars_s_core": n_sample / dens.seconds / cores if n_sample else None,
+                    "metrics": {k: summary.get(k) for k in (
+                        "rho_rel_err_median", "rho_rel_err_median_inner", "coverage_1sigma",
+                        "coverage_2sigma", "rho_dm_gev_cm3", "rho_dm_err_gev_cm3",
+                        "rho_dm_true_gev_cm3")}})
+        rows.append(row)
+        log.info("bench density %d: %s", int(n), {k: v for k, v in row.items() if k != "stages"})
+    done = [r for r in rows if r.get("n_sample")]
+    projection = (project_density(done[-1]["stages"], done[-1]["n_sample"], cores, n_projected)
+                  if done else None)
+    return {"cores": cores, "sizes": rows, "projection": projection}
