@@ -473,7 +473,8 @@ def density_bench_lines(results: dict) -> list[str]:
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results.get("sizes", []):
         if "error" in r:
-            lines.append(f"| {r['n_drawn']:,} | failed: {r['error'][:160]} |" + " |" * 12)
+            why = " ".join(r["error"].split())[-200:]
+            lines.append(f"| {r['n_drawn']:,} | failed: {why} |" + " |" * 12)
             continue
         st, m = r["stages"], r["metrics"]
 
