@@ -51,7 +51,8 @@ class AccretedSettings:
         return cls(
             train_galaxy=str(section["train_galaxy"]), eval_galaxy=str(section["eval_galaxy"]),
             variants=tuple(section["variants"]),
-            photometry=bool(section.get("photometry", False)), hidden=tuple(section["net"]["hidden"]),
+            photometry=bool(section.get("photometry", False)),
+            hidden=tuple(section["net"]["hidden"]),
             dropout=float(section["net"].get("dropout", 0.0)), cuts=dict(section["cuts"]),
             train=train_settings(train_conf["epochs"], train_conf["lr"],
                                  train_conf["weight_decay"], train_conf["batch_size"],

@@ -78,7 +78,8 @@ def bench_density(root: Path, sizes: Sequence[float], n_projected: float = 6e6) 
         row: dict = {"n_drawn": int(n)}
         try:
             mock = measure_job("density_mock", base + [
-                f"--set=density.mock_catalog.raw={raw}", f"--set=density.mock_catalog.n_stars={int(n)}"])
+                f"--set=density.mock_catalog.raw={raw}",
+                f"--set=density.mock_catalog.n_stars={int(n)}"])
             ing = measure_job("ingest", base)
             dens = measure_job("density", base + [
                 "--set=density.source=catalog", "--set=density.catalog.parallax_zero_point_mas=0",

@@ -196,8 +196,8 @@ def table_columns(spark, conf: Conf) -> tuple[list[Column], bool]:
 
 def read_headers(spark, batch: Sequence[BulkFile]) -> dict[str, tuple[list[Column] | None,
                                                                         str | None, bool]]:
-    """Each file's header columns (:func:`_files_frame`'s tasks): name -> (columns, None, False), or
-    (None, error, transient) when its header could not be read."""
+    """Each file's header columns (:func:`_files_frame`'s tasks): name -> (columns, None,
+    False), or (None, error, transient) when its header could not be read."""
     files_df = _files_frame(spark, batch)
     rows = files_df.mapInArrow(read_headers_arrow(), HEADER_RESULT_DDL).collect()
     return {r.source_file: (columns_from_json(r.columns) if r.columns is not None else None,
@@ -317,8 +317,8 @@ class StagedBatch:
 
 def stage_batch(spark, batch: Sequence[BulkFile], columns: Sequence[Column], chunk_bytes: int,
                 staging: str) -> StagedBatch:
-    """Parse and validate the batch's files (:func:`_files_frame`'s tasks) in the table's ``columns``
-    into ``<staging>/<file>.parquet`` (the run's own folder, cleared first); files that fail are
+    """Parse and validate the batch's files (:func:`_files_frame`'s tasks) in the table's
+    ``columns`` into ``<staging>/<file>.parquet`` (the run's own folder, cleared first); files that fail are
     logged and the others go on."""
     clear_path(spark, staging)
     files_df = _files_frame(spark, batch)
