@@ -17,7 +17,8 @@ Every figure is a ratio against a baseline measured in the same run on the same 
   default particle set, upsampled stars/s per core and the projection to a 1e7-particle
   snapshot (its own section of BENCHMARKS.md; ``gaialake bench --upsample`` runs it alone);
 - density (:mod:`gaialake.bench.density_bench`): ``gaialake density`` on the catalog path
-  (mock -> ingest -> density) at ``bench.density_sizes``, stars/s per core and the projection
+  (mock -> ingest -> density) at ``bench.density_sizes`` and the held-out mocks of
+  ``bench.density_heldout``, stars/s per core and the projection
   to 6 M stars (its own section; ``gaialake bench --density`` runs it alone).
 
 Each job runs as its own process (``python -m gaialake.cli <job>``), as a user runs it.
@@ -99,7 +100,9 @@ def _density(conf: Conf, root: Path, results: dict) -> dict:
     """The density throughput benchmark at ``bench.density_sizes``, with the run's date and
     machine."""
     log.info("bench: gaialake density on the catalog path")
-    measured = bench_density(root, [float(n) for n in conf.get("bench.density_sizes")])
+    measured = bench_density(root, [float(n) for n in conf.get("bench.density_sizes")],
+                             heldout={str(m): float(n) for m, n in
+                                      (conf.get("bench.density_heldout") or {}).items()})
     return {**measured, "date": results["date"], "machine": results["machine"]}
 
 

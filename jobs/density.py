@@ -5,7 +5,10 @@ distances, the RV selection function estimated from the catalog:
 :func:`gaialake.density.workflow.catalog_sample`; no truth, ``rho_true`` null, no figures);
 ``density.source: mock`` builds the validation mock of conf ``density`` (a disk-like slab with a
 known dark-matter density by default, or a Plummer sphere), observed and selected like Gaia 6D
-data. Then it trains an ensemble of K phase-space flows (n(x) and p(v|x), Poisson-bootstrap
+data; ``density.source: mock_catalog`` (``make run``) writes that mock as DR3 bulk files
+(``gaialake density_mock``), ingests them into a warehouse of its own (``paths.warehouse`` +
+``density.mock_catalog.suffix``; skipped while the ingested mock's settings are unchanged) and
+measures it through the catalog path with its truth. Then it trains an ensemble of K phase-space flows (n(x) and p(v|x), Poisson-bootstrap
 weights), fits a smooth potential to the collisionless Boltzmann equation per member, and writes
 Delta ``density_grid`` (x, y, z kpc, rho, rho_err M_sun/pc^3, a_x, a_y, a_z (km/s)^2/kpc,
 n_stars, rho_true, well_sampled, cbe_residual, equilibrium_ok, source, run_id: the CBE residual
@@ -28,7 +31,7 @@ from gaialake.cli import job_main
 from gaialake.conf import Conf
 from gaialake.log import get_logger, stage
 
-__all__ = ["run"]
+__all__ = ["run", "mock_catalog"]
 
 log = get_logger("density")
 
@@ -51,15 +54,16 @@ def run(conf: Conf) -> dict:
     source = str(density_conf["source"])
     write = bool(density_conf.get("write_table", True))
     spark = None
-    if density_conf["feed"] == "petastorm" or write or source == "catalog":
+    if density_conf["feed"] == "petastorm" or write or source != "mock":
         from gaialake.io.spark import get_spark
 
         spark = get_spark(conf)
     read_metrics: dict = {}
     resampler = None
-    if source == "catalog":
+    if source in ("catalog", "mock_catalog"):
+        read_conf = mock_catalog(spark, conf) if source == "mock_catalog" else conf
         with stage(log, "catalog sample") as st:
-            sample, read_metrics, resampler = catalog_sample(spark, conf, logger=log)
+            sample, read_metrics, resampler = catalog_sample(spark, read_conf, logger=log)
             st.count = len(sample.x)
             st.extra = f"{sample.n_drawn} RV stars read, {read_metrics['n_parent']} parent"
     elif source == "mock":
@@ -69,7 +73,8 @@ def run(conf: Conf) -> dict:
             st.count = len(sample.x)
             st.extra = f"{sample.name}, {sample.n_drawn} drawn"
     else:
-        raise ValueError(f"conf density.source: {source!r} is not mock or catalog")
+        raise ValueError(f"conf density.source: {source!r} is not mock, catalog or "
+                         "mock_catalog")
     with tracking.job_run(conf, "density", mock=sample.name) as mlrun:
         run_id = mlrun.info.run_id
         with stage(log, "train flows") as st:
@@ -105,6 +110,33 @@ def run(conf: Conf) -> dict:
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     return {"rows": int(len(table)), "run_id": run_id,
             **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}}
+
+
+def mock_catalog(spark, conf: Conf) -> Conf:
+    """The conf of the mock's own catalog (:func:`gaialake.density.mock_catalog.
+    mock_catalog_conf`), its bulk files written and ingested unless the truth file beside them
+    records the same settings; a changed mock replaces its warehouse."""
+    from gaialake.cli import run_job
+    from gaialake.density.mock_catalog import fingerprint, mock_catalog_conf
+    from gaialake.io.densitymock import read_truth, remove_folder
+
+    mock = mock_catalog_conf(conf)
+    key = fingerprint(conf)
+    truth = mock.path("density.catalog.truth")
+    try:
+        done = read_truth(truth).get("fingerprint") == key
+    except FileNotFoundError:
+        done = False
+    warehouse = mock.path("paths.warehouse")
+    if done:
+        log.info("the mock catalog in %s is up to date (settings %s): not drawn again",
+                 mock.path("paths.raw"), key[:12])
+    else:
+        if remove_folder(warehouse):
+            log.info("removed %s: the ingested mock had other settings", warehouse)
+        run_job("density_mock", mock)
+    run_job("ingest", mock)   # idempotent: files ingested before are skipped
+    return mock
 
 
 if __name__ == "__main__":

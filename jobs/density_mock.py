@@ -9,8 +9,9 @@ Then, as on DR3::
     gaialake density_mock --set density.mock_catalog.raw=R
     gaialake ingest --set paths.raw=R --set paths.warehouse=W
     gaialake density --set paths.warehouse=W --set density.source=catalog \\
-        --set density.catalog.parallax_zero_point_mas=0 \\
         --set density.catalog.truth=R/truth_density.json
+
+or all three in one: ``gaialake density`` with ``density.source: mock_catalog`` (``make run``).
 
 No Spark: the stars are drawn and observed file by file in the driver (file k seeded from
 conf ``seed`` and k). Re-running replaces the files it wrote (the generator's manifest).
@@ -73,7 +74,8 @@ def run(conf: Conf) -> dict:
         st.count = written
         st.extra = f"{with_rv} with a radial velocity"
     summary = {"mock": str(dconf["mock"]), "files": files, "stars_drawn": int(len(x)),
-               "stars_written": int(written), "stars_with_rv": int(with_rv), "seed": seed}
+               "stars_written": int(written), "stars_with_rv": int(with_rv), "seed": seed,
+               "fingerprint": mc.fingerprint(conf)}
     truth_path = f"{raw.rstrip('/')}/{mc.TRUTH_FILE}"
     densitymock.write_truth(truth_path, mc.truth_spec(system, solar, **summary))
     return {**summary, "raw": raw, "truth": truth_path,

@@ -134,7 +134,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "streams.method": ("cathode", "anode", "ranode"),
     "score.mode": ("new", "all"),
     "density.mock": ("slab", "plummer"),
-    "density.source": ("mock", "catalog"),
+    "density.source": ("mock", "catalog", "mock_catalog"),
     "density.feed": ("memory", "petastorm"),
     "density.estimator": ("potential", "pointwise"),
     "upsample.feed": ("memory", "petastorm"),
@@ -375,6 +375,23 @@ class Conf(dict):
         for item in sets:
             out.set(*_parse_set(item))
         return out
+
+    def suffixed(self, suffix: str, paths: Iterable[str]) -> "Conf":
+        """A copy whose ``paths.<key>`` of ``paths`` and ``catalog.database`` end in ``suffix``
+        (dashes become underscores in the database): a run with its own files and tables."""
+        if not suffix:
+            raise ValueError("a suffixed conf needs a non-empty suffix: its own paths")
+        out = self.with_overrides([])
+        for key in paths:
+            out.set(f"paths.{key}", str(self.get(f"paths.{key}")).rstrip("/") + suffix)
+        out.set("catalog.database", str(self.get("catalog.database")) + suffix.replace("-", "_"))
+        return out
+
+    def fingerprint(self, keys: Iterable[str]) -> str:
+        """sha256 of the values at ``keys`` (absent: null): equal fingerprints, equal settings."""
+        settings = {key: self.get(key, None) for key in keys}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()
+                              ).hexdigest()
 
     def path(self, key: str) -> str:
         """A path from conf: URIs as they are, relative local paths against the repo root;

@@ -130,7 +130,8 @@ DENSITY_GRID = TableSpec(
     (), ("source", "x", "y", "z"),
     "x, y, z (kpc, Galactocentric), rho, rho_err (M_sun/pc^3), a (km/s)^2/kpc per cell; "
     "cbe_residual: rms steady-state CBE residual over the size of its terms (dimensionless), "
-    "equilibrium_ok: at most density.equilibrium.max_residual")
+    "equilibrium_ok: at most density.equilibrium.max_residual; source: catalog (gaia_source), "
+    "catalog_<mock> (a mock's catalog, rho_true its truth) or mock_<mock> (built in memory)")
 STAR_PARTICLES = TableSpec(
     "star_particles", None, (), ("particle_id",),
     "the simulation's star particles: particle_id, x..vz (kpc, km/s), age (Gyr) and feh (dex) "

@@ -5,8 +5,10 @@ projection to the 6 M radial-velocity stars of Lim et al. (arXiv 2305.13358).
 Per size N of ``bench.density_sizes`` (tracer stars drawn), in its own scratch folder and as a
 user runs them (each its own process): ``gaialake density_mock`` writes the default validation
 mock (the slab) as DR3 bulk files, ``gaialake ingest`` makes them ``gaia_source``, and
-``gaialake density --set density.source=catalog`` measures it (truth on, the mock's zero
-parallax zero point). Stage seconds come from the density job's log (:data:`STAGES`); the
+``gaialake density --set density.source=catalog`` measures it (truth on; the driver may hold
+N rows, ``density.catalog.max_rows``). ``bench.density_heldout`` ({mock: N}) adds the mocks
+no setting was tuned on (the Plummer sphere), measured the same way and reported apart. Stage
+seconds come from the density job's log (:data:`STAGES`); the
 stars are the catalog sample's (RV stars passing the cuts, weighted by the selection function).
 
 :func:`project_density` scales the largest size to ``n_stars`` by :data:`SCALING`: the catalog
@@ -21,7 +23,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from gaialake.bench.kit import job_sets, job_summary, measure_job
 from gaialake.log import get_logger
@@ -62,32 +64,39 @@ def project_density(stages: dict[str, dict], n_measured: int, cores: int,
             "total_seconds": total, "core_hours": total * cores / 3600}
 
 
-def bench_density(root: Path, sizes: Sequence[float], n_projected: float = 6e6) -> dict:
-    """Mock, ingest and measure the density at each of ``sizes`` (tracer stars drawn) under
-    ``root/density_<n>``; returns per size the three jobs' seconds and peak MiB, the density
-    job's stages, its sample's stars, stars/s per core and its error metrics, and the
-    projection of the largest size to ``n_projected`` stars."""
+def bench_density(root: Path, sizes: Sequence[float], n_projected: float = 6e6,
+                  heldout: Mapping[str, float] | None = None) -> dict:
+    """Mock, ingest and measure the density of the default mock at each of ``sizes`` (tracer
+    stars drawn) and of each ``heldout`` mock at its size, under ``root/density_<mock>_<n>``;
+    returns per run the mock, the three jobs' seconds and peak MiB, the density job's stages,
+    its sample's stars, stars/s per core and its error metrics, and the projection of the
+    default mock's largest size to ``n_projected`` stars."""
     cores = os.cpu_count() or 1
+    runs = [(None, n) for n in sizes] + [(m, n) for m, n in (heldout or {}).items()]
     rows = []
-    for n in sizes:
-        work = root / f"density_{int(n)}"
+    for mock_name, n in runs:
+        work = root / f"density_{mock_name or 'default'}_{int(n)}"
         if work.exists():
             shutil.rmtree(work)
         raw = work / "mock"
-        base = job_sets(work, raw=raw)
-        row: dict = {"n_drawn": int(n)}
+        base = job_sets(work, raw=raw) + ([f"--set=density.mock={mock_name}"]
+                                          if mock_name else [])
+        row: dict = {"n_drawn": int(n), "mock": mock_name or "default",
+                     "heldout": mock_name is not None}
         try:
             mock = measure_job("density_mock", base + [
                 f"--set=density.mock_catalog.raw={raw}",
                 f"--set=density.mock_catalog.n_stars={int(n)}"])
             ing = measure_job("ingest", base)
             dens = measure_job("density", base + [
-                "--set=density.source=catalog", "--set=density.catalog.parallax_zero_point_mas=0",
+                "--set=density.source=catalog",
+                f"--set=density.catalog.max_rows={max(int(n), 2_000_000)}",
                 f"--set=density.catalog.truth={raw / 'truth_density.json'}"])
         except RuntimeError as err:
-            log.warning("density benchmark at %g stars failed: %s", n, str(err)[-300:])
+            log.warning("density benchmark (%s, %g stars) failed: %s", row["mock"], n,
+                        str(err)[-300:])
             rows.append({**row, "error": str(err)[-300:]})
-            break
+            continue
         summary = job_summary(dens, "density")
         stages = density_stages(dens.output)
         n_sample = (stages.get("catalog sample") or {}).get("rows") or 0
@@ -100,10 +109,12 @@ def bench_density(root: Path, sizes: Sequence[float], n_projected: float = 6e6) 
                     "metrics": {k: summary.get(k) for k in (
                         "rho_rel_err_median", "rho_rel_err_median_inner", "coverage_1sigma",
                         "coverage_2sigma", "rho_dm_gev_cm3", "rho_dm_err_gev_cm3",
-                        "rho_dm_true_gev_cm3")}})
+                        "rho_dm_true_gev_cm3", "rho_centre_msun_pc3",
+                        "rho_centre_true_msun_pc3")}})
         rows.append(row)
-        log.info("bench density %d: %s", int(n), {k: v for k, v in row.items() if k != "stages"})
-    done = [r for r in rows if r.get("n_sample")]
+        log.info("bench density %s %d: %s", row["mock"], int(n),
+                 {k: v for k, v in row.items() if k != "stages"})
+    done = [r for r in rows if r.get("n_sample") and not r["heldout"]]
     projection = (project_density(done[-1]["stages"], done[-1]["n_sample"], cores, n_projected)
                   if done else None)
     return {"cores": cores, "sizes": rows, "projection": projection}

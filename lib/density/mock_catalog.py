@@ -18,14 +18,19 @@ measure it through the path a user runs on DR3 (bulk files -> ``gaialake ingest`
   generator's dust along the sight-line (:func:`gaialake.sky.mockobs.sightline_a_v`);
 - **errors** (:func:`gaialake.sky.observe.dr3_catalog`): DR3 uncertainties vs G (parallax,
   proper motions, photometry, ruwe with 8 % binaries), the observed-G limit ``g_limit``, the
-  RVS subset ``G < rv_g_limit`` with its errors, source_ids and the 152 DR3 columns; no parallax
-  zero point is added (``density.catalog.parallax_zero_point_mas: 0`` measures it);
+  RVS subset ``G < rv_g_limit`` with its errors, source_ids and the 152 DR3 columns; every
+  parallax is offset by ``parallax_zero_point_mas`` (DR3's global zero point, which
+  ``density.catalog.parallax_zero_point_mas`` subtracts);
 - **radial-velocity selection** (:func:`rv_completeness`): inside the RVS subset a star keeps
   its radial velocity with probability ``1 / (1 + exp((G - g50_mag) / width_mag))`` of its
   observed G, so the fraction of stars with an RV falls with G as in DR3 and the catalog path
   must estimate it (:func:`gaialake.density.catalog.selection_function`);
 - **truth** (:func:`truth_spec`, :func:`system_from_truth`): the mock's parameters, from which
-  the density job rebuilds rho(x) and a(x) on any grid (``density.catalog.truth``).
+  the density job rebuilds rho(x) and a(x) on any grid (``density.catalog.truth``);
+- **its own catalog** (:func:`mock_catalog_conf`, ``density.source: mock_catalog``): the conf
+  whose ``paths.raw`` is the mock's folder and whose warehouse and catalog database carry
+  ``suffix``, so the mock is ingested and measured beside the sky's catalog, never into it; its
+  :func:`fingerprint` tells whether the ingested mock is still the one the settings describe.
 
 Units: kpc, km/s, deg, mag, M_sun.
 """
@@ -39,16 +44,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gaialake.astro.frame import SolarParameters
+from gaialake.conf import Conf
 from gaialake.density.mocks import (PlummerSphere, SlabComponent, SlabMock, TracerPopulation,
                                     slab_from_lists)
 from gaialake.density.selection import galactocentric_to_icrs
 from gaialake.sky.mockobs import observe_photometry
 
-__all__ = ["TRUTH_FILE", "MockCatalogSettings", "draw_mock", "rv_completeness", "observe_stars",
-           "truth_spec", "system_from_truth"]
+__all__ = ["TRUTH_FILE", "FINGERPRINT_KEYS", "SUFFIXED_PATHS", "MockCatalogSettings",
+           "draw_mock", "rv_completeness", "observe_stars", "truth_spec", "system_from_truth",
+           "mock_catalog_conf", "fingerprint"]
 
 #: The truth file beside the bulk files (a JSON description of the mock).
 TRUTH_FILE = "truth_density.json"
+#: Conf keys the written mock depends on.
+FINGERPRINT_KEYS = ("seed", "density.mock", "density.radius_kpc", "density.solar",
+                    "density.slab", "density.plummer", "density.baryons",
+                    "density.mock_catalog")
+#: ``paths.*`` keys that get ``density.mock_catalog.suffix`` (its catalog's own tables; the
+#: metastore is the Spark session's, which the density job starts with its own conf).
+SUFFIXED_PATHS = ("warehouse",)
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ class MockCatalogSettings:
     rv_g50_mag: float
     rv_width_mag: float
     n_files: int
+    parallax_zero_point_mas: float = 0.0
 
     @classmethod
     def from_conf(cls, density_conf: Mapping[str, Any]) -> "MockCatalogSettings":
@@ -77,7 +92,7 @@ class MockCatalogSettings:
                   float(c["feh"]["mean"]), float(c["feh"]["sigma"]), bool(c["extinction"]),
                   float(c["g_limit"]), float(c["rv_g_limit"]),
                   float(c["rv_selection"]["g50_mag"]), float(c["rv_selection"]["width_mag"]),
-                  int(c["n_files"]))
+                  int(c["n_files"]), float(c.get("parallax_zero_point_mas") or 0.0))
         for key, ok in (("n_stars", out.n_stars > 0), ("radius_margin", out.radius_margin >= 1),
                         ("feh.sigma", out.feh_sigma >= 0),
                         ("rv_selection.width_mag", out.rv_width_mag > 0),
@@ -158,6 +173,10 @@ def observe_stars(rng: np.random.Generator, x: np.ndarray, v: np.ndarray, feh: n
                                  pc.if_else(mask, col, pa.nulls(len(g), col.type)))
     table = table.set_column(table.schema.get_field_index("has_rvs"), "has_rvs",
                              mask.cast(table.schema.field("has_rvs").type))
+    if s.parallax_zero_point_mas:
+        i = table.schema.get_field_index("parallax")
+        table = table.set_column(i, "parallax", pc.add(table.column(i),
+                                                        s.parallax_zero_point_mas))
     return table, rows
 
 
@@ -186,3 +205,23 @@ def system_from_truth(spec: Mapping[str, Any]) -> tuple[Any, SolarParameters]:
         return PlummerSphere(float(spec["mass_msun"]), float(spec["b_kpc"]),
                              tuple(spec["center_kpc"])), solar
     raise ValueError(f"density truth: unknown mock {spec['mock']!r} (slab or plummer)")
+
+
+def mock_catalog_conf(conf: Conf) -> Conf:
+    """The conf that writes, ingests and measures the mock as a catalog (``density.source:
+    mock_catalog``): ``paths.raw`` the mock's folder, warehouse and catalog database suffixed with ``density.mock_catalog.suffix``, ``density.source: catalog`` with the mock's
+    truth file as ``density.catalog.truth``."""
+    if conf.get("density.mock_catalog.raw") is None:
+        raise ValueError("conf density.mock_catalog.raw is null: name the folder the mock's "
+                         "bulk files are written to (density.source: mock_catalog)")
+    out = conf.suffixed(str(conf.get("density.mock_catalog.suffix") or ""), SUFFIXED_PATHS)
+    raw = conf.path("density.mock_catalog.raw")
+    out.set("paths.raw", raw)
+    out.set("density.source", "catalog")
+    out.set("density.catalog.truth", f"{raw.rstrip('/')}/{TRUTH_FILE}")
+    return out
+
+
+def fingerprint(conf: Conf) -> str:
+    """sha256 of the settings in :data:`FINGERPRINT_KEYS`: equal fingerprints, the same mock."""
+    return conf.fingerprint(FINGERPRINT_KEYS)

@@ -61,8 +61,11 @@ class ValidationSample:
     @property
     def table_source(self) -> str:
         """The ``source`` column of its ``density_grid`` rows: ``catalog`` (read from
-        ``gaia_source``, with or without a mock's truth) or ``mock_<name>``."""
-        return "catalog" if self.from_catalog else f"mock_{self.name}"
+        ``gaia_source``), ``catalog_<name>`` (a mock's catalog read from ``gaia_source``, its
+        truth attached) or ``mock_<name>`` (a mock built in memory)."""
+        if self.from_catalog:
+            return "catalog" if self.system is None else f"catalog_{self.name}"
+        return f"mock_{self.name}"
 
     @property
     def density_true(self) -> Callable[[np.ndarray], np.ndarray]:

@@ -119,9 +119,9 @@ def check_catalog_entry(spark, conf: Conf, table: TableSpec | str) -> str | None
     name = qualified(conf, table)
     path = conf.table_path(table.name)
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {conf.get('catalog.database')}")
-    if not spark.catalog.tableExists(name):
-        return None
     try:
+        if not spark.catalog.tableExists(name):
+            return None
         current = spark.sql(f"DESCRIBE DETAIL {name}").select("location").first()[0]
     except Exception as err:  # its location holds no Delta table any more: nothing to lose
         log.warning("catalog table %s points at no Delta table (%s): registered anew", name,

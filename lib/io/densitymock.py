@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["prepare_folder", "write_file", "write_truth", "read_truth"]
+__all__ = ["prepare_folder", "write_file", "write_truth", "read_truth", "remove_folder"]
 
 
 def _fs(path: str):
@@ -61,3 +61,14 @@ def read_truth(path: str) -> dict[str, Any]:
         raise FileNotFoundError(f"conf density.catalog.truth={path}: no such file (run "
                                 "`gaialake density_mock`, which writes it beside the bulk "
                                 "files)") from err
+
+
+def remove_folder(path: str) -> bool:
+    """Delete the folder ``path`` and everything in it (local or URI); False when absent."""
+    import pyarrow.fs as pafs
+
+    fs, target = _fs(path)
+    if fs.get_file_info(target).type == pafs.FileType.NotFound:
+        return False
+    fs.delete_dir(target)
+    return True

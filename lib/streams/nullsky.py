@@ -8,9 +8,6 @@ k has seed ``null_sky.set.seed + k`` (:func:`realization_seed`) and suffix ``nul
 """
 from __future__ import annotations
 
-import hashlib
-import json
-
 from gaialake import tables
 from gaialake.conf import Conf
 
@@ -56,11 +53,7 @@ def null_sky_conf(conf: Conf, realization: int = 0) -> Conf:
     if not 0 <= realization < n_realizations(conf):
         raise ValueError(f"stream-free realization {realization} outside 0.."
                          f"{n_realizations(conf) - 1} (null_sky.realizations)")
-    suffix = realization_suffix(suffix, realization)
-    out = conf.with_overrides([])
-    for key in SUFFIXED_PATHS:
-        out.set(f"paths.{key}", str(conf.get(f"paths.{key}")).rstrip("/") + suffix)
-    out.set("catalog.database", str(conf.get("catalog.database")) + suffix.replace("-", "_"))
+    out = conf.suffixed(realization_suffix(suffix, realization), SUFFIXED_PATHS)
     for key, value in (conf.get("null_sky.set") or {}).items():
         out.set(str(key), value)
     out.set("seed", realization_seed(out.get("seed"), realization))
@@ -90,5 +83,4 @@ def null_candidates_path(conf: Conf) -> str | None:
 
 def fingerprint(null_conf: Conf) -> str:
     """sha256 of the settings in ``FINGERPRINT_KEYS``: equal fingerprints, the same search."""
-    settings = {key: null_conf.get(key, None) for key in FINGERPRINT_KEYS}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    return null_conf.fingerprint(FINGERPRINT_KEYS)

@@ -32,19 +32,34 @@ def test_stages_come_from_the_log_and_only_the_linear_ones_grow():
 def test_density_section_is_written_and_kept_by_make_bench(tmp_path):
     stages = density_stages(LOG)
     results = {"date": "d", "machine": "m", "cores": 2,
-               "sizes": [{"n_drawn": 100_000, "rows_kept": 90_000, "n_sample": 50_000,
+               "sizes": [{"n_drawn": 100_000, "mock": "default", "heldout": False,
+                          "rows_kept": 90_000, "n_sample": 50_000,
                           "mock_s": 30.0, "ingest_s": 20.0, "density_s": 160.0,
                           "density_peak_mib": 3000.0, "stages": stages,
                           "stars_s_core": 50_000 / 160 / 2,
                           "metrics": {"rho_rel_err_median": 0.41, "coverage_1sigma": 0.24,
                                       "rho_dm_gev_cm3": 1.7, "rho_dm_err_gev_cm3": 0.6,
                                       "rho_dm_true_gev_cm3": 0.49}},
-                         {"n_drawn": 1_000_000, "error": "density failed"}],
+                         {"n_drawn": 1_000_000, "mock": "default", "heldout": False,
+                          "error": "density failed"},
+                         {"n_drawn": 200_000, "mock": "plummer", "heldout": True,
+                          "rows_kept": 150_000, "n_sample": 60_000, "mock_s": 10.0,
+                          "ingest_s": 20.0, "density_s": 100.0, "density_peak_mib": 2000.0,
+                          "stages": stages, "stars_s_core": 300.0,
+                          "metrics": {"rho_rel_err_median": 0.2,
+                                      "rho_rel_err_median_inner": 0.1,
+                                      "coverage_1sigma": 0.6, "coverage_2sigma": 0.9,
+                                      "rho_centre_msun_pc3": 1.5,
+                                      "rho_centre_true_msun_pc3": 2.39}}],
                "projection": project_density(stages, 50_000, 2, 6e6)}
     path = write_density_section(results, tmp_path / "B.md")
     text = path.read_text()
-    assert "| 100,000 | 90,000 | 50,000 | 30 | 20 | 160 (3000) | 20 | 60 | 40 | 30 | 156 | 41.0% |" in text
-    assert "1.70 ± 0.60 (true 0.49)" in text and "| 1,000,000 | failed: density failed |" in text
+    assert ("| default | 100,000 | 90,000 | 50,000 | 30 | 20 | 160 (3000) | 20 | 60 | 40 | 30 "
+            "| 156 | 41.0% (n/a) | 0.24 / n/a |") in text
+    assert "1.70 ± 0.60 (true 0.49)" in text
+    assert "| default | 1,000,000 | failed: density failed |" in text
+    assert ("| plummer (held out) | 200,000 | 150,000 | 60,000 | 10 | 20 | 100 (2000) | 20 | 60 "
+            "| 40 | 30 | 300 | 20.0% (10.0%) | 0.60 / 0.90 | 1.50 (true 2.39) |") in text
     assert "**Projection to 6,000,000 RV stars**" in text and "GPU: not measured" in text
     text = write_benchmarks_md({"date": "d2", "machine": "m", "versions": "v",
                                 "ingest": BENCH_INGEST}, path).read_text()

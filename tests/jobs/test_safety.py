@@ -145,3 +145,19 @@ def test_find_streams_and_accreted_refuse_an_empty_upstream(spark, conf):
     with pytest.raises(EmptyResultError, match="gaia_source is empty"):
         accreted.run(conf)          # before any side sky is built or model trained
     assert not table_exists(spark, conf.table_path(tables.ACCRETED_CATALOG.name))
+
+
+def test_a_table_whose_folder_was_deleted_is_written_again(spark, conf):
+    import shutil
+
+    from gaialake.io.delta import write_table
+    from gaialake.io.spark import METASTORE_KEY
+
+    own = conf.with_overrides([f"paths.metastore={spark.conf.get(METASTORE_KEY)}",
+                               "catalog.database=safety_deleted"])
+    write_table(spark.createDataFrame(pd.DataFrame({"source_id": np.arange(3)})), own,
+                "truth_origin")
+    shutil.rmtree(own.table_path("truth_origin"))   # the entry now points at nothing
+    write_table(spark.createDataFrame(pd.DataFrame({"source_id": np.arange(5)})), own,
+                "truth_origin")
+    assert spark.table("safety_deleted.truth_origin").count() == 5
