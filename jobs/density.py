@@ -64,7 +64,7 @@ def run(conf: Conf) -> dict:
         read_conf = mock_catalog(spark, conf) if source == "mock_catalog" else conf
         with stage(log, "catalog sample") as st:
             sample, read_metrics, resampler = catalog_sample(spark, read_conf, logger=log)
-            st.count = len(sample.x)
+            st.count = sample.n_stars
             st.extra = f"{sample.n_drawn} RV stars read, {read_metrics['n_parent']} parent"
     elif source == "mock":
         with stage(log, "mock sample") as st:
@@ -79,7 +79,7 @@ def run(conf: Conf) -> dict:
         run_id = mlrun.info.run_id
         with stage(log, "train flows") as st:
             members = train_members(conf, sample, spark, logger=log, reweight=resampler)
-            st.count = len(sample.x) * len(members)
+            st.count = sample.n_stars * len(members)
         with stage(log, "fit potentials") as st:
             potentials, n_fit = fit_member_potentials(conf, sample, members, logger=log)
             st.count = n_fit * len(members)
@@ -88,6 +88,8 @@ def run(conf: Conf) -> dict:
                                           logger=log,
                                           seed=conf.seed_for("density", "equilibrium") % 2**31)
             st.count = len(table)
+        if sample.stream is not None:
+            sample.stream.close()
         metrics.update({f"catalog_{k}": v for k, v in read_metrics.items()})
         log.info("density metrics: %s", json.dumps(metrics))
         figures = (plot_density_validation(table, Path(conf.report_path("density.plots_dir")),

@@ -5,8 +5,9 @@ projection to the 6 M radial-velocity stars of Lim et al. (arXiv 2305.13358).
 Per size N of ``bench.density_sizes`` (tracer stars drawn), in its own scratch folder and as a
 user runs them (each its own process): ``gaialake density_mock`` writes the default validation
 mock (the slab) as DR3 bulk files, ``gaialake ingest`` makes them ``gaia_source``, and
-``gaialake density --set density.source=catalog`` measures it (truth on; the driver may hold
-N rows, ``density.catalog.max_rows``). ``bench.density_heldout`` ({mock: N}) adds the mocks
+``gaialake density --set density.source=catalog`` measures it (truth on; a sample beyond
+``density.catalog.max_rows`` RV stars streams to the flows through Petastorm; the mock's files
+hold at most :data:`STARS_PER_FILE` tracers each). ``bench.density_heldout`` ({mock: N}) adds the mocks
 no setting was tuned on (the Plummer sphere), measured the same way and reported apart. Stage
 seconds come from the density job's log (:data:`STAGES`); the
 stars are the catalog sample's (RV stars passing the cuts, weighted by the selection function).
@@ -28,10 +29,13 @@ from typing import Mapping, Sequence
 from gaialake.bench.kit import job_sets, job_summary, measure_job
 from gaialake.log import get_logger
 
-__all__ = ["STAGES", "SCALING", "density_stages", "project_density", "bench_density"]
+__all__ = ["STARS_PER_FILE", "STAGES", "SCALING", "density_stages", "project_density", "bench_density"]
 
 log = get_logger("bench")
 
+#: Most tracers drawn per bulk file of a benchmark mock (a file's text stays under Arrow's
+#: 2 GiB per column chunk).
+STARS_PER_FILE = 250_000
 #: The density job's stages as its log names them.
 STAGES = ("catalog sample", "train flows", "fit potentials", "density grid", "write density_grid")
 #: How each stage's cost grows with the catalog's stars.
@@ -86,11 +90,11 @@ def bench_density(root: Path, sizes: Sequence[float], n_projected: float = 6e6,
         try:
             mock = measure_job("density_mock", base + [
                 f"--set=density.mock_catalog.raw={raw}",
-                f"--set=density.mock_catalog.n_stars={int(n)}"])
+                f"--set=density.mock_catalog.n_stars={int(n)}",
+                f"--set=density.mock_catalog.n_files={max(8, -(-int(n) // STARS_PER_FILE))}"])
             ing = measure_job("ingest", base)
             dens = measure_job("density", base + [
                 "--set=density.source=catalog",
-                f"--set=density.catalog.max_rows={max(int(n), 2_000_000)}",
                 f"--set=density.catalog.truth={raw / 'truth_density.json'}"])
         except RuntimeError as err:
             log.warning("density benchmark (%s, %g stars) failed: %s", row["mock"], n,

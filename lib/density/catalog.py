@@ -62,6 +62,7 @@ __all__ = ["INPUT_COLUMNS", "STAR_COLUMNS", "CELL_COLUMNS", "ANNOTATED_SCHEMA", 
            "CatalogSettings", "pushdown_predicate", "reach_predicate", "distance_from_parallax", "quality_mask",
            "cell_columns", "annotate", "selection_function", "selection_weights",
            "selection_summary", "SelectionResampler", "selection_resampler",
+           "sample_rows", "SAMPLE_SCHEMA", "sample_metrics", "sample_of_rows",
            "velocity_errors_kms", "error_budget", "distance_bias_bound",
            "g_bin_sql", "astrometric_reach", "catalog_sample"]
 
@@ -269,35 +270,67 @@ class SelectionResampler:
     n_non_rv: np.ndarray
 
     def __call__(self, count: np.ndarray, seed: int) -> np.ndarray:
-        """The sample stars' weights ``n_parent* / n_rv*`` for their bootstrap ``count`` (n,):
-        per cell ``n_rv*`` = the sample stars' summed counts + Poisson(n_rv_other), ``n_parent*``
-        = n_rv* + Poisson(n_non_rv) (draws from ``seed``), i.e. every parent star counted
-        Poisson(1) times as the sample stars are; 0 where a cell's n_rv* is 0."""
+        """The sample stars' weights for their bootstrap ``count`` (n,): :meth:`cell_weights`
+        of their summed counts per cell, at each star's cell."""
+        summed = np.bincount(self.cell, weights=np.asarray(count, float),
+                             minlength=len(self.n_non_rv))
+        return self.cell_weights(summed, seed)[self.cell]
+
+    def cell_weights(self, summed_count: np.ndarray, seed: int) -> np.ndarray:
+        """Per cell ``n_parent* / n_rv*`` from the sample stars' bootstrap counts summed per
+        cell: ``n_rv*`` = ``summed_count`` + Poisson(n_rv_other), ``n_parent*`` = n_rv* +
+        Poisson(n_non_rv) (draws from ``seed``), i.e. every parent star counted Poisson(1)
+        times as the sample stars are; 0 where a cell's n_rv* is 0."""
         rng = np.random.default_rng([int(seed), 0x5E1])
-        n_cells = len(self.n_non_rv)
-        n_rv = (np.bincount(self.cell, weights=np.asarray(count, float), minlength=n_cells)
-                + rng.poisson(self.n_rv_other))
+        n_rv = np.asarray(summed_count, float) + rng.poisson(self.n_rv_other)
         n_parent = n_rv + rng.poisson(self.n_non_rv)
         with np.errstate(divide="ignore", invalid="ignore"):
-            w = np.where(n_rv > 0, n_parent / n_rv, 0.0)
-        return w[self.cell]
+            return np.where(n_rv > 0, n_parent / n_rv, 0.0)
 
 
-def selection_resampler(stars: pd.DataFrame, cells: pd.DataFrame, in_sample: np.ndarray
+def selection_resampler(cells: pd.DataFrame, cell: np.ndarray, n_in_sample: np.ndarray
                         ) -> SelectionResampler:
-    """The :class:`SelectionResampler` of the RV ``stars`` (rows with the cell columns, every RV
-    star of the counts) whose ``in_sample`` rows (bool) are the training sample, from the
-    per-cell ``cells`` of :func:`selection_function`."""
-    index = cells.reset_index(drop=True).reset_index()[["index", "g_bin", "c_bin", "pix"]]
-    cell = stars[["g_bin", "c_bin", "pix"]].merge(index, on=["g_bin", "c_bin", "pix"],
-                                                  how="left")["index"].to_numpy()
+    """The :class:`SelectionResampler` of a sample whose stars lie in ``cell`` (index into
+    ``cells``, :func:`selection_function`'s, row order) and which holds ``n_in_sample`` stars
+    per cell (the whole sample's; ``cell`` may be a subsample's)."""
     n_rv, n_parent = cells["n_rv"].to_numpy(float), cells["n_parent"].to_numpy(float)
-    cell_in = cell[np.asarray(in_sample, bool)].astype(np.int64)
-    other = n_rv - np.bincount(cell_in, minlength=len(cells))
+    other = n_rv - np.asarray(n_in_sample, float)
     if (other < 0).any():
         raise ValueError("selection cells with more sample stars than RV stars: the stars and "
                          "the counts are not of the same read")
-    return SelectionResampler(cell_in, other, n_parent - n_rv)
+    return SelectionResampler(np.asarray(cell, np.int64), other, n_parent - n_rv)
+
+
+def sample_rows(stars: pd.DataFrame, cells: pd.DataFrame, s: CatalogSettings,
+                solar: SolarParameters) -> pd.DataFrame:
+    """The RV ``stars`` of :func:`annotate` in kept selection cells as the sample's rows:
+    :data:`SAMPLE_COLUMNS`: ``source_id``, ``cell`` (row of ``cells``), Galactocentric x, y, z
+    (kpc) and vx, vy, vz (km/s), ``weight`` 1/s, ``v_err_kms`` (:func:`velocity_errors_kms`),
+    ``dist_kpc`` and ``poe`` (parallax over error, zero point removed). Pure; the catalog's
+    batches go through it one by one."""
+    index = cells.reset_index(drop=True).reset_index()[["index", "g_bin", "c_bin", "pix"]]
+    cell = stars[["g_bin", "c_bin", "pix"]].merge(index, on=["g_bin", "c_bin", "pix"],
+                                                  how="left")["index"]
+    weight, kept = selection_weights(stars, cells)
+    rows = stars.loc[kept]
+    if not len(rows):
+        return pd.DataFrame({c: np.empty(0, np.int64 if t == "long" else float) for c, t in
+                             (f.split() for f in SAMPLE_SCHEMA.split(", "))})
+    x, v = icrs_to_galactocentric(rows["ra"], rows["dec"], rows["parallax"] - s.zero_point_mas,
+                                  rows["pmra"], rows["pmdec"], rows["radial_velocity"], solar)
+    parallax_c = rows["parallax"].to_numpy(float) - s.zero_point_mas
+    return pd.DataFrame({
+        "source_id": rows["source_id"].to_numpy(np.int64),
+        "cell": cell.loc[kept].to_numpy(np.int64),
+        "x": x[:, 0], "y": x[:, 1], "z": x[:, 2], "vx": v[:, 0], "vy": v[:, 1], "vz": v[:, 2],
+        "weight": weight[kept], "v_err_kms": velocity_errors_kms(rows, s.zero_point_mas),
+        "dist_kpc": 1.0 / parallax_c, "poe": parallax_c / rows["parallax_error"].to_numpy(float)})
+
+
+#: :func:`sample_rows`' columns as Spark DDL (its rows in a streamed catalog sample).
+SAMPLE_SCHEMA = ("source_id long, cell long, x double, y double, z double, vx double, "
+                 "vy double, vz double, weight double, v_err_kms double, dist_kpc double, "
+                 "poe double")
 
 
 def selection_summary(counts: pd.DataFrame, cells: pd.DataFrame, s: CatalogSettings
@@ -382,34 +415,47 @@ def astrometric_reach(p90: pd.DataFrame, s: CatalogSettings) -> tuple[pd.DataFra
                  "n_g_bins_short_of_radius": int((used["reach_kpc"] < s.radius_kpc).sum())}
 
 
+def sample_metrics(rows: pd.DataFrame, s: CatalogSettings) -> dict[str, float]:
+    """The sample's weight sum, velocity-error and distance budgets (:func:`error_budget`) and
+    the distance bias bound, from :func:`sample_rows` (all of them, or a uniform subsample:
+    then the weight sum is the subsample's)."""
+    out = {"sum_weights": float(rows["weight"].sum())}
+    out.update(error_budget(rows["v_err_kms"].to_numpy(), rows[["vx", "vy", "vz"]].to_numpy(),
+                            rows["dist_kpc"].to_numpy(), rows["poe"].to_numpy()))
+    out.update(distance_bias_bound(s))
+    return out
+
+
+def sample_of_rows(rows: pd.DataFrame, s: CatalogSettings, solar: SolarParameters,
+                   grid_radius_frac: float, n_read: int) -> ValidationSample:
+    """The density job's :class:`ValidationSample` of :func:`sample_rows`' ``rows`` (after the
+    velocity-error cut) out of ``n_read`` RV stars read; ``rho_true`` has no truth."""
+    if not len(rows):
+        raise ValueError("density.source catalog: no RV star is left after the cuts and the "
+                         "selection floor; check density.catalog")
+    sun = solar.position_kpc
+    return ValidationSample(rows[["x", "y", "z"]].to_numpy(), rows[["vx", "vy", "vz"]].to_numpy(),
+                            rows["weight"].to_numpy(), None, "catalog", sun, sun,
+                            grid_radius_frac * s.radius_kpc, s.radius_kpc, int(n_read),
+                            from_catalog=True, keys=rows["source_id"].to_numpy(np.int64))
+
+
 def catalog_sample(stars: pd.DataFrame, counts: pd.DataFrame, s: CatalogSettings,
                    solar: SolarParameters, grid_radius_frac: float
                    ) -> tuple[ValidationSample, dict[str, float], SelectionResampler]:
     """The density job's sample from the RV stars of :func:`annotate` (``stars``) and the
-    (cell, shell) ``counts``: the velocity-error cut, weights 1/s, Galactocentric x, v; the
-    selection, distance and error metrics; and the sample's :class:`SelectionResampler` (the
-    bootstrap members' weights). ``rho_true`` has no truth (``system`` None)."""
+    (cell, shell) ``counts``: weights 1/s, Galactocentric x, v (:func:`sample_rows`), the
+    velocity-error cut; the selection, distance and error metrics; and the sample's
+    :class:`SelectionResampler` (the bootstrap members' weights)."""
     cells = selection_function(counts, s.floor)
     metrics: dict[str, float] = selection_summary(counts, cells, s)
-    weight, kept = selection_weights(stars, cells)
-    v_err = velocity_errors_kms(stars, s.zero_point_mas)
+    rows = sample_rows(stars, cells, s, solar)
     if s.v_error_max_kms is not None:
-        low_err = v_err <= s.v_error_max_kms
-        metrics["n_rv_v_error_cut"] = int((kept & ~low_err).sum())
-        kept &= low_err
-    rows = stars.loc[kept]
-    if not len(rows):
-        raise ValueError("density.source catalog: no RV star is left after the cuts and the "
-                         f"selection floor ({metrics}); check density.catalog")
-    x, v = icrs_to_galactocentric(rows["ra"], rows["dec"], rows["parallax"] - s.zero_point_mas,
-                                  rows["pmra"], rows["pmdec"], rows["radial_velocity"], solar)
-    d = distance_from_parallax(rows["parallax"].to_numpy(), s.zero_point_mas)
-    poe = (rows["parallax"].to_numpy() - s.zero_point_mas) / rows["parallax_error"].to_numpy()
-    metrics["sum_weights"] = float(weight[kept].sum())
-    metrics.update(error_budget(v_err[kept], v, d, poe))
-    metrics.update(distance_bias_bound(s))
-    sun = solar.position_kpc
-    sample = ValidationSample(x, v, weight[kept], None, "catalog", sun, sun,
-                              grid_radius_frac * s.radius_kpc, s.radius_kpc, int(len(stars)),
-                              from_catalog=True)
-    return sample, metrics, selection_resampler(stars, cells, kept)
+        low_err = rows["v_err_kms"] <= s.v_error_max_kms
+        metrics["n_rv_v_error_cut"] = int((~low_err).sum())
+        rows = rows.loc[low_err]
+    sample = sample_of_rows(rows, s, solar, grid_radius_frac, len(stars))
+    metrics.update(sample_metrics(rows, s))
+    cell = rows["cell"].to_numpy(np.int64)
+    return sample, metrics, selection_resampler(cells, cell,
+                                                np.bincount(cell, minlength=len(cells)))

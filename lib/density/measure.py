@@ -1,7 +1,8 @@
 """From trained phase-space flows to a density grid: the estimators, ensemble errors, truth.
 
 Pure numpy/torch (no Spark): :func:`grid_points` lays out the grid, :func:`count_stars` counts
-stars per cell, :func:`estimate_fields` runs an estimator for every ensemble member and returns
+stars per cell (:func:`lattice_cells` and :func:`counts_on_lattice` the same from per-cell
+counts made elsewhere, e.g. on Spark executors), :func:`estimate_fields` runs an estimator for every ensemble member and returns
 the mean and spread, :func:`equilibrium_residual` gives the CBE residual per cell (the
 non-equilibrium diagnostic), :func:`error_summary` and :func:`coverage` compare with the truth of
 a mock.
@@ -18,7 +19,7 @@ from gaialake.density.boltzmann import (cbe_residual, divergence_density, log_f_
                                         relative_error)
 from gaialake.density.potential import fit_mlp_potential, fit_spline_potential
 
-__all__ = ["grid_points", "count_stars", "fit_potentials", "estimate_fields",
+__all__ = ["grid_points", "count_stars", "lattice_cells", "counts_on_lattice", "fit_potentials", "estimate_fields",
            "equilibrium_residual", "error_summary", "coverage", "band_errors"]
 
 
@@ -36,6 +37,23 @@ def count_stars(x_kpc: np.ndarray, grid_kpc: np.ndarray, spacing_kpc: float) -> 
     tree = cKDTree(np.asarray(x_kpc))
     hits = tree.query_ball_point(np.asarray(grid_kpc), r=0.5 * spacing_kpc, p=np.inf)
     return np.array([len(h) for h in hits], dtype=np.int64)
+
+
+def lattice_cells(x_kpc: np.ndarray, center_kpc: Sequence[float], spacing_kpc: float
+                  ) -> np.ndarray:
+    """(N, 3) int64: the :func:`grid_points` lattice cell (cube of side ``spacing_kpc`` around a
+    point of the lattice through ``center_kpc``) each star x (kpc) lies in."""
+    return np.rint((np.asarray(x_kpc, float) - np.asarray(center_kpc, float))
+                   / spacing_kpc).astype(np.int64)
+
+
+def counts_on_lattice(grid_kpc: np.ndarray, center_kpc: Sequence[float], spacing_kpc: float,
+                      cells: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """:func:`count_stars` at the lattice points ``grid_kpc`` from stars counted per
+    :func:`lattice_cells` cell (``cells`` (M, 3) int, ``n`` (M,)); 0 where none."""
+    found = dict(zip(map(tuple, np.asarray(cells, np.int64).tolist()), np.asarray(n).tolist()))
+    keys = lattice_cells(grid_kpc, center_kpc, spacing_kpc)
+    return np.array([found.get(tuple(k), 0) for k in keys.tolist()], dtype=np.int64)
 
 
 def fit_potentials(members: Sequence, x: np.ndarray, v: np.ndarray, *, kind: str = "mlp",

@@ -41,10 +41,33 @@ class ValidationSample:
     ball_center_kpc: np.ndarray | None = None
     spherical: bool = False   # the error bands' coordinate: r about the grid centre, else |z|
     from_catalog: bool = False   # read from gaia_source (a mock's truth may be attached)
+    keys: np.ndarray | None = None   # int64 star ids (source_id) keying the bootstrap counts
+    #: a catalog sample larger than the driver may hold: the whole of it on the executors
+    #: (:class:`gaialake.io.densityread.StarStream`); x, v, weight, keys are then a uniform
+    #: subsample (the flows' standardization, the marginals, the potential's fit stars)
+    stream: Any = None
 
     def __post_init__(self) -> None:
         if self.ball_center_kpc is None and self.ball_radius_kpc is not None:
             self.ball_center_kpc = self.grid_center_kpc
+
+    @property
+    def n_stars(self) -> int:
+        """Stars in the whole sample (a streamed one's too)."""
+        return len(self.x) if self.stream is None else int(self.stream.n_rows)
+
+    def star_keys(self) -> np.ndarray:
+        """The stars' int64 ids: ``keys``, or the rows."""
+        return np.arange(len(self.x)) if self.keys is None else self.keys
+
+    def count_stars(self, grid: np.ndarray, spacing_kpc: float) -> np.ndarray:
+        """Stars of the whole sample in the cube cell of side ``spacing_kpc`` around each
+        point of ``grid`` (a lattice through ``grid_center_kpc``)."""
+        from gaialake.density.measure import count_stars
+
+        if self.stream is not None:
+            return self.stream.count_on_lattice(grid, self.grid_center_kpc, spacing_kpc)
+        return count_stars(self.x, grid, spacing_kpc)
 
     def band_height_kpc(self, x: np.ndarray) -> np.ndarray:
         """Where a point (N, 3) kpc sits for the error bands: |z| (kpc) for a disk, the

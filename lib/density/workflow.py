@@ -19,8 +19,8 @@ import numpy as np
 
 from gaialake.conf import Conf
 from gaialake.density.baryons import MSUN_PC3_TO_GEV_CM3, baryon_model, rho_dm_at_sun
-from gaialake.density.ensemble import train_ensemble, train_ensemble_petastorm
-from gaialake.density.measure import (band_errors, count_stars, coverage, equilibrium_residual,
+from gaialake.density.ensemble import member_frame, train_ensemble, train_ensemble_petastorm
+from gaialake.density.measure import (band_errors, coverage, equilibrium_residual,
                                       error_summary, estimate_fields, fit_potentials,
                                       grid_points)
 from gaialake.density.validation import ValidationSample
@@ -66,11 +66,60 @@ def train_members(conf: Conf, sample: ValidationSample, spark=None, logger=None,
                weight_velocity=bool(flows_conf["weight_velocity"]), reweight=reweight,
                device=task_device(), logger=logger)
     feed = str(conf.get("density.feed"))
-    if feed == "memory":
-        return train_ensemble(sample.x, sample.v, sample.weight, config, **fit)
-    if feed != "petastorm":
+    if feed not in ("memory", "petastorm"):
         raise ValueError(f"conf density.feed: {feed!r} is not memory or petastorm")
-    return train_ensemble_petastorm(spark, conf, sample.x, sample.v, sample.weight, config, **fit)
+    if sample.stream is not None:   # more stars than the driver holds: fed from the executors
+        frame = _streamed_frame(sample, fit, reweight)
+    elif feed == "petastorm":
+        frame = spark.createDataFrame(member_frame(
+            sample.x, sample.v, sample.weight, sample.star_keys(), members=fit["members"],
+            seed=fit["seed"], bootstrap=fit["bootstrap"],
+            weight_velocity=fit["weight_velocity"], reweight=reweight))
+    else:
+        return train_ensemble(sample.x, sample.v, sample.weight, config,
+                              keys=sample.star_keys(), **fit)
+    n_rows = len(sample.x) if sample.stream is None else sample.stream.n_rows
+    return train_ensemble_petastorm(conf, frame, n_rows, sample.x, sample.v, sample.weight,
+                                    config, keys=sample.star_keys(), **fit)
+
+
+def _streamed_frame(sample: ValidationSample, fit: dict, reweight):
+    """The Petastorm feed of a streamed catalog sample: its rows' x, v and each member's weight
+    columns, made on the executors; with ``reweight`` (the catalog's resampler) member k's
+    selection weights per cell come from its bootstrap counts summed per cell over the whole
+    sample (one aggregation), as the in-memory feed's do."""
+    from functools import partial
+
+    import pandas as pd
+
+    from gaialake.density.ensemble import bootstrap_counts, feed_columns, member_columns
+
+    members, seed, bootstrap = fit["members"], fit["seed"], fit["bootstrap"]
+    cell_weights = None
+    if reweight is not None and bootstrap:
+        def counted(pdf: pd.DataFrame) -> pd.DataFrame:
+            c = bootstrap_counts(pdf["source_id"].to_numpy(), members, seed)
+            return pd.DataFrame({"cell": pdf["cell"], **{f"c{k}": c[k] for k in range(members)}})
+
+        sums = sample.stream.sum_by("cell", counted, "cell long, " + ", ".join(
+            f"c{k} double" for k in range(members)))
+        n_cells = len(reweight.n_non_rv)
+        cell_weights = np.zeros((members, n_cells))
+        for k in range(members):
+            summed = np.zeros(n_cells)
+            summed[sums["cell"].to_numpy(np.int64)] = sums[f"c{k}"].to_numpy(float)
+            cell_weights[k] = reweight.cell_weights(summed, seed + k)
+    columns = partial(member_columns, members=members, seed=seed, bootstrap=bootstrap,
+                      weight_velocity=fit["weight_velocity"])
+
+    def rows(pdf: pd.DataFrame) -> pd.DataFrame:
+        weights = columns(pdf["source_id"].to_numpy(), pdf["weight"].to_numpy(),
+                          pdf["cell"].to_numpy(), cell_weights)
+        return pd.DataFrame({**{c: pdf[c] for c in ("x", "y", "z", "vx", "vy", "vz")},
+                             **weights})
+
+    return sample.stream.feed(rows, ", ".join(f"{c} double" for c in
+                                              feed_columns(members)))
 
 
 def fit_stars(sample: ValidationSample, potential_conf: Mapping[str, Any], seed: int
@@ -119,9 +168,9 @@ def density_grid(density_conf: Mapping[str, Any], sample: ValidationSample, memb
     grid_conf, pointwise = density_conf["grid"], density_conf["pointwise"]
     spacing = float(grid_conf["spacing_kpc"])
     grid = grid_points(sample.grid_center_kpc, sample.grid_radius_kpc, spacing)
-    n_stars = count_stars(sample.x, grid, spacing)
+    n_stars = sample.count_stars(grid, spacing)
     region = n_stars >= int(grid_conf["min_stars"])
-    metrics: dict = {"n_stars_selected": int(len(sample.x)), "n_grid": int(len(grid)),
+    metrics: dict = {"n_stars_selected": sample.n_stars, "n_grid": int(len(grid)),
                      "n_well_sampled": int(region.sum())}
     estimator = str(density_conf["estimator"])
     fields = estimate_fields(members, grid, estimator=estimator, potentials=potentials,
@@ -197,13 +246,20 @@ def catalog_sample(spark, conf: Conf, logger=None) -> tuple[ValidationSample, di
     selection-cell counts read by :mod:`gaialake.io.densityread` with the cuts of
     :mod:`gaialake.density.catalog`, weighted by the RV selection function estimated from the
     same read; returns it, the selection, distance and error metrics (logged) and its
-    :class:`~gaialake.density.catalog.SelectionResampler` (for :func:`train_members`)."""
+    :class:`~gaialake.density.catalog.SelectionResampler` (for :func:`train_members`).
+
+    Up to ``density.catalog.max_rows`` RV stars come to the driver; a larger sample stays on
+    the executors (:class:`~gaialake.io.densityread.StarStream`, the sample's ``stream``): the
+    driver holds a uniform subsample of ``max_rows`` stars (the flows' standardization and
+    marginals, the potential's fit stars, the error budgets), the flows train on all of them
+    through Petastorm and the grid counts are the whole sample's."""
     import json
+    from dataclasses import replace
     from functools import partial
 
     from gaialake.astro.frame import SolarParameters
     from gaialake.density import catalog as cat
-    from gaialake.io.densityread import quantile_by, read_flagged_with_counts
+    from gaialake.io.densityread import StarStream, quantile_by, read_flagged_with_counts
 
     logger = logger or _log
     dconf = conf.get("density")
@@ -212,14 +268,37 @@ def catalog_sample(spark, conf: Conf, logger=None) -> tuple[ValidationSample, di
     stars, counts = read_flagged_with_counts(
         spark, conf, columns=cat.INPUT_COLUMNS, predicate=cat.pushdown_predicate(settings),
         annotate=partial(cat.annotate, s=settings), schema=cat.ANNOTATED_SCHEMA,
-        cells=cat.CELL_COLUMNS, flag="has_rv", flag_count="n_rv", max_rows=settings.max_rows,
-        max_rows_key="density.catalog.max_rows", why=why)
+        cells=cat.CELL_COLUMNS, flag="has_rv", flag_count="n_rv", why=why)
     p90 = quantile_by(spark, conf, predicate=cat.reach_predicate(settings),
                       key_sql=cat.g_bin_sql(settings), key="g_bin", column="parallax_error",
                       q=0.9, alias="parallax_error_p90_mas", why=why)
     solar = SolarParameters.from_conf(dconf.get("solar"))
-    sample, metrics, resampler = cat.catalog_sample(stars, counts, settings, solar,
-                                                    float(dconf["grid"]["radius_frac"]))
+    frac = float(dconf["grid"]["radius_frac"])
+    n_rv = int(counts["n_rv"].sum()) if len(counts) else 0
+    if n_rv <= settings.max_rows:
+        sample, metrics, resampler = cat.catalog_sample(stars.toPandas(), counts, settings,
+                                                        solar, frac)
+    else:
+        cells = cat.selection_function(counts, settings.floor)
+        metrics = cat.selection_summary(counts, cells, settings)
+        logger.info("%d RV stars pass the cuts, more than density.catalog.max_rows %d: they "
+                    "stay on the executors and reach the flows through Petastorm", n_rv,
+                    settings.max_rows)
+        stream = StarStream(stars, partial(cat.sample_rows, cells=cells, s=settings,
+                                           solar=solar), cat.SAMPLE_SCHEMA)
+        if settings.v_error_max_kms is not None:
+            metrics["n_rv_v_error_cut"] = stream.keep_where(
+                f"v_err_kms <= {settings.v_error_max_kms!r}")
+        sub = stream.sample(settings.max_rows, conf.seed_for("density", "subsample"))
+        sample = replace(cat.sample_of_rows(sub, settings, solar, frac, n_rv), stream=stream)
+        metrics.update(cat.sample_metrics(sub, settings))
+        per_cell = stream.sum_by("cell", lambda pdf: pdf[["cell", "weight"]],
+                                 "cell long, weight double")
+        n_in = np.zeros(len(cells))
+        n_in[per_cell["cell"].to_numpy(np.int64)] = per_cell["n"].to_numpy(float)
+        metrics.update({"sum_weights": float(per_cell["weight"].sum()),
+                        "n_streamed": stream.n_rows, "n_subsample": len(sub)})
+        resampler = cat.selection_resampler(cells, sub["cell"].to_numpy(np.int64), n_in)
     if dconf["catalog"].get("truth") is not None:
         sample = _with_truth(sample, conf.path("density.catalog.truth"), solar, logger)
     _, reach = cat.astrometric_reach(p90, settings)

@@ -141,11 +141,9 @@ def test_bootstrap_members_redraw_the_selection_function_by_its_binomial_spread(
     cells = pd.DataFrame({"g_bin": [0, 1], "c_bin": [0, 0], "pix": [0, 0],
                           "n_parent": [2000, 400], "n_rv": [500, 360]})
     cells["s"] = cells["n_rv"] / cells["n_parent"]
-    rv = pd.DataFrame({"g_bin": np.repeat([0, 1], [500, 360]), "c_bin": 0, "pix": 0})
-    in_sample = np.ones(len(rv), bool)
-    in_sample[-10:] = False
-    resample = selection_resampler(rv, cells, in_sample)
-    n = int(in_sample.sum())
+    cell = np.repeat([0, 1], [500, 350])    # the sample stars' cells
+    resample = selection_resampler(cells, cell, np.bincount(cell))
+    n = len(cell)
     rng = np.random.default_rng(3)
     s_star, total0 = [], []
     for k in range(2000):   # members: Poisson(1) counts of the sample stars, as the ensemble draws

@@ -135,3 +135,61 @@ def test_density_job_on_a_catalog_weights_rv_stars_by_the_selection_it_estimates
                                                            rel=1e-6)
     assert summary["catalog_sum_weights"] > 1.5 * summary["catalog_n_rv_kept"]
     assert np.isfinite(summary["rho_dm_gev_cm3"]) and summary["rho_dm_err_gev_cm3"] > 0
+
+
+def test_a_catalog_sample_larger_than_the_driver_holds_streams_the_same_feed(spark, conf,
+                                                                            tmp_path):
+    """Beyond ``density.catalog.max_rows`` the RV stars stay on the executors: the Petastorm
+    feed built there holds every star with the weights the in-memory feed gives it (the same
+    bootstrap counts and per-member selection weights), and the grid counts are the whole
+    sample's."""
+    from gaialake.density.workflow import _streamed_frame, catalog_sample
+    from gaialake.density.ensemble import member_frame
+    from gaialake.io.delta import read_table
+    from gaialake.jobs import density, ingest
+
+    observed_slab_file(Path(conf.path("paths.raw")), 6000, seed=3)
+    ingest.run(conf)
+    sets = {"density.source": "catalog", "density.radius_kpc": 1.5,
+            "density.catalog.abs_mag_max": 1.0, "density.catalog.parallax_zero_point_mas": ZP,
+            "density.catalog.selection.g_step_mag": 2.0,   # 336 count cells (< max_rows)
+            "density.catalog.selection.bp_rp_step_mag": 4.0,
+            "density.catalog.selection.hpx_order": 0, "density.catalog.max_rows": 100_000,
+            "density.flows.members": 2, "density.flows.epochs": 1,
+            "density.flows.batch_size": 512, "density.potential.steps": 20,
+            "density.potential.n_fit": 1000, "density.grid.spacing_kpc": 0.5,
+            "density.grid.min_stars": 1, "density.plots_dir": str(tmp_path / "figures")}
+    for key, value in sets.items():
+        conf.set(key, value)
+    whole, metrics, resampler = catalog_sample(spark, conf)
+    n = len(whole.x)
+    conf.set("density.catalog.max_rows", n // 3)
+    streamed, s_metrics, s_resampler = catalog_sample(spark, conf)
+    assert whole.stream is None and streamed.stream is not None
+    assert streamed.n_stars == s_metrics["n_streamed"] == n
+    assert n // 4 < len(streamed.x) <= n // 3           # the driver's uniform subsample
+    assert s_metrics["sum_weights"] == pytest.approx(metrics["sum_weights"], rel=1e-9)
+
+    fit = {"members": 2, "seed": 11, "bootstrap": True, "weight_velocity": True}
+    want = member_frame(whole.x, whole.v, whole.weight, whole.star_keys(), reweight=resampler,
+                        **fit)
+    got = _streamed_frame(streamed, fit, s_resampler).toPandas()
+    order = ["x", "y", "z"]
+    want = want.sort_values(order).reset_index(drop=True)
+    got = got.sort_values(order).reset_index(drop=True)
+    assert len(got) == len(want) == n
+    np.testing.assert_allclose(got.to_numpy(float), want.to_numpy(float), rtol=1e-12)
+    assert (got["w_n0"] != got["w_n1"]).any()           # members differ
+
+    spacing = 0.5
+    from gaialake.density.measure import grid_points
+    grid = grid_points(whole.grid_center_kpc, whole.grid_radius_kpc, spacing)
+    np.testing.assert_array_equal(streamed.count_stars(grid, spacing),
+                                  whole.count_stars(grid, spacing))
+    streamed.stream.close()
+
+    summary = density.run(conf)        # the job end to end on the streamed sample
+    assert summary["n_stars_selected"] == summary["catalog_n_rv_kept"] == n
+    assert summary["catalog_n_subsample"] == len(streamed.x)
+    table = read_table(spark, conf, "density_grid").toPandas()
+    assert len(table) == summary["rows"] > 0 and np.isfinite(table["rho"]).all()
