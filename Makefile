@@ -70,4 +70,4 @@ bench-streams: $(STAMP)
 	$(PY) -m gaialake.cli bench --streams --conf conf/bench_streams.yaml $(ARGS)
 
 clean:
-	rm -rf warehouse mlruns data/synthetic bench_out report
+	rm -rf warehouse warehouse_densitymock mlruns data/synthetic data/density_mock bench_out report

@@ -29,13 +29,15 @@ from typing import Mapping, Sequence
 from gaialake.bench.kit import job_sets, job_summary, measure_job
 from gaialake.log import get_logger
 
-__all__ = ["STARS_PER_FILE", "STAGES", "SCALING", "density_stages", "project_density", "bench_density"]
+__all__ = ["STARS_PER_FILE", "STREAMED", "STAGES", "SCALING", "density_stages", "project_density", "bench_density"]
 
 log = get_logger("bench")
 
 #: Most tracers drawn per bulk file of a benchmark mock (a file's text stays under Arrow's
 #: 2 GiB per column chunk).
 STARS_PER_FILE = 250_000
+#: What the density job logs when its sample stays on the executors (streamed to the flows).
+STREAMED = "reach the flows through Petastorm"
 #: The density job's stages as its log names them.
 STAGES = ("catalog sample", "train flows", "fit potentials", "density grid", "write density_grid")
 #: How each stage's cost grows with the catalog's stars.
@@ -108,7 +110,7 @@ def bench_density(root: Path, sizes: Sequence[float], n_projected: float = 6e6,
                     "ingest_s": ing.seconds, "ingest_peak_mib": ing.peak_mib,
                     "rows_kept": job_summary(ing, "ingest").get("rows_kept"),
                     "density_s": dens.seconds, "density_peak_mib": dens.peak_mib,
-                    "stages": stages, "n_sample": n_sample,
+                    "stages": stages, "n_sample": n_sample, "streamed": STREAMED in dens.output,
                     "stars_s_core": n_sample / dens.seconds / cores if n_sample else None,
                     "metrics": {k: summary.get(k) for k in (
                         "rho_rel_err_median", "rho_rel_err_median_inner", "coverage_1sigma",

@@ -467,7 +467,9 @@ def density_bench_lines(results: dict) -> list[str]:
              "--set density.source=catalog` measures it at the default density settings (each "
              "its own process, Spark start included). *Held out*: a mock no setting was tuned "
              "on (the Plummer sphere centred on the Sun), measured the same way. Sample: the RV "
-             "stars passing the cuts. Stars/s per core: the sample over the density job's "
+             "stars passing the cuts (*streamed*: more than `density.catalog.max_rows`, so they "
+             "stayed on the executors and reached the flows through Petastorm, the driver "
+             "holding a uniform subsample). Stars/s per core: the sample over the density job's "
              f"seconds and {results.get('cores', 'n/a')} cores. Last column: rho_DM at the Sun "
              "(GeV/cm^3) for the slab, the density at the sphere's centre (M_sun/pc^3) for the "
              "Plummer sphere.", "",
@@ -495,7 +497,8 @@ def density_bench_lines(results: dict) -> list[str]:
             dm = (f"{_num(m.get('rho_centre_msun_pc3'))} (true "
                   f"{_num(m.get('rho_centre_true_msun_pc3'))})")
         lines.append(
-            f"| {name} | {r['n_drawn']:,} | {_f(r.get('rows_kept'))} | {r['n_sample']:,} | "
+            f"| {name} | {r['n_drawn']:,} | {_f(r.get('rows_kept'))} | {r['n_sample']:,}"
+            f"{' streamed' if r.get('streamed') else ''} | "
             f"{r['mock_s']:.0f} | {r['ingest_s']:.0f} | {r['density_s']:.0f} "
             f"({r['density_peak_mib']:.0f}) | {sec('catalog sample')} | {sec('train flows')} | "
             f"{sec('fit potentials')} | {sec('density grid')} | {_f(r.get('stars_s_core'))} | "

@@ -26,7 +26,7 @@ from gaialake.density.measure import (band_errors, coverage, equilibrium_residua
 from gaialake.density.validation import ValidationSample
 from gaialake.log import get_logger, stage
 
-__all__ = ["train_members", "fit_stars", "fit_member_potentials", "density_grid",
+__all__ = ["train_members", "streamed_feed", "fit_stars", "fit_member_potentials", "density_grid",
            "catalog_sample", "registered_model"]
 
 _log = get_logger("density")
@@ -69,7 +69,7 @@ def train_members(conf: Conf, sample: ValidationSample, spark=None, logger=None,
     if feed not in ("memory", "petastorm"):
         raise ValueError(f"conf density.feed: {feed!r} is not memory or petastorm")
     if sample.stream is not None:   # more stars than the driver holds: fed from the executors
-        frame = _streamed_frame(sample, fit, reweight)
+        frame = streamed_feed(sample, fit, reweight)
     elif feed == "petastorm":
         frame = spark.createDataFrame(member_frame(
             sample.x, sample.v, sample.weight, sample.star_keys(), members=fit["members"],
@@ -83,7 +83,7 @@ def train_members(conf: Conf, sample: ValidationSample, spark=None, logger=None,
                                     config, keys=sample.star_keys(), **fit)
 
 
-def _streamed_frame(sample: ValidationSample, fit: dict, reweight):
+def streamed_feed(sample: ValidationSample, fit: dict, reweight):
     """The Petastorm feed of a streamed catalog sample: its rows' x, v and each member's weight
     columns, made on the executors; with ``reweight`` (the catalog's resampler) member k's
     selection weights per cell come from its bootstrap counts summed per cell over the whole
@@ -118,8 +118,8 @@ def _streamed_frame(sample: ValidationSample, fit: dict, reweight):
         return pd.DataFrame({**{c: pdf[c] for c in ("x", "y", "z", "vx", "vy", "vz")},
                              **weights})
 
-    return sample.stream.feed(rows, ", ".join(f"{c} double" for c in
-                                              feed_columns(members)))
+    return sample.stream.feed(rows, ", ".join(f"{c} double" for c in feed_columns(members)),
+                              seed=seed)
 
 
 def fit_stars(sample: ValidationSample, potential_conf: Mapping[str, Any], seed: int

@@ -43,7 +43,8 @@ def test_density_section_is_written_and_kept_by_make_bench(tmp_path):
                          {"n_drawn": 1_000_000, "mock": "default", "heldout": False,
                           "error": "density failed"},
                          {"n_drawn": 200_000, "mock": "plummer", "heldout": True,
-                          "rows_kept": 150_000, "n_sample": 60_000, "mock_s": 10.0,
+                          "rows_kept": 150_000, "n_sample": 60_000, "streamed": True,
+                          "mock_s": 10.0,
                           "ingest_s": 20.0, "density_s": 100.0, "density_peak_mib": 2000.0,
                           "stages": stages, "stars_s_core": 300.0,
                           "metrics": {"rho_rel_err_median": 0.2,
@@ -58,7 +59,7 @@ def test_density_section_is_written_and_kept_by_make_bench(tmp_path):
             "| 156 | 41.0% (n/a) | 0.24 / n/a |") in text
     assert "1.70 ± 0.60 (true 0.49)" in text
     assert "| default | 1,000,000 | failed: density failed |" in text
-    assert ("| plummer (held out) | 200,000 | 150,000 | 60,000 | 10 | 20 | 100 (2000) | 20 | 60 "
+    assert ("| plummer (held out) | 200,000 | 150,000 | 60,000 streamed | 10 | 20 | 100 (2000) | 20 | 60 "
             "| 40 | 30 | 300 | 20.0% (10.0%) | 0.60 / 0.90 | 1.50 (true 2.39) |") in text
     assert "**Projection to 6,000,000 RV stars**" in text and "GPU: not measured" in text
     text = write_benchmarks_md({"date": "d2", "machine": "m", "versions": "v",

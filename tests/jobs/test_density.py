@@ -14,7 +14,8 @@ from tests.helpers import dr3_lines, dr3_table, write_dr3_file
 
 
 def test_density_job_writes_grid_with_truth_and_registers_the_model(spark, conf, tmp_path):
-    sets = {"density.n_stars": 3000, "density.flows.members": 2, "density.flows.epochs": 2,
+    sets = {"density.source": "mock", "density.n_stars": 3000, "density.flows.members": 2,
+            "density.flows.epochs": 2,
             "density.flows.batch_size": 512, "density.feed": "petastorm",
             "density.potential.steps": 20, "density.potential.n_fit": 2000,
             "density.grid.spacing_kpc": 0.5, "density.grid.min_stars": 1,
@@ -97,6 +98,20 @@ def observed_slab_file(raw: Path, n: int, seed: int):
     return table.select(list(values)).to_pandas()
 
 
+def small_catalog_run(conf, tmp_path, sets: dict) -> None:
+    """Set ``conf`` for a fast ``density.source: catalog`` run on :func:`observed_slab_file`'s
+    stars (2 members of 1 epoch, a coarse grid), with ``sets`` over it."""
+    base = {"density.source": "catalog", "density.radius_kpc": 1.5,
+            "density.catalog.abs_mag_max": 1.0, "density.catalog.parallax_zero_point_mas": ZP,
+            "density.catalog.selection.hpx_order": 0,
+            "density.flows.members": 2, "density.flows.epochs": 1,
+            "density.flows.batch_size": 512, "density.potential.steps": 20,
+            "density.potential.n_fit": 1000, "density.grid.spacing_kpc": 0.5,
+            "density.grid.min_stars": 1, "density.plots_dir": str(tmp_path / "figures")}
+    for key, value in {**base, **sets}.items():
+        conf.set(key, value)
+
+
 def test_density_job_on_a_catalog_weights_rv_stars_by_the_selection_it_estimates(spark, conf,
                                                                                   tmp_path):
     from gaialake.density.catalog import CatalogSettings, annotate
@@ -105,16 +120,7 @@ def test_density_job_on_a_catalog_weights_rv_stars_by_the_selection_it_estimates
 
     written = observed_slab_file(Path(conf.path("paths.raw")), 6000, seed=3)
     ingest.run(conf)
-    sets = {"density.source": "catalog", "density.radius_kpc": 1.5,
-            "density.catalog.abs_mag_max": 1.0, "density.catalog.parallax_zero_point_mas": ZP,
-            "density.catalog.selection.g_step_mag": 0.5,
-            "density.catalog.selection.hpx_order": 0,
-            "density.flows.members": 2, "density.flows.epochs": 1,
-            "density.flows.batch_size": 512, "density.potential.steps": 20,
-            "density.potential.n_fit": 1000, "density.grid.spacing_kpc": 0.5,
-            "density.grid.min_stars": 1, "density.plots_dir": str(tmp_path / "figures")}
-    for key, value in sets.items():
-        conf.set(key, value)
+    small_catalog_run(conf, tmp_path, {"density.catalog.selection.g_step_mag": 0.5})
     summary = density.run(conf)
 
     table = read_table(spark, conf, "density_grid")
@@ -143,24 +149,17 @@ def test_a_catalog_sample_larger_than_the_driver_holds_streams_the_same_feed(spa
     feed built there holds every star with the weights the in-memory feed gives it (the same
     bootstrap counts and per-member selection weights), and the grid counts are the whole
     sample's."""
-    from gaialake.density.workflow import _streamed_frame, catalog_sample
     from gaialake.density.ensemble import member_frame
+    from gaialake.density.measure import grid_points
+    from gaialake.density.workflow import streamed_feed, catalog_sample
     from gaialake.io.delta import read_table
     from gaialake.jobs import density, ingest
 
     observed_slab_file(Path(conf.path("paths.raw")), 6000, seed=3)
     ingest.run(conf)
-    sets = {"density.source": "catalog", "density.radius_kpc": 1.5,
-            "density.catalog.abs_mag_max": 1.0, "density.catalog.parallax_zero_point_mas": ZP,
-            "density.catalog.selection.g_step_mag": 2.0,   # 336 count cells (< max_rows)
-            "density.catalog.selection.bp_rp_step_mag": 4.0,
-            "density.catalog.selection.hpx_order": 0, "density.catalog.max_rows": 100_000,
-            "density.flows.members": 2, "density.flows.epochs": 1,
-            "density.flows.batch_size": 512, "density.potential.steps": 20,
-            "density.potential.n_fit": 1000, "density.grid.spacing_kpc": 0.5,
-            "density.grid.min_stars": 1, "density.plots_dir": str(tmp_path / "figures")}
-    for key, value in sets.items():
-        conf.set(key, value)
+    small_catalog_run(conf, tmp_path, {   # 336 count cells (fewer than max_rows below)
+        "density.catalog.selection.g_step_mag": 2.0,
+        "density.catalog.selection.bp_rp_step_mag": 4.0})
     whole, metrics, resampler = catalog_sample(spark, conf)
     n = len(whole.x)
     conf.set("density.catalog.max_rows", n // 3)
@@ -173,7 +172,7 @@ def test_a_catalog_sample_larger_than_the_driver_holds_streams_the_same_feed(spa
     fit = {"members": 2, "seed": 11, "bootstrap": True, "weight_velocity": True}
     want = member_frame(whole.x, whole.v, whole.weight, whole.star_keys(), reweight=resampler,
                         **fit)
-    got = _streamed_frame(streamed, fit, s_resampler).toPandas()
+    got = streamed_feed(streamed, fit, s_resampler).toPandas()
     order = ["x", "y", "z"]
     want = want.sort_values(order).reset_index(drop=True)
     got = got.sort_values(order).reset_index(drop=True)
@@ -182,7 +181,6 @@ def test_a_catalog_sample_larger_than_the_driver_holds_streams_the_same_feed(spa
     assert (got["w_n0"] != got["w_n1"]).any()           # members differ
 
     spacing = 0.5
-    from gaialake.density.measure import grid_points
     grid = grid_points(whole.grid_center_kpc, whole.grid_radius_kpc, spacing)
     np.testing.assert_array_equal(streamed.count_stars(grid, spacing),
                                   whole.count_stars(grid, spacing))
