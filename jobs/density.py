@@ -8,16 +8,16 @@ known dark-matter density by default, or a Plummer sphere), observed and selecte
 data; ``density.source: mock_catalog`` (``make run``) writes that mock as DR3 bulk files
 (``gaialake density_mock``), ingests them into a warehouse of its own (``paths.warehouse`` +
 ``density.mock_catalog.suffix``; skipped while the ingested mock's settings are unchanged) and
-measures it through the catalog path with its truth. Then it trains an ensemble of K phase-space flows (n(x) and p(v|x), Poisson-bootstrap
-weights), fits a smooth potential to the collisionless Boltzmann equation per member, and writes
-Delta ``density_grid`` (x, y, z kpc, rho, rho_err M_sun/pc^3, a_x, a_y, a_z (km/s)^2/kpc,
-n_stars, rho_true, well_sampled, cbe_residual, equilibrium_ok, source, run_id: the CBE residual
-is the non-equilibrium diagnostic, cells above ``density.equilibrium.max_residual`` flagged and
-counted). Logs an MLflow run (for a mock: errors against its truth overall and per height band,
-|z| for the slab, r for the sphere, the 1/2-sigma coverage, and recovered vs true density
-plots), registers ``gaialake-density`` (alias champion). rho_DM at the Sun (disks): total
-density there minus the baryon model of ``density.baryons``. The science is
-:mod:`gaialake.density.workflow`.
+measures it through the catalog path with its truth. Then it trains an ensemble of K
+phase-space flows (n(x) and p(v|x), Poisson-bootstrap weights), fits a smooth potential to the
+collisionless Boltzmann equation per member, and writes Delta ``density_grid`` (x, y, z kpc,
+rho, rho_err M_sun/pc^3, a_x, a_y, a_z (km/s)^2/kpc, n_stars, rho_true, well_sampled,
+cbe_residual, equilibrium_ok, source, run_id: the CBE residual is the non-equilibrium
+diagnostic, cells above ``density.equilibrium.max_residual`` flagged and counted). Logs an
+MLflow run (for a mock: errors against its truth overall and per height band, |z| for the slab,
+r for the sphere, the 1/2-sigma coverage, and recovered vs true density plots), registers
+``gaialake-density`` (alias champion). rho_DM at the Sun (disks): total density there minus the
+baryon model of ``density.baryons``. The science is :mod:`gaialake.density.workflow`.
 """
 from __future__ import annotations
 

@@ -7,9 +7,9 @@ user runs them (each its own process): ``gaialake density_mock`` writes the defa
 mock (the slab) as DR3 bulk files, ``gaialake ingest`` makes them ``gaia_source``, and
 ``gaialake density --set density.source=catalog`` measures it (truth on; a sample beyond
 ``density.catalog.max_rows`` RV stars streams to the flows through Petastorm; the mock's files
-hold at most :data:`STARS_PER_FILE` tracers each). ``bench.density_heldout`` ({mock: N}) adds the mocks
-no setting was tuned on (the Plummer sphere), measured the same way and reported apart. Stage
-seconds come from the density job's log (:data:`STAGES`); the
+hold at most :data:`STARS_PER_FILE` tracers each). ``bench.density_heldout`` ({mock: N}) adds
+the mocks no setting was tuned on (the Plummer sphere), measured the same way and reported
+apart. Stage seconds come from the density job's log (:data:`STAGES`); the
 stars are the catalog sample's (RV stars passing the cuts, weighted by the selection function).
 
 :func:`project_density` scales the largest size to ``n_stars`` by :data:`SCALING`: the catalog
@@ -29,7 +29,8 @@ from typing import Mapping, Sequence
 from gaialake.bench.kit import job_sets, job_summary, measure_job
 from gaialake.log import get_logger
 
-__all__ = ["STARS_PER_FILE", "STREAMED", "STAGES", "SCALING", "density_stages", "project_density", "bench_density"]
+__all__ = ["STARS_PER_FILE", "STREAMED", "STAGES", "SCALING", "density_stages",
+           "project_density", "bench_density"]
 
 log = get_logger("bench")
 

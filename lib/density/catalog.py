@@ -324,7 +324,8 @@ def sample_rows(stars: pd.DataFrame, cells: pd.DataFrame, s: CatalogSettings,
         "cell": cell.loc[kept].to_numpy(np.int64),
         "x": x[:, 0], "y": x[:, 1], "z": x[:, 2], "vx": v[:, 0], "vy": v[:, 1], "vz": v[:, 2],
         "weight": weight[kept], "v_err_kms": velocity_errors_kms(rows, s.zero_point_mas),
-        "dist_kpc": 1.0 / parallax_c, "poe": parallax_c / rows["parallax_error"].to_numpy(float)})
+        "dist_kpc": distance_from_parallax(rows["parallax"].to_numpy(float), s.zero_point_mas),
+        "poe": parallax_c / rows["parallax_error"].to_numpy(float)})
 
 
 #: :func:`sample_rows`' columns as Spark DDL (its rows in a streamed catalog sample).

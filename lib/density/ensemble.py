@@ -3,7 +3,8 @@
 Each member k sees every star with a count ~ Poisson(1), a function of the star's key (its
 ``source_id``, or its row for a mock) and ``seed + k`` alone (:func:`bootstrap_counts`), so a
 star gets the same count whichever feed, partition or batch brings it (``bootstrap=False``:
-counts 1, the members differ only by their initialisation), is built and initialised with torch seeded by ``seed + k``, and trained by
+counts 1, the members differ only by their initialisation), is built and initialised with
+torch seeded by ``seed + k``, and trained by
 :func:`gaialake.models.phase_space.train_flows`. The spread of the members is the sampling
 error of the density. With ``reweight`` (a catalog's selection function) each member also
 re-estimates the stars' selection weights on its own resample (:func:`member_weights`), so the

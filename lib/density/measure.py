@@ -2,10 +2,10 @@
 
 Pure numpy/torch (no Spark): :func:`grid_points` lays out the grid, :func:`count_stars` counts
 stars per cell (:func:`lattice_cells` and :func:`counts_on_lattice` the same from per-cell
-counts made elsewhere, e.g. on Spark executors), :func:`estimate_fields` runs an estimator for every ensemble member and returns
-the mean and spread, :func:`equilibrium_residual` gives the CBE residual per cell (the
-non-equilibrium diagnostic), :func:`error_summary` and :func:`coverage` compare with the truth of
-a mock.
+counts made elsewhere, e.g. on Spark executors), :func:`estimate_fields` runs an estimator for
+every ensemble member and returns the mean and spread, :func:`equilibrium_residual` gives the
+CBE residual per cell (the non-equilibrium diagnostic), :func:`error_summary` and
+:func:`coverage` compare with the truth of a mock.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from gaialake.density.boltzmann import (cbe_residual, divergence_density, log_f_
                                         relative_error)
 from gaialake.density.potential import fit_mlp_potential, fit_spline_potential
 
-__all__ = ["grid_points", "count_stars", "lattice_cells", "counts_on_lattice", "fit_potentials", "estimate_fields",
-           "equilibrium_residual", "error_summary", "coverage", "band_errors"]
+__all__ = ["grid_points", "count_stars", "lattice_cells", "counts_on_lattice", "fit_potentials",
+           "estimate_fields", "equilibrium_residual", "error_summary", "coverage", "band_errors"]
 
 
 def grid_points(center_kpc: Sequence[float], radius_kpc: float, spacing_kpc: float) -> np.ndarray:

@@ -209,7 +209,8 @@ def system_from_truth(spec: Mapping[str, Any]) -> tuple[Any, SolarParameters]:
 
 def mock_catalog_conf(conf: Conf) -> Conf:
     """The conf that writes, ingests and measures the mock as a catalog (``density.source:
-    mock_catalog``): ``paths.raw`` the mock's folder, warehouse and catalog database suffixed with ``density.mock_catalog.suffix``, ``density.source: catalog`` with the mock's
+    mock_catalog``): ``paths.raw`` the mock's folder, warehouse and catalog database
+    suffixed with ``density.mock_catalog.suffix``, ``density.source: catalog`` with the mock's
     truth file as ``density.catalog.truth``."""
     if conf.get("density.mock_catalog.raw") is None:
         raise ValueError("conf density.mock_catalog.raw is null: name the folder the mock's "
