@@ -53,14 +53,14 @@ def run(conf: Conf) -> dict:
     with stage(log, f"draw {dconf['mock']} mock") as st:
         system, x, v, feh = mc.draw_mock(dconf, settings, solar, seed)
         sky = galactocentric_to_icrs(x, v, solar)
-        index = file_of(sky["ra"], sky["dec"], settings.n_files)
+        index = file_of(sky["ra"], sky["dec"], settings.files)
         st.count = len(x)
-    names = [file_name(k, settings.n_files) for k in range(settings.n_files)]
+    names = [file_name(k, settings.files) for k in range(settings.files)]
     removed = densitymock.prepare_folder(raw, names)
     if removed:
         log.info("removed %d bulk files of an earlier density_mock run in %s", removed, raw)
     written = with_rv = files = 0
-    with stage(log, f"observe and write {settings.n_files} files") as st:
+    with stage(log, f"observe and write {settings.files} files") as st:
         for k in np.unique(index):
             rows = np.flatnonzero(index == k)
             table, _ = mc.observe_stars(np.random.default_rng([seed, 2, int(k)]), x[rows],

@@ -6,11 +6,11 @@ Per size N of ``bench.density_sizes`` (tracer stars drawn), in its own scratch f
 user runs them (each its own process): ``gaialake density_mock`` writes the default validation
 mock (the slab) as DR3 bulk files, ``gaialake ingest`` makes them ``gaia_source``, and
 ``gaialake density --set density.source=catalog`` measures it (truth on; a sample beyond
-``density.catalog.max_rows`` RV stars streams to the flows through Petastorm; the mock's files
-hold at most :data:`STARS_PER_FILE` tracers each). ``bench.density_heldout`` ({mock: N}) adds
-the mocks no setting was tuned on (the Plummer sphere), measured the same way and reported
-apart. Stage seconds come from the density job's log (:data:`STAGES`); the
-stars are the catalog sample's (RV stars passing the cuts, weighted by the selection function).
+``density.catalog.max_rows`` RV stars streams to the flows through Petastorm; its median error
+per band of height is kept beside the summary). ``bench.density_heldout`` ({mock: N}) adds the
+mocks no setting was tuned on (the Plummer sphere), measured the same way and reported apart.
+Stage seconds come from the density job's log (:data:`STAGES`); the stars are the catalog
+sample's (RV stars passing the cuts, weighted by the selection function).
 
 :func:`project_density` scales the largest size to ``n_stars`` by :data:`SCALING`: the catalog
 read and the flows' training (fixed epochs) linear in the stars; the potential fit (``n_fit``
@@ -29,14 +29,11 @@ from typing import Mapping, Sequence
 from gaialake.bench.kit import job_sets, job_summary, measure_job
 from gaialake.log import get_logger
 
-__all__ = ["STARS_PER_FILE", "STREAMED", "STAGES", "SCALING", "density_stages",
+__all__ = ["STREAMED", "STAGES", "SCALING", "density_stages", "band_medians",
            "project_density", "bench_density"]
 
 log = get_logger("bench")
 
-#: Most tracers drawn per bulk file of a benchmark mock (a file's text stays under Arrow's
-#: 2 GiB per column chunk).
-STARS_PER_FILE = 250_000
 #: What the density job logs when its sample stays on the executors (streamed to the flows).
 STREAMED = "reach the flows through Petastorm"
 #: The density job's stages as its log names them.
@@ -56,6 +53,17 @@ def density_stages(output: str) -> dict[str, dict]:
             out[match[1]] = {"seconds": float(match[3]),
                              "rows": int(match[2].replace(",", "")) if match[2] else None}
     return out
+
+
+def band_medians(summary: Mapping[str, float]) -> dict[str, float]:
+    """The density job's median relative error per band of height (``rho_rel_err_median_<lo>_
+    <hi>``: |z| in kpc for the slab, r for the sphere) as {"<lo>-<hi>": median}, by ``lo``."""
+    bands = {}
+    for key, value in summary.items():
+        match = re.fullmatch(r"rho_rel_err_median_([0-9.]+)_([0-9.]+)", key)
+        if match:
+            bands[(float(match[1]), f"{match[1]}-{match[2]}")] = float(value)
+    return {name: v for (_, name), v in sorted(bands.items())}
 
 
 def project_density(stages: dict[str, dict], n_measured: int, cores: int,
@@ -93,8 +101,7 @@ def bench_density(root: Path, sizes: Sequence[float], n_projected: float = 6e6,
         try:
             mock = measure_job("density_mock", base + [
                 f"--set=density.mock_catalog.raw={raw}",
-                f"--set=density.mock_catalog.n_stars={int(n)}",
-                f"--set=density.mock_catalog.n_files={max(8, -(-int(n) // STARS_PER_FILE))}"])
+                f"--set=density.mock_catalog.n_stars={int(n)}"])
             ing = measure_job("ingest", base)
             dens = measure_job("density", base + [
                 "--set=density.source=catalog",
@@ -117,7 +124,8 @@ def bench_density(root: Path, sizes: Sequence[float], n_projected: float = 6e6,
                         "rho_rel_err_median", "rho_rel_err_median_inner", "coverage_1sigma",
                         "coverage_2sigma", "rho_dm_gev_cm3", "rho_dm_err_gev_cm3",
                         "rho_dm_true_gev_cm3", "rho_centre_msun_pc3",
-                        "rho_centre_true_msun_pc3")}})
+                        "rho_centre_true_msun_pc3")},
+                    "bands": band_medians(summary)})
         rows.append(row)
         log.info("bench density %s %d: %s", row["mock"], int(n),
                  {k: v for k, v in row.items() if k != "stages"})

@@ -505,6 +505,14 @@ def density_bench_lines(results: dict) -> list[str]:
             f"{_num(m.get('rho_rel_err_median'), '{:.1%}')} "
             f"({_num(m.get('rho_rel_err_median_inner'), '{:.1%}')}) | "
             f"{_num(m.get('coverage_1sigma'))} / {_num(m.get('coverage_2sigma'))} | {dm} |")
+    banded = [r for r in results.get("sizes", []) if r.get("bands")]
+    if banded:
+        lines += ["", "Median rho error by band of height (kpc: |z| for the slab, the radius "
+                  "for the sphere; well-sampled cells):", ""]
+        for r in banded:
+            name = f"{r.get('mock', 'default')}{' (held out)' if r.get('heldout') else ''}"
+            lines.append(f"- {name}, {r['n_drawn']:,} tracers: " + ", ".join(
+                f"{band} {_num(v, '{:.1%}')}" for band, v in r["bands"].items()))
     proj = results.get("projection")
     if proj:
         secs = proj["seconds"]

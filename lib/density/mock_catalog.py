@@ -50,9 +50,9 @@ from gaialake.density.mocks import (PlummerSphere, SlabComponent, SlabMock, Trac
 from gaialake.density.selection import galactocentric_to_icrs
 from gaialake.sky.mockobs import observe_photometry
 
-__all__ = ["TRUTH_FILE", "FINGERPRINT_KEYS", "SUFFIXED_PATHS", "MockCatalogSettings",
-           "draw_mock", "rv_completeness", "observe_stars", "truth_spec", "system_from_truth",
-           "mock_catalog_conf", "fingerprint"]
+__all__ = ["TRUTH_FILE", "FINGERPRINT_KEYS", "SUFFIXED_PATHS", "MAX_STARS_PER_FILE",
+           "MockCatalogSettings", "draw_mock", "rv_completeness", "observe_stars", "truth_spec",
+           "system_from_truth", "mock_catalog_conf", "fingerprint"]
 
 #: The truth file beside the bulk files (a JSON description of the mock).
 TRUTH_FILE = "truth_density.json"
@@ -63,6 +63,9 @@ FINGERPRINT_KEYS = ("seed", "density.mock", "density.radius_kpc", "density.solar
 #: ``paths.*`` keys that get ``density.mock_catalog.suffix`` (its catalog's own tables; the
 #: metastore is the Spark session's, which the density job starts with its own conf).
 SUFFIXED_PATHS = ("warehouse",)
+#: Tracers drawn per bulk file at most, on average (a file's rows overflow Arrow's 2 GiB string
+#: column beyond ~1.2 M; files are HEALPix ranges, so they differ in size).
+MAX_STARS_PER_FILE = 250_000
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,13 @@ class MockCatalogSettings:
     rv_width_mag: float
     n_files: int
     parallax_zero_point_mas: float = 0.0
+
+    @property
+    def files(self) -> int:
+        """Bulk files written: ``n_files``, or more so that a file holds about
+        :data:`MAX_STARS_PER_FILE` tracers at most (a bigger CSV overflows Arrow's 2 GiB string
+        column)."""
+        return max(self.n_files, -(-self.n_stars // MAX_STARS_PER_FILE))
 
     @classmethod
     def from_conf(cls, density_conf: Mapping[str, Any]) -> "MockCatalogSettings":

@@ -118,8 +118,7 @@ def streamed_feed(sample: ValidationSample, fit: dict, reweight):
         return pd.DataFrame({**{c: pdf[c] for c in ("x", "y", "z", "vx", "vy", "vz")},
                              **weights})
 
-    return sample.stream.feed(rows, ", ".join(f"{c} double" for c in feed_columns(members)),
-                              seed=seed)
+    return sample.stream.feed(rows, ", ".join(f"{c} double" for c in feed_columns(members)))
 
 
 def fit_stars(sample: ValidationSample, potential_conf: Mapping[str, Any], seed: int

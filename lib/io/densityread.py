@@ -116,13 +116,10 @@ class StarStream:
         return counts_on_lattice(grid, center_kpc, spacing_kpc,
                                  counted[["i", "j", "k"]].to_numpy(), counted["count"].to_numpy())
 
-    def feed(self, fn: Callable[[pd.DataFrame], pd.DataFrame], schema: str, seed: int = 0):
-        """The DataFrame of ``fn``'s per-batch frames (Spark DDL ``schema``) in a random order
-        (``seed``), for Petastorm: its shuffling buffer holds a few batches, and the catalog's
-        rows come sorted by sky position."""
-        from pyspark.sql import functions as F
-
-        return self.df.mapInPandas(_per_batch(fn), schema).orderBy(F.rand(int(seed) % 2**31))
+    def feed(self, fn: Callable[[pd.DataFrame], pd.DataFrame], schema: str):
+        """The DataFrame of ``fn``'s per-batch frames (Spark DDL ``schema``), for
+        :func:`gaialake.io.feeding.torch_loader` (which puts it in a random order)."""
+        return self.df.mapInPandas(_per_batch(fn), schema)
 
     def close(self) -> None:
         """Release the persisted rows."""

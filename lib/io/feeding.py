@@ -51,14 +51,20 @@ def torch_loader(df, columns: Sequence[str], *, batch_size: int, conf, shuffle: 
     """A Petastorm torch DataLoader over ``df[columns]`` (float32), yielding dicts of tensors.
 
     The DataFrame is materialised once as Parquet under ``<warehouse>/_petastorm`` (Petastorm's
-    converter cache) and deleted on exit.
+    converter cache) and deleted on exit. With ``shuffle`` it is materialised in a random order
+    (``seed``): Petastorm shuffles row groups, rows inside a row group and a buffer of 4
+    batches, so rows that arrive sorted (a Delta table by sky pixel) would otherwise fill each
+    batch from one file's stretch of sky.
     """
     from petastorm.spark import SparkDatasetConverter, make_spark_converter
     from pyspark.sql import functions as F
 
     spark = df.sparkSession
     spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, _cache_url(conf))
-    converter = make_spark_converter(df.select(*[F.col(c).cast("float") for c in columns]))
+    rows = df.select(*[F.col(c).cast("float") for c in columns])
+    if shuffle:
+        rows = rows.orderBy(F.rand(int(seed) % 2**31))
+    converter = make_spark_converter(rows)
     try:
         import torch
         from petastorm.pytorch import BatchedDataLoader

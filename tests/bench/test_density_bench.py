@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from gaialake.bench.density_bench import density_stages, project_density
+from gaialake.bench.density_bench import band_medians, density_stages, project_density
 from gaialake.bench.markdown import DENSITY_HEADING, write_benchmarks_md, write_density_section
 from tests.helpers import BENCH_INGEST
 
@@ -51,7 +51,11 @@ def test_density_section_is_written_and_kept_by_make_bench(tmp_path):
                                       "rho_rel_err_median_inner": 0.1,
                                       "coverage_1sigma": 0.6, "coverage_2sigma": 0.9,
                                       "rho_centre_msun_pc3": 1.5,
-                                      "rho_centre_true_msun_pc3": 2.39}}],
+                                      "rho_centre_true_msun_pc3": 2.39},
+                          "bands": band_medians({"rho_rel_err_median_0.5_1": 0.25,
+                                                 "rho_rel_err_median_0_0.5": 0.125,
+                                                 "rho_rel_err_median": 0.2,
+                                                 "n_region_0_0.5": 40})}],
                "projection": project_density(stages, 50_000, 2, 6e6)}
     path = write_density_section(results, tmp_path / "B.md")
     text = path.read_text()
@@ -61,6 +65,8 @@ def test_density_section_is_written_and_kept_by_make_bench(tmp_path):
     assert "| default | 1,000,000 | failed: density failed |" in text
     assert ("| plummer (held out) | 200,000 | 150,000 | 60,000 streamed | 10 | 20 | 100 (2000) | 20 | 60 "
             "| 40 | 30 | 300 | 20.0% (10.0%) | 0.60 / 0.90 | 1.50 (true 2.39) |") in text
+    assert "- plummer (held out), 200,000 tracers: 0-0.5 12.5%, 0.5-1 25.0%" in text
+    assert "- default, 100,000 tracers" not in text          # no bands: no line
     assert "**Projection to 6,000,000 RV stars**" in text and "GPU: not measured" in text
     text = write_benchmarks_md({"date": "d2", "machine": "m", "versions": "v",
                                 "ingest": BENCH_INGEST}, path).read_text()

@@ -8,8 +8,8 @@ import numpy as np
 
 from gaialake.astro.frame import SolarParameters
 from gaialake.conf import load_conf
-from gaialake.density.mock_catalog import (MockCatalogSettings, draw_mock, fingerprint,
-                                           mock_catalog_conf, observe_stars)
+from gaialake.density.mock_catalog import (MAX_STARS_PER_FILE, MockCatalogSettings, draw_mock,
+                                           fingerprint, mock_catalog_conf, observe_stars)
 
 
 def test_the_mock_parallaxes_carry_the_zero_point_and_nothing_else_changes():
@@ -46,3 +46,10 @@ def test_the_mock_catalog_has_its_own_warehouse_and_database_and_a_settings_fing
     assert fingerprint(conf) == before
     conf.set("density.mock_catalog.n_stars", 5)
     assert fingerprint(conf) != before
+
+
+def test_a_big_mock_is_written_in_more_files_than_asked():
+    settings = MockCatalogSettings.from_conf(load_conf().get("density"))
+    assert settings.files == settings.n_files == 8           # 1e6 tracers: 125k per file
+    big = replace(settings, n_stars=10_000_001)
+    assert big.files == 41 and big.n_stars / big.files <= MAX_STARS_PER_FILE
