@@ -4,9 +4,9 @@ it blind on another (B), write ``accreted_catalog``.
 1. Sources: the training catalog is the warehouse ``accreted.train_warehouse`` and the test
    catalog ``accreted.test_warehouse`` (``gaia_source`` + ``truth_origin``, e.g. an ingested
    simulation mock); when null, the synthetic galaxies ``accreted.train_galaxy`` /
-   ``eval_galaxy``: the main warehouse when ``sky.galaxy`` is that galaxy and ``truth_origin``
-   exists there, else its own sky, generated and ingested once (``gaialake generate`` +
-   ``ingest``) under ``<accreted.side_root>/<galaxy>`` (:mod:`gaialake.accreted.sources`).
+   ``eval_galaxy``: each its own sky (``accreted.side_sky`` over the main sky settings),
+   generated and ingested once (``gaialake generate`` + ``ingest``) under
+   ``<accreted.side_root>/<galaxy>`` (:mod:`gaialake.accreted.sources`).
 2. Train (catalog A): features of the stars passing the quality cuts,
    joined with ``truth_origin``, split by a hash of source_id; each variant's MLP (``5d``,
    ``6d``) streams its training rows from Spark through Petastorm with class weights and is

@@ -143,6 +143,7 @@ def run(conf: Conf) -> dict:
             tracking.log_metrics({"dr3_rows": dr3_rows, "dr3_files": len(counts)})
     return {"run_id": run_id, "particles": int(particles_df.count()), "mock_rows": mock_counts,
             "dr3_rows": dr3_rows, **{k: round(v, 4) for k, v in result.metrics().items()},
+            "flow_epochs": len(fit.train_loss), "flow_best_epoch": fit.best_epoch,
             "seconds": round(time.perf_counter() - t0, 1)}
 
 

@@ -3,11 +3,14 @@
 The training catalog is ``accreted.train_warehouse`` and the test catalog
 ``accreted.test_warehouse`` when set (:func:`warehouse_source`: any warehouse holding
 ``gaia_source`` + ``truth_origin``, e.g. an ingested upsampled simulation); when null, the
-synthetic galaxy ``accreted.train_galaxy`` / ``eval_galaxy`` (:func:`galaxy_source`). A galaxy's ``gaia_source`` + ``truth_origin`` are the main warehouse's when ``sky.galaxy`` is
-that galaxy and ``truth_origin`` exists there; else its own sky, generated and ingested once
-into ``<accreted.side_root>/<galaxy>/{raw,warehouse}`` (catalog database ``<db>_sky_<galaxy>``)
-with the main sky settings overridden by ``accreted.side_sky``, and made again when those
-settings change (the marker file ``<side_root>/<galaxy>/accreted_source.json`` records them).
+synthetic galaxy ``accreted.train_galaxy`` / ``eval_galaxy`` (:func:`galaxy_source`). A
+galaxy's ``gaia_source`` + ``truth_origin`` are its own sky, generated and ingested once into
+``<accreted.side_root>/<galaxy>/{raw,warehouse}`` (catalog database ``<db>_sky_<galaxy>``) with
+the main sky settings overridden by ``accreted.side_sky``, and made again when those settings
+change (the marker file ``<side_root>/<galaxy>/accreted_source.json`` records them). Both
+galaxies are drawn on the same terms, whatever the main sky is: the classifier trains on a
+catalog as deep in labelled stars as the one it is tested on (the main sky's faint stars mostly
+fail the parallax cut).
 """
 from __future__ import annotations
 
@@ -53,12 +56,10 @@ def side_conf(conf: Conf, galaxy: str) -> tuple[Conf, str]:
 
 
 def galaxy_source(spark, conf: Conf, galaxy: str, build_sky: Callable[[Conf], int]) -> Conf:
-    """The conf whose warehouse holds ``gaia_source`` and ``truth_origin`` of ``galaxy`` (see
-    the module docstring); ``build_sky(side_conf)`` generates and ingests a side sky when
+    """The conf whose warehouse holds ``gaia_source`` and ``truth_origin`` of ``galaxy``: its
+    side sky (see the module docstring); ``build_sky(side_conf)`` generates and ingests it when
     needed and returns its number of stars."""
     truth_tables = (tables.GAIA_SOURCE, tables.TRUTH_ORIGIN)
-    if str(conf.get("sky.galaxy")) == galaxy and has_tables(spark, conf, *truth_tables):
-        return conf
     side, marker = side_conf(conf, galaxy)
     raw = side.path("paths.raw")
     root = str(Path(raw).parent) if "://" not in raw else raw.rsplit("/", 1)[0]

@@ -58,12 +58,10 @@ def density_stages(output: str) -> dict[str, dict]:
 def band_medians(summary: Mapping[str, float]) -> dict[str, float]:
     """The density job's median relative error per band of height (``rho_rel_err_median_<lo>_
     <hi>``: |z| in kpc for the slab, r for the sphere) as {"<lo>-<hi>": median}, by ``lo``."""
-    bands = {}
-    for key, value in summary.items():
-        match = re.fullmatch(r"rho_rel_err_median_([0-9.]+)_([0-9.]+)", key)
-        if match:
-            bands[(float(match[1]), f"{match[1]}-{match[2]}")] = float(value)
-    return {name: v for (_, name), v in sorted(bands.items())}
+    from gaialake.density.measure import band_of
+
+    bands = {band_of(key): float(value) for key, value in summary.items() if band_of(key)}
+    return {f"{lo:g}-{hi:g}": bands[(lo, hi)] for lo, hi in sorted(bands)}
 
 
 def project_density(stages: dict[str, dict], n_measured: int, cores: int,

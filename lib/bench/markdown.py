@@ -441,7 +441,26 @@ def upsample_bench_lines(results: dict) -> list[str]:
     aucs = results.get("aucs") or {}
     lines += ["AUCs of this run (default settings): " + "; ".join(
         f"{label} {_num(aucs.get(key), '{:.3f}')}" for key, label in _UPSAMPLE_AUCS) + ".", ""]
-    return lines
+    return lines + _budget_lines(results.get("budget") or [])
+
+
+def _budget_lines(budget: list[dict]) -> list[str]:
+    """The training-budget table: the default flow trained ``upsample.flow.epochs`` (first
+    row) and each ``bench.upsample_epochs`` entry."""
+    if len(budget) < 2:
+        return []
+    lines = ["The same flow (`upsample.flow`) trained for more epochs (`bench.upsample_epochs`; "
+             "each its own `gaialake upsample` run on the same particles, the first row the "
+             "run above): the strong judge measures what the training budget buys.", "",
+             "| epochs | epochs run (best, from 0) | train flow s | "
+             "particles vs flow, strong judge | particles vs flow, seed's protocol |",
+             "|---:|---:|---:|---:|---:|"]
+    for row in budget:
+        lines.append(f"| {row['epochs']} | {_f(row.get('epochs_run'))} "
+                     f"({_f(row.get('best_epoch'))}) | {_num(row.get('train_s'), '{:.0f}')} | "
+                     f"{_num(row.get('auc_particles_vs_flow_strong'), '{:.3f}')} | "
+                     f"{_num(row.get('auc_particles_vs_flow'), '{:.3f}')} |")
+    return lines + [""]
 
 
 def write_upsample_section(results: dict, path: Path) -> Path:

@@ -117,11 +117,22 @@ def _rates(stages: dict[str, dict]) -> None:
             st["rows_s_core"] = st["rows"] / st["seconds"] / st["cores"]
 
 
+def _budget_row(stages: dict[str, dict], summary: dict) -> dict:
+    """The training budget's row of one run: training seconds, epochs run, best epoch and
+    the particles-vs-flow AUCs (strong judge, seed's protocol)."""
+    return {"train_s": stages.get("train flow", {}).get("seconds"),
+            "epochs_run": summary.get("flow_epochs"), "best_epoch": summary.get("flow_best_epoch"),
+            **{k: summary.get(k) for k in ("auc_particles_vs_flow_strong",
+                                           "auc_particles_vs_flow")}}
+
+
 def bench_upsample(root: Path, conf: Conf, n_projected: float = 1e7) -> dict:
     """Run ``gaialake upsample`` on the default particle set in ``root/upsample`` (DR3 files
     in its ``dr3``) and time the parent labels apart; returns the stages (seconds, rows,
     cores, rows/s per core), the job's summary (AUCs of both judges), upsampled stars/s per
-    core and :func:`project_upsample` to ``n_projected`` particles. ``conf``: the settings of
+    core, :func:`project_upsample` to ``n_projected`` particles and ``budget``: the default
+    run and one more run (no DR3 files) per ``bench.upsample_epochs`` entry, the same flow
+    trained that many epochs (training seconds, particles-vs-flow AUCs). ``conf``: the settings of
     the job's run (the job process reads conf/default.yaml; pass the default conf)."""
     work = root / "upsample"
     if work.exists():
@@ -141,7 +152,14 @@ def bench_upsample(root: Path, conf: Conf, n_projected: float = 1e7) -> dict:
     flow_core_s = sum(stages[k]["seconds"] * stages[k]["cores"] for k in FLOW_PATH
                       if k in stages)
     sample = stages.get("sample flow", {})
-    return {"seconds": m.seconds, "peak_mib": m.peak_mib, "cores": cores,
+    budget = [{"epochs": int(conf.get("upsample.flow.epochs")), **_budget_row(stages, summary)}]
+    for epochs in conf.get("bench.upsample_epochs") or []:
+        log.info("bench upsample: the flow trained %d epochs", epochs)
+        run = measure_job("upsample", job_sets(root / f"upsample_e{epochs}",
+                                               [f"--set=upsample.flow.epochs={epochs}"]))
+        budget.append({"epochs": int(epochs), **_budget_row(upsample_stages(run.output),
+                                                            job_summary(run, "upsample"))})
+    return {"seconds": m.seconds, "peak_mib": m.peak_mib, "cores": cores, "budget": budget,
             "n_particles": n_particles, "n_mock": n_mock, "dr3_rows": summary.get("dr3_rows"),
             "stages": stages,
             "aucs": {k: v for k, v in summary.items() if k.startswith("auc_")},

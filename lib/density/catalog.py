@@ -246,16 +246,19 @@ def selection_function(counts: pd.DataFrame, floor: float) -> pd.DataFrame:
     return cells
 
 
-def selection_weights(stars: pd.DataFrame, cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Weights ``1 / s`` of RV ``stars`` (rows with the cell columns) and the mask of stars in
-    kept cells (weight 0 elsewhere)."""
-    keyed = stars[["g_bin", "c_bin", "pix"]].merge(cells, on=["g_bin", "c_bin", "pix"],
+def selection_weights(stars: pd.DataFrame, cells: pd.DataFrame
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights ``1 / s`` of RV ``stars`` (rows with the cell columns; weight 0 outside kept
+    cells), the mask of stars in kept cells and each star's cell (its row of ``cells``)."""
+    rows = cells.reset_index(drop=True).rename_axis("cell_row").reset_index()
+    keyed = stars[["g_bin", "c_bin", "pix"]].merge(rows, on=["g_bin", "c_bin", "pix"],
                                                    how="left", validate="many_to_one")
     if keyed["s"].isna().any():
         raise ValueError(f"{int(keyed['s'].isna().sum())} RV stars fall in no counted cell: "
                          "the stars and the counts are not of the same read")
     kept = keyed["kept"].to_numpy(bool)
-    return np.where(kept, 1.0 / keyed["s"].to_numpy(float), 0.0), kept
+    return (np.where(kept, 1.0 / keyed["s"].to_numpy(float), 0.0), kept,
+            keyed["cell_row"].to_numpy(np.int64))
 
 
 @dataclass(frozen=True)
@@ -308,10 +311,7 @@ def sample_rows(stars: pd.DataFrame, cells: pd.DataFrame, s: CatalogSettings,
     (kpc) and vx, vy, vz (km/s), ``weight`` 1/s, ``v_err_kms`` (:func:`velocity_errors_kms`),
     ``dist_kpc`` and ``poe`` (parallax over error, zero point removed). Pure; the catalog's
     batches go through it one by one."""
-    index = cells.reset_index(drop=True).reset_index()[["index", "g_bin", "c_bin", "pix"]]
-    cell = stars[["g_bin", "c_bin", "pix"]].merge(index, on=["g_bin", "c_bin", "pix"],
-                                                  how="left")["index"]
-    weight, kept = selection_weights(stars, cells)
+    weight, kept, cell = selection_weights(stars, cells)
     rows = stars.loc[kept]
     if not len(rows):
         return pd.DataFrame({c: np.empty(0, np.int64 if t == "long" else float) for c, t in
@@ -321,7 +321,7 @@ def sample_rows(stars: pd.DataFrame, cells: pd.DataFrame, s: CatalogSettings,
     parallax_c = rows["parallax"].to_numpy(float) - s.zero_point_mas
     return pd.DataFrame({
         "source_id": rows["source_id"].to_numpy(np.int64),
-        "cell": cell.loc[kept].to_numpy(np.int64),
+        "cell": cell[kept],
         "x": x[:, 0], "y": x[:, 1], "z": x[:, 2], "vx": v[:, 0], "vy": v[:, 1], "vz": v[:, 2],
         "weight": weight[kept], "v_err_kms": velocity_errors_kms(rows, s.zero_point_mas),
         "dist_kpc": distance_from_parallax(rows["parallax"].to_numpy(float), s.zero_point_mas),

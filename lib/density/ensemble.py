@@ -84,38 +84,31 @@ def member_weights(count: np.ndarray, weight: np.ndarray | None, seed: int, *,
     return w_n, (w_n if weight_velocity else count)
 
 
-def member_frame(x: np.ndarray, v: np.ndarray, weight: np.ndarray | None, keys: np.ndarray,
-                 *, members: int, seed: int, bootstrap: bool = True,
-                 weight_velocity: bool = False, reweight: Reweight | None = None):
-    """The in-memory stars as the Petastorm feed's rows (pandas): :func:`feed_columns`, each
-    member's weights of :func:`member_weights` on its :func:`bootstrap_counts`."""
-    import pandas as pd
-
-    counts = bootstrap_counts(keys, members, seed, bootstrap)
-    pdf = pd.DataFrame({"x": x[:, 0], "y": x[:, 1], "z": x[:, 2],
-                        "vx": v[:, 0], "vy": v[:, 1], "vz": v[:, 2]})
-    for k in range(members):
-        pdf[f"w_n{k}"], pdf[f"w_v{k}"] = member_weights(
-            counts[k], weight, seed + k, reweight=reweight if bootstrap else None,
-            weight_velocity=weight_velocity)
-    return pdf
-
-
-def member_columns(keys: np.ndarray, weight: np.ndarray, cell: np.ndarray | None,
-                   cell_weights: np.ndarray | None, *, members: int, seed: int,
-                   bootstrap: bool = True, weight_velocity: bool = False
-                   ) -> dict[str, np.ndarray]:
-    """One batch of a streamed sample's weight columns ``w_n<k>``, ``w_v<k>``: as
-    :func:`member_weights`, with member k's selection weights looked up per star from
-    ``cell_weights[k]`` (per cell, re-estimated on member k's resample) at its ``cell``; without
-    them (None) the stars' own ``weight``."""
+def member_columns(keys: np.ndarray, weight: np.ndarray | None, *, members: int, seed: int,
+                   bootstrap: bool = True, weight_velocity: bool = False,
+                   reweight: Reweight | None = None) -> dict[str, np.ndarray]:
+    """Each member's weight columns ``w_n<k>``, ``w_v<k>`` of the stars ``keys``:
+    :func:`member_weights` on its :func:`bootstrap_counts`, the selection weights
+    ``reweight(counts of member k, seed + k)`` (only with ``bootstrap``) or else ``weight``.
+    The in-memory feed (:func:`member_frame`) and a streamed sample's batches both use it."""
     counts = bootstrap_counts(keys, members, seed, bootstrap)
     out = {}
     for k in range(members):
-        w = weight if cell_weights is None else cell_weights[k][cell]
-        out[f"w_n{k}"], out[f"w_v{k}"] = member_weights(counts[k], w, seed + k,
-                                                        weight_velocity=weight_velocity)
+        out[f"w_n{k}"], out[f"w_v{k}"] = member_weights(
+            counts[k], weight, seed + k, reweight=reweight if bootstrap else None,
+            weight_velocity=weight_velocity)
     return out
+
+
+def member_frame(x: np.ndarray, v: np.ndarray, weight: np.ndarray | None, keys: np.ndarray,
+                 **weights):
+    """The in-memory stars as the Petastorm feed's rows (pandas): :func:`feed_columns`, the
+    weight columns of :func:`member_columns` (``weights``: its keyword arguments)."""
+    import pandas as pd
+
+    return pd.DataFrame({"x": x[:, 0], "y": x[:, 1], "z": x[:, 2],
+                         "vx": v[:, 0], "vy": v[:, 1], "vz": v[:, 2],
+                         **member_columns(keys, weight, **weights)})
 
 
 def feed_columns(members: int) -> list[str]:

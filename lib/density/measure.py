@@ -20,7 +20,8 @@ from gaialake.density.boltzmann import (cbe_residual, divergence_density, log_f_
 from gaialake.density.potential import fit_mlp_potential, fit_spline_potential
 
 __all__ = ["grid_points", "count_stars", "lattice_cells", "counts_on_lattice", "fit_potentials",
-           "estimate_fields", "equilibrium_residual", "error_summary", "coverage", "band_errors"]
+           "estimate_fields", "equilibrium_residual", "error_summary", "coverage", "band_errors",
+           "BAND_MEDIAN_PREFIX", "band_of"]
 
 
 def grid_points(center_kpc: Sequence[float], radius_kpc: float, spacing_kpc: float) -> np.ndarray:
@@ -172,6 +173,21 @@ def band_errors(rho: np.ndarray, rho_true: np.ndarray, region: np.ndarray, heigh
         k = region & (height >= lo) & (height < hi)
         if k.any():
             tag = f"{lo:g}_{hi:g}"
-            out[f"rho_rel_err_median_{tag}"] = float(np.median(e[k]))
+            out[f"{BAND_MEDIAN_PREFIX}{tag}"] = float(np.median(e[k]))
             out[f"n_region_{tag}"] = int(k.sum())
     return out
+
+
+#: The prefix of :func:`band_errors`' median keys (``rho_rel_err_median_<lo>_<hi>``).
+BAND_MEDIAN_PREFIX = "rho_rel_err_median_"
+
+
+def band_of(key: str) -> tuple[float, float] | None:
+    """(lo, hi) in kpc of a :func:`band_errors` median key; None for any other key."""
+    if not key.startswith(BAND_MEDIAN_PREFIX):
+        return None
+    lo, _, hi = key[len(BAND_MEDIAN_PREFIX):].partition("_")
+    try:
+        return float(lo), float(hi)
+    except ValueError:
+        return None

@@ -95,7 +95,7 @@ def streamed_feed(sample: ValidationSample, fit: dict, reweight):
     from gaialake.density.ensemble import bootstrap_counts, feed_columns, member_columns
 
     members, seed, bootstrap = fit["members"], fit["seed"], fit["bootstrap"]
-    cell_weights = None
+    cell_weights: dict[int, np.ndarray] | None = None   # member seed -> weight per cell
     if reweight is not None and bootstrap:
         def counted(pdf: pd.DataFrame) -> pd.DataFrame:
             c = bootstrap_counts(pdf["source_id"].to_numpy(), members, seed)
@@ -104,17 +104,20 @@ def streamed_feed(sample: ValidationSample, fit: dict, reweight):
         sums = sample.stream.sum_by("cell", counted, "cell long, " + ", ".join(
             f"c{k} double" for k in range(members)))
         n_cells = len(reweight.n_non_rv)
-        cell_weights = np.zeros((members, n_cells))
+        cell_weights = {}
         for k in range(members):
             summed = np.zeros(n_cells)
             summed[sums["cell"].to_numpy(np.int64)] = sums[f"c{k}"].to_numpy(float)
-            cell_weights[k] = reweight.cell_weights(summed, seed + k)
+            cell_weights[seed + k] = reweight.cell_weights(summed, seed + k)
     columns = partial(member_columns, members=members, seed=seed, bootstrap=bootstrap,
                       weight_velocity=fit["weight_velocity"])
 
     def rows(pdf: pd.DataFrame) -> pd.DataFrame:
+        cell = pdf["cell"].to_numpy()
+        per_cell = None if cell_weights is None else (
+            lambda count, member_seed: cell_weights[member_seed][cell])
         weights = columns(pdf["source_id"].to_numpy(), pdf["weight"].to_numpy(),
-                          pdf["cell"].to_numpy(), cell_weights)
+                          reweight=per_cell)
         return pd.DataFrame({**{c: pdf[c] for c in ("x", "y", "z", "vx", "vy", "vz")},
                              **weights})
 

@@ -128,7 +128,7 @@ def flow_mock(spark, model, n_mock: int, seeds: Mapping[int, int], f_fit: float,
     n_parts = len(seeds)
     tasks = spark.createDataFrame(pd.DataFrame({"partition": np.arange(n_parts),
                                                 "n": mock.partition_counts(n_mock, n_parts)}))
-    return tasks.repartition(n_parts, "partition").mapInPandas(
+    return tasks.repartitionByRange(n_parts, "partition").mapInPandas(
         flow_sampler(model.config, state_to_bytes(model.cpu().state_dict()), seeds, f_fit,
                      f_eval, run_id, parents), tables.UPSAMPLED_MOCK.schema)
 
@@ -281,7 +281,7 @@ def write_dr3(stars_df, out_dir: str, settings, seeds: Mapping[int, int]) -> dic
     keyed = stars_df.mapInPandas(
         file_index_fn(settings.n_files),
         StructType(stars_df.schema.fields + [StructField("file_index", IntegerType())]))
-    truth = keyed.repartition(settings.n_files, "file_index").mapInPandas(
+    truth = keyed.repartitionByRange(settings.n_files, "file_index").mapInPandas(
         dr3_writer(out_dir, settings, seeds), TRUTH_ROWS_DDL)
     counts = truth.repartition(1).mapInPandas(
         truth_writer(f"{out_dir.rstrip('/')}/{TRUTH_FILE}"), "file_index long, n long").collect()

@@ -95,3 +95,17 @@ def test_section_says_why_it_was_not_measured(tmp_path):
     text = write_upsample_section({"date": "d", "machine": "m", "error": "upsample failed (1)"},
                                   tmp_path / "B.md").read_text()
     assert "Not measured: upsample failed (1)" in text
+
+
+def test_section_shows_the_training_budget_rows_when_more_epochs_ran(tmp_path):
+    budget = [{"epochs": 16, "epochs_run": 16, "best_epoch": 15, "train_s": 120.4,
+               "auc_particles_vs_flow_strong": 0.589, "auc_particles_vs_flow": 0.51},
+              {"epochs": 40, "epochs_run": 31, "best_epoch": 24, "train_s": 301.0,
+               "auc_particles_vs_flow_strong": 0.552, "auc_particles_vs_flow": None}]
+    text = write_upsample_section({**_results(), "budget": budget}, tmp_path / "B.md").read_text()
+    assert "| 16 | 16 (15) | 120 | 0.589 | 0.510 |" in text
+    assert "| 40 | 31 (24) | 301 | 0.552 | n/a |" in text
+    # one run alone (no bench.upsample_epochs) has no budget table
+    alone = write_upsample_section({**_results(), "budget": budget[:1]},
+                                   tmp_path / "C.md").read_text()
+    assert "| epochs |" not in alone

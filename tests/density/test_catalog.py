@@ -101,7 +101,9 @@ def test_rv_selection_weights_recover_an_injected_selection():
         n_parent=("has_rv", "size"), n_rv=("has_rv", "sum"))
     cells = selection_function(counts, s.floor)
     rv = parent[parent.has_rv].reset_index(drop=True)
-    weight, kept = selection_weights(rv, cells)
+    weight, kept, cell = selection_weights(rv, cells)
+    keys = ["g_bin", "c_bin", "pix"]   # each star's cell is the row holding its bins
+    np.testing.assert_array_equal(cells[keys].to_numpy()[cell], rv[keys].to_numpy())
 
     # per cell, s within 4 binomial sigma of the injected value
     truth = parent.assign(s_true=s_true).groupby(["g_bin", "c_bin", "pix"])["s_true"].mean()

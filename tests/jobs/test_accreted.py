@@ -3,9 +3,9 @@ catalog (null scores for missing astrometry), MLflow registration, deterministic
 labelled catalogs named by ``accreted.train_warehouse`` / ``test_warehouse``, the threshold
 chosen on the training catalog.
 
-The two small skies (A as the main catalog, B as the side sky) are drawn with the sky's sampler
-and written straight to Delta (``gaialake generate``/``ingest`` have their own tests), with
-rows of missing astrometry added to the main catalog.
+The small skies (A's and B's side skies, and a main catalog of galaxy A) are drawn with the
+sky's sampler and written straight to Delta (``gaialake generate``/``ingest`` have their own
+tests), with rows of missing astrometry added to the main catalog.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_accreted_job_trains_on_A_tests_on_B_and_writes_the_catalog(spark, conf,
     import mlflow
 
     from gaialake.accreted.scoring import score_stars
-    from gaialake.accreted.sources import SOURCE_MARKER, side_conf
+    from gaialake.accreted.sources import SOURCE_MARKER, galaxy_source, side_conf
     from gaialake.accreted.classifier_spark import score_catalog
     from gaialake.io.tracking import load_torch_model, state_to_bytes
     from gaialake.jobs import accreted
@@ -60,14 +60,18 @@ def test_accreted_job_trains_on_A_tests_on_B_and_writes_the_catalog(spark, conf,
         "sky.galaxy=A", f"accreted.side_root={tmp_path / 'skies'}",
         f"accreted.figures_dir={tmp_path / 'figures'}", "accreted.net.hidden=[32, 32]",
         "accreted.train.epochs=3", "accreted.transfer.epochs=1", "accreted.target_purity=0.5"])
-    stars = _write_sky(spark, conf, "A", 25_000, broken=30)
-    side, marker = side_conf(conf, "B")
-    _write_sky(spark, side, "B", 25_000)
-    root = Path(side.path("paths.raw")).parent
-    (root / SOURCE_MARKER).write_text(marker)  # B's sky counts as made by the job
+    stars = _write_sky(spark, conf, "A", 15_000, broken=30)
+    for galaxy in ("A", "B"):  # each galaxy's side sky; the main one is only scored
+        side, marker = side_conf(conf, galaxy)
+        _write_sky(spark, side, galaxy, 25_000)
+        root = Path(side.path("paths.raw")).parent
+        (root / SOURCE_MARKER).write_text(marker)  # the sky counts as made by the job
 
     summary = accreted.run(conf)
     print({k: v for k, v in summary.items() if not isinstance(v, dict)})
+    # A trains on its own side sky although the main catalog is galaxy A with its truth
+    source_a = galaxy_source(spark, conf, "A", lambda side: pytest.fail("side sky made again"))
+    assert source_a.path("paths.warehouse") == str(tmp_path / "skies" / "A" / "warehouse")
     # tiny skies, 3 epochs: the plumbing, not the science (tests/accreted/test_accreted.py checks
     # that); the splash and the accreted disks keep even a good classifier near 0.95
     assert summary["auc_A"] > 0.85 and summary["auc_B"] > 0.85

@@ -1,4 +1,4 @@
-"""The mapInPandas functions of the upsampled mock, run on pandas frames (no Spark)."""
+"""The mapInPandas functions of the upsampled mock on pandas frames, and their Spark tasks."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,3 +25,19 @@ def test_flow_sampler_partitions_are_seeded_and_reproducible():
                                   check_exact=False, rtol=1e-9, atol=1e-9)
     assert not np.allclose(a[a.particle_id >= 2**32]["x"], c[c.particle_id >= 2**32]["x"])
     assert set(a["split"]) == {"fit", "eval", "mock"}
+
+
+def test_flow_mock_gives_each_sampling_task_one_partition(spark):
+    """Hash partitioning put both of 2 sampling partitions in one task (one core sampled
+    everything); range partitioning gives every task its own."""
+    from gaialake.models.galaxyflow import build_galaxyflow, galaxyflow_config
+    from gaialake.upsample.mock_spark import flow_mock
+
+    x = np.random.default_rng(1).normal(size=(300, 6)) + [-8, 0, 0, 0, 220, 0]
+    model = build_galaxyflow(galaxyflow_config(x, ["x", "y", "z", "vx", "vy", "vz"],
+                                               transforms=1, hidden=8))
+    for parts in (2, 8):
+        mock = flow_mock(spark, model, 40 * parts, {p: 100 + p for p in range(parts)}, 0.3, 0.3,
+                         "r")
+        sizes = mock.rdd.glom().map(len).collect()
+        assert sizes == [40] * parts
