@@ -60,8 +60,8 @@ def band_medians(summary: Mapping[str, float]) -> dict[str, float]:
     <hi>``: |z| in kpc for the slab, r for the sphere) as {"<lo>-<hi>": median}, by ``lo``."""
     from gaialake.density.measure import band_of
 
-    bands = {band_of(key): float(value) for key, value in summary.items() if band_of(key)}
-    return {f"{lo:g}-{hi:g}": bands[(lo, hi)] for lo, hi in sorted(bands)}
+    bands = {band: float(value) for key, value in summary.items() if (band := band_of(key))}
+    return {f"{lo:g}-{hi:g}": value for (lo, hi), value in sorted(bands.items())}
 
 
 def project_density(stages: dict[str, dict], n_measured: int, cores: int,
