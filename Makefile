@@ -70,4 +70,5 @@ bench-streams: $(STAMP)
 	$(PY) -m gaialake.cli bench --streams --conf conf/bench_streams.yaml $(ARGS)
 
 clean:
-	rm -rf warehouse warehouse_densitymock mlruns data/synthetic data/density_mock bench_out report
+	rm -rf warehouse warehouse_densitymock mlruns data/synthetic data/density_mock bench_out report \
+	       warehouse_nostreams* mlruns_nostreams* report_nostreams*

@@ -115,20 +115,22 @@ def _log_patch(patch_id: int, groups: list[dict]) -> list[dict]:
     trained = []
     with tracking.child_run(f"patch {patch_id}", patch_id=str(patch_id)):
         tracking.log_params({"patch_id": patch_id, "groups": len(groups)})
+        metrics, curves, skipped = {}, {}, {}
         for g in groups:
             again = f".r{g['retraining']}" if g["retraining"] else ""
             name = g["name"] = f"{g['pm_axis']}.sr{g['sr_index']}{again}"
             if g["skipped"]:
                 log.info("patch %d %s [%.1f, %.1f) mas/yr skipped: %s", patch_id,
                          g["pm_axis"], g["sr_lo"], g["sr_hi"], g["skipped"])
-                tracking.set_tags({f"skipped.{name}": g["skipped"]})
+                skipped[f"skipped.{name}"] = g["skipped"]
                 continue
             g["key"] = group_key(patch_id, g["pm_axis"], g["sr_index"]) + again.replace(".", "_")
             trained.append(g)
-            tracking.log_metrics({f"{name}.{k}": v for k, v in g["metrics"].items()})
-            for curve, values in g["curves"].items():
-                for step, v in enumerate(values):
-                    tracking.log_metrics({f"{name}.{curve}": v}, step=step)
+            metrics.update({f"{name}.{k}": v for k, v in g["metrics"].items()})
+            curves.update({f"{name}.{curve}": v for curve, v in g["curves"].items()})
+        tracking.set_tags(skipped)
+        tracking.log_metrics(metrics)
+        tracking.log_curves(curves)
         tracking.log_dict({g["name"]: g["feature_map"] for g in trained}, "feature_maps.json")
         if trained:
             with tempfile.TemporaryDirectory() as tmp:
@@ -154,6 +156,9 @@ def _log_groups(settings: SearchSettings, models: list[dict]) -> dict:
             continue
         config, state = search_model(method, settings.flow,
                                      [g for g in trained if g["retraining"] == 0])
+        if not config["groups"]:
+            log.warning("no group trained %s: gaialake-%s is not registered", method, method)
+            continue
         with stage(log, f"register gaialake-{method}"):
             version = tracking.log_torch_model(
                 f"{method}_model", "gaialake.streams.scorer:build_search_model", config, state,

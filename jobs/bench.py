@@ -39,7 +39,8 @@ from gaialake.bench.density_bench import bench_density
 from gaialake.bench.ingest_bench import bench_ingest, bench_ingest_at_scale
 from gaialake.bench.kit import machine_line, versions_line
 from gaialake.bench.markdown import (write_benchmarks_md, write_density_section,
-                                     write_streams_section, write_upsample_section)
+                                     write_pipeline_section, write_streams_section,
+                                     write_upsample_section)
 from gaialake.bench.pipeline_bench import bench_pipeline, bench_scaling
 from gaialake.bench.streams_bench import bench_streams
 from gaialake.bench.train_bench import run_score_bench, run_train_bench
@@ -107,18 +108,29 @@ def _density(conf: Conf, root: Path, results: dict) -> dict:
 
 
 def add_arguments(parser) -> None:
-    """``--streams``: the real-density stream benchmark instead of the rest; ``--upsample``
-    and ``--density``: the upsampling or density throughput benchmark alone."""
+    """``--streams``: the real-density stream benchmark instead of the rest; ``--upsample``,
+    ``--density`` and ``--pipeline``: the upsampling or density throughput benchmark, or
+    ``make run`` per stage, alone."""
     parser.add_argument("--streams", action="store_true",
                         help="run the real-density stream benchmark (make bench-streams)")
     parser.add_argument("--upsample", action="store_true",
                         help="run the upsampling benchmark alone (its BENCHMARKS.md section)")
     parser.add_argument("--density", action="store_true",
                         help="run the density throughput benchmark alone (its section)")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="time make run (gaialake pipeline) per stage alone (its section)")
 
 
 def main(conf: Conf, args) -> int:
-    """``gaialake bench [--streams | --upsample | --density]``."""
+    """``gaialake bench [--streams | --upsample | --density | --pipeline]``."""
+    if args.pipeline:
+        root = Path(conf.path("bench.dir"))
+        root.mkdir(parents=True, exist_ok=True)
+        results = {**bench_pipeline(root), "machine": machine_line(),
+                   "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+        (root / "pipeline.json").write_text(json.dumps(results, indent=1, default=str))
+        log.info("wrote %s", write_pipeline_section(results, REPO_ROOT / "BENCHMARKS.md"))
+        return 0
     if args.density:
         root = Path(conf.path("bench.dir"))
         root.mkdir(parents=True, exist_ok=True)

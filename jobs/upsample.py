@@ -6,8 +6,9 @@ Stages (conf section ``upsample``; the logic is in :mod:`gaialake.upsample`):
    default galaxy near the Sun (:func:`~gaialake.upsample.particles.particles_from_conf`), split
    (seeded) into ``train`` / ``val`` (the flow's early-stopping set) and ``heldout``; Delta
    ``star_particles``.
-2. **flow**: GalaxyFlow trained mass-weighted on the ``train`` rows (Petastorm feed, or
-   ``upsample.feed: memory``; the GPU when there is one); registered ``gaialake-galaxyflow``.
+2. **flow**: GalaxyFlow trained mass-weighted on the ``train`` rows (``upsample.feed``: in
+   memory up to ``upsample.memory_max_rows`` rows, else through Petastorm; the GPU when there
+   is one); registered ``gaialake-galaxyflow``.
 3. **sample**: ``multiple`` x (training particles) stars by ``mapInPandas`` over
    ``sample_partitions`` partitions, partition p seeded ``conf.seed_for("upsample", p)``; each
    star's parent (nearest training particle) and its label when there are labels or DR3 files.
@@ -81,11 +82,12 @@ def run(conf: Conf) -> dict:
                 None, columns, stats=mock_spark.model_space_stats(train_df, columns),
                 radius_kpc=radius, **flow_shape(flow_conf))
             val_pdf = in_split("val").select(*columns, "mass").toPandas()
+            feed = mock_spark.choose_feed(str(upsample_conf["feed"]), train_df.count(),
+                                          int(upsample_conf["memory_max_rows"]))
             model, fit = mock_spark.train_galaxyflow_df(
                 train_df, val_pdf, config, train_settings(flow_conf),
-                seed=conf.seed_for("upsample", "flow") % 2**31, conf=conf,
-                feed=str(upsample_conf.get("feed", "petastorm")), logger=log)
-            st.count, st.extra = fit.samples, json.dumps(fit.metrics())
+                seed=conf.seed_for("upsample", "flow") % 2**31, conf=conf, feed=feed, logger=log)
+            st.count, st.extra = fit.samples, json.dumps({"feed": feed, **fit.metrics()})
 
         n_training = training_df.count()
         n_mock = int(round(multiple * n_training))

@@ -233,17 +233,25 @@ def train_galaxyflow(model: GalaxyFlow,
 
 def fit_galaxyflow(model: GalaxyFlow, features: np.ndarray, mass: np.ndarray,
                    settings: TrainSettings, seed: int, device: torch.device | None = None,
-                   logger=None) -> TrainResult:
+                   logger=None, val: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> TrainResult:
     """Train ``model`` in memory on physical ``features`` ``(n, d)`` with masses ``(n,)``
-    (M_sun); a ``val_fraction`` of the rows (drawn with ``seed``) is the early-stopping set."""
+    (M_sun); the early-stopping set is ``val`` = (features, masses) when given, else a
+    ``val_fraction`` of the rows (drawn with ``seed``)."""
     device = device or torch.device("cpu")
     model.to(device)
     gen = torch.Generator().manual_seed(int(seed) % (2**63))
+    mean_mass = float(np.mean(mass))
     z = model.standardise(features).to(device)
-    w = torch.as_tensor(mass / mass.mean(), dtype=torch.float32, device=device)
+    w = torch.as_tensor(mass / mean_mass, dtype=torch.float32, device=device)
     perm = torch.randperm(len(z), generator=gen).to(device)
-    n_val = max(1, int(round(settings.val_fraction * len(z))))
-    val, tr = perm[:n_val], perm[n_val:]
+    if val is None:
+        n_val = max(1, int(round(settings.val_fraction * len(z))))
+        z_val, w_val, tr = z[perm[:n_val]], w[perm[:n_val]], perm[n_val:]
+    else:
+        z_val = model.standardise(val[0]).to(device)
+        w_val = torch.as_tensor(val[1] / mean_mass, dtype=torch.float32, device=device)
+        tr = perm
     z_tr, w_tr = z[tr], w[tr]
 
     def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -253,5 +261,5 @@ def fit_galaxyflow(model: GalaxyFlow, features: np.ndarray, mass: np.ndarray,
             yield z_tr[idx], w_tr[idx]
 
     steps = len(z_tr) // settings.batch_size
-    return train_galaxyflow(model, batches, (z[val], w[val]), settings, steps, seed, device,
+    return train_galaxyflow(model, batches, (z_val, w_val), settings, steps, seed, device,
                             logger)

@@ -4,7 +4,9 @@
   :func:`write_dr3_file` (ECSV header, nulls, booleans).
 - The stream-search toy patch: :func:`toy_patch` (a patch in its own frame with a labelled
   stream), :data:`STREAM_SR` (the signal region holding its stream), :func:`toy_patch_on_sky`
-  and :func:`write_toy_sky` (the patch put on the sky and written as ``gaia_source``).
+  and :func:`write_toy_sky` (the patch put on the sky and written as ``gaia_source``);
+  :func:`realistic_search_settings`, :func:`search_toy_patch` and :data:`THRESHOLD_Z` of the
+  realistic-contrast tests.
 """
 from __future__ import annotations
 
@@ -78,6 +80,42 @@ def write_dr3_file(path: Path, lines: list[str], header: str | None = None) -> P
 
 
 STREAM_SR = SignalRegion("pm_phi", 1, -9.0, -3.0)
+#: Line significance (binomial z) a protocluster must reach to count as found in the
+#: realistic-contrast searches of the toy patch (with the stream and its stream-free twin).
+THRESHOLD_Z = 6.0
+
+
+def search_toy_patch(n_stream: int, settings) -> tuple:
+    """The realistic-contrast search: :func:`toy_patch` (seed 2, 30,000 field stars and
+    ``n_stream`` stream stars) scored by ``settings`` in :func:`score_group` (seed 3), then the
+    line finder on the scores; (patch, the scored stars, their scores, the protoclusters)."""
+    import torch
+
+    from gaialake.streams.linefind import LineFindSettings, find_protoclusters
+    from gaialake.streams.search import score_group
+
+    torch.set_num_threads(1)
+    patch = toy_patch(30000, n_stream, seed=2)
+    scores = score_group(patch, STREAM_SR, settings, seed=3).scores
+    stars = patch.set_index("source_id").loc[scores.source_id]
+    lines = find_protoclusters(stars.phi, stars.lam, stars.pm_phi, stars.pm_lam,
+                               scores.score.to_numpy(), scores.source_id.to_numpy(),
+                               LineFindSettings())
+    return patch, stars, scores.score.to_numpy(), lines
+
+
+def realistic_search_settings():
+    """The search of the realistic-contrast toy-patch tests: CATHODE with a control-region MAF
+    4 x 32 (<= 20 epochs), boosted trees of 100 iterations, 5 folds."""
+    from gaialake.models.train import TrainSettings
+    from gaialake.streams.regions import FeatureMap
+    from gaialake.streams.search import SearchSettings
+
+    return SearchSettings(methods=("cathode",), flow={"type": "maf", "transforms": 4,
+                                                      "hidden": 32},
+                          train=TrainSettings(lr=1e-3, batch_size=256, max_epochs=20, patience=4),
+                          fmap=FeatureMap(15.0, {3: (None, 20.2), 4: (0.5, 1.0)}),
+                          classifier={"max_iter": 100}, min_patch_stars=100, min_sr_stars=50)
 
 
 def toy_patch(n_background: int = 20000, n_stream: int = 300, seed: int = 0,

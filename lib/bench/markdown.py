@@ -265,9 +265,18 @@ def scaling_lines(rows: list[dict]) -> list[str]:
 DR3_PATCHES = 96
 
 
+#: BENCHMARKS.md's heading of the make-run table (``make bench``; ``gaialake bench
+#: --pipeline`` re-measures it alone).
+PIPELINE_HEADING = "## `make run` per stage (default sky, one `gaialake pipeline` process)"
+
+
 def _pipeline_lines(pipe: dict) -> list[str]:
-    """The make-run table: seconds per stage (null_sky's own stages indented under it)."""
-    lines = ["## `make run` per stage (default sky, one `gaialake pipeline` process)", "",
+    """The make-run table: seconds per stage (null_sky's own stages indented under it); with
+    ``date`` in ``pipe``, when it was measured apart from the rest (``gaialake bench
+    --pipeline``)."""
+    alone = ([f"Re-measured alone by `gaialake bench --pipeline` on {pipe['date']}; "
+              f"{pipe.get('machine', '')}.", ""] if pipe.get("date") else [])
+    lines = [PIPELINE_HEADING, "", *alone,
              f"{_f(pipe.get('rows'))} stars; {pipe.get('patches')} patches searched "
              f"({_f(pipe.get('patch_rows'))} patch rows). Whole run {pipe['seconds'] / 60:.1f} min, "
              f"peak {pipe['peak_mib']:.0f} MiB (budget: 15 min).", "",
@@ -379,6 +388,13 @@ def _write_section(path: Path, heading: str, lines: list[str]) -> Path:
     text = text.replace(old, section, 1) if old else text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
     return path
+
+
+def write_pipeline_section(results: dict, path: Path) -> Path:
+    """Put :func:`_pipeline_lines` of ``results`` (:func:`gaialake.bench.pipeline_bench.
+    bench_pipeline`'s, plus ``date`` and ``machine``) into ``path`` under
+    :data:`PIPELINE_HEADING`, keeping the rest of the file; returns ``path``."""
+    return _write_section(path, PIPELINE_HEADING, _pipeline_lines(results))
 
 
 def write_streams_section(results: dict, path: Path) -> Path:

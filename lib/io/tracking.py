@@ -22,11 +22,11 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 __all__ = ["tracking_uri", "configure", "job_run", "child_run", "end_dead_runs", "JobTerminated",
-           "log_metrics", "log_figures", "log_params", "set_tags", "log_text", "log_dict",
-           "log_torch_model", "list_models", "promote",
+           "log_metrics", "log_curves", "log_figures", "log_params", "set_tags", "log_text",
+           "log_dict", "log_torch_model", "list_models", "promote",
            "load_torch_state", "load_torch_model", "build_module", "TorchStateModel",
            "flatten", "state_to_bytes", "state_from_bytes"]
 
@@ -234,6 +234,28 @@ def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
         mlflow.log_metrics(clean, step=step)
 
 
+def log_curves(curves: Mapping[str, Sequence[float]]) -> None:
+    """Log each curve of ``curves`` (key -> one value per step, e.g. a loss per epoch) to the
+    active run in batches of 1000 values (one store transaction each, not one per step);
+    non-finite values are left out, keys have ``:`` replaced (nothing without a run)."""
+    import math
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric
+
+    run = mlflow.active_run()
+    if run is None:
+        return
+    now = int(time.time() * 1000)
+    points = [Metric(k.replace(":", "_"), float(v), now, step)
+              for k, values in curves.items() for step, v in enumerate(values)
+              if isinstance(v, (int, float)) and math.isfinite(v)]
+    client = mlflow.tracking.MlflowClient()
+    for i in range(0, len(points), 1000):
+        client.log_batch(run.info.run_id, metrics=points[i:i + 1000])
+
+
 def log_params(params: Mapping[str, Any]) -> None:
     """Log ``params`` (values as strings, at most 500 characters) to the active run (nothing
     without one)."""
@@ -248,9 +270,8 @@ def set_tags(tags: Mapping[str, Any]) -> None:
     without one)."""
     import mlflow
 
-    if mlflow.active_run() is not None:
-        for k, v in tags.items():
-            mlflow.set_tag(k, str(v)[:250])
+    if mlflow.active_run() is not None and tags:
+        mlflow.set_tags({k: str(v)[:250] for k, v in tags.items()})
 
 
 def log_text(text: str, artifact_file: str) -> None:

@@ -35,8 +35,8 @@ from gaialake.models.flows import sample
 from gaialake.models.mlp import MLPEnsemble, logit_mlp
 from gaialake.models.train import TrainSettings, train
 
-__all__ = ["cathode_scores", "DEFAULT_CLASSIFIER", "CLASSIFIER_KINDS", "NNEnsembleSettings",
-           "ClassifierSettings", "fit_nn_ensemble"]
+__all__ = ["cathode_scores", "kfold_scores", "classifier_settings", "DEFAULT_CLASSIFIER",
+           "CLASSIFIER_KINDS", "NNEnsembleSettings", "ClassifierSettings", "fit_nn_ensemble"]
 
 #: HistGradientBoostingClassifier settings (conf ``streams.cathode.classifier`` overrides).
 DEFAULT_CLASSIFIER = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31,
@@ -146,12 +146,56 @@ def fit_nn_ensemble(x: np.ndarray, y: np.ndarray, weight: np.ndarray,
     return MLPEnsemble(members).cpu().eval()
 
 
+def kfold_scores(x_pos: np.ndarray, x_neg: np.ndarray, rng: np.random.Generator,
+                 n_folds: int, settings: ClassifierSettings,
+                 device: torch.device | None = None) -> tuple[np.ndarray, list[float], list]:
+    """Out-of-fold classifier scores in [0, 1] of the ``x_pos`` rows (label 1) against the
+    ``x_neg`` rows (label 0, weighted so both classes carry equal weight): both are split into
+    ``n_folds`` folds and the classifier of fold k trains on the other folds only. Returns the
+    scores of ``x_pos``, each fold's held-out AUC (pos vs neg; ~0.5 when they are alike) and the
+    k classifiers (each with ``predict_proba``). CATHODE's negatives are flow samples, CWoLa's
+    the sideband stars (:mod:`gaialake.streams.cwola`)."""
+    n = len(x_pos)
+    fold_pos = rng.permutation(n) % n_folds
+    fold_neg = rng.permutation(len(x_neg)) % n_folds
+    scores = np.full(n, np.nan)
+    aucs, models = [], []
+    for k in range(n_folds):
+        tr_p, tr_n = fold_pos != k, fold_neg != k
+        xs = np.concatenate([x_pos[tr_p], x_neg[tr_n]])
+        ys = np.concatenate([np.ones(tr_p.sum()), np.zeros(tr_n.sum())])
+        w = np.concatenate([np.ones(tr_p.sum()), np.full(tr_n.sum(), tr_p.sum() / tr_n.sum())])
+        fold_seed = int(rng.integers(2**31))
+        if settings.kind == "hgb":
+            clf = HistGradientBoostingClassifier(**settings.hgb, random_state=fold_seed)
+            clf.fit(xs, ys, sample_weight=w)
+        else:
+            clf = fit_nn_ensemble(xs, ys, w, settings.nn, seed=fold_seed, device=device)
+        held = fold_pos == k
+        scores[held] = clf.predict_proba(x_pos[held])[:, 1]
+        held_n = x_neg[fold_neg == k]
+        if len(held_n):
+            p_n = clf.predict_proba(held_n)[:, 1]
+            aucs.append(roc_auc_score(np.r_[np.ones(held.sum()), np.zeros(len(p_n))],
+                                      np.r_[scores[held], p_n]))
+        models.append(clf)
+    return scores, aucs, models
+
+
+def classifier_settings(classifier: Mapping[str, Any] | ClassifierSettings | None
+                        ) -> ClassifierSettings:
+    """:class:`ClassifierSettings` of a conf section (or the settings themselves)."""
+    return classifier if isinstance(classifier, ClassifierSettings) \
+        else ClassifierSettings.from_dict(classifier)
+
+
 def cathode_scores(x_sr: np.ndarray, c_sr: np.ndarray, cr_flow: torch.nn.Module, seed: int,
                    n_folds: int = 5, oversample: int = 4,
                    classifier: Mapping[str, Any] | ClassifierSettings | None = None,
                    device: torch.device | None = None) -> tuple[np.ndarray, dict, list]:
     """Out-of-fold classifier scores in [0, 1] for the SR stars, metrics, and the k classifiers
-    (each with ``predict_proba``).
+    (each with ``predict_proba``): :func:`kfold_scores` of the SR stars against the CR flow's
+    samples at their m.
 
     x_sr: mapped features (n, d); c_sr: standardised m (n, 1); cr_flow: the trained CR flow;
     classifier: the ``streams.cathode.classifier`` section (or its settings); device: where the
@@ -161,36 +205,13 @@ def cathode_scores(x_sr: np.ndarray, c_sr: np.ndarray, cr_flow: torch.nn.Module,
     n = len(x_sr)
     if n < 2 * n_folds:
         raise ValueError(f"cathode_scores: {n} SR stars are too few for {n_folds} folds")
-    clf_settings = classifier if isinstance(classifier, ClassifierSettings) \
-        else ClassifierSettings.from_dict(classifier)
     rng = np.random.default_rng(seed)
     c_samp = np.repeat(np.asarray(c_sr, np.float32), oversample, axis=0)
     x_samp = sample(cr_flow, c_samp, seed=int(rng.integers(2**62)))
     finite = np.all(np.isfinite(x_samp), axis=1)
-    x_samp, c_samp = x_samp[finite], c_samp[finite]
-    fold_data = rng.permutation(n) % n_folds
-    fold_samp = rng.permutation(len(x_samp)) % n_folds
-    scores = np.full(n, np.nan)
-    aucs, models = [], []
-    for k in range(n_folds):
-        tr_d, tr_s = fold_data != k, fold_samp != k
-        xs = np.concatenate([x_sr[tr_d], x_samp[tr_s]])
-        ys = np.concatenate([np.ones(tr_d.sum()), np.zeros(tr_s.sum())])
-        w = np.concatenate([np.ones(tr_d.sum()), np.full(tr_s.sum(), tr_d.sum() / tr_s.sum())])
-        fold_seed = int(rng.integers(2**31))
-        if clf_settings.kind == "hgb":
-            clf = HistGradientBoostingClassifier(**clf_settings.hgb, random_state=fold_seed)
-            clf.fit(xs, ys, sample_weight=w)
-        else:
-            clf = fit_nn_ensemble(xs, ys, w, clf_settings.nn, seed=fold_seed, device=device)
-        held = fold_data == k
-        scores[held] = clf.predict_proba(x_sr[held])[:, 1]
-        held_s = x_samp[fold_samp == k]
-        if len(held_s):
-            p_s = clf.predict_proba(held_s)[:, 1]
-            aucs.append(roc_auc_score(np.r_[np.ones(held.sum()), np.zeros(len(p_s))],
-                                      np.r_[scores[held], p_s]))
-        models.append(clf)
+    x_samp = x_samp[finite]
+    scores, aucs, models = kfold_scores(x_sr, x_samp, rng, n_folds,
+                                        classifier_settings(classifier), device)
     metrics = {"cathode_fold_auc": float(np.mean(aucs)) if aucs else float("nan"),
                "cathode_samples": int(len(x_samp)),
                "cathode_nonfinite_samples": int((~finite).sum())}

@@ -1,21 +1,23 @@
-"""The registered stream-search models: every group's flows (and CATHODE classifiers) in one
-torch module, rebuilt from a JSON config (``gaialake-anode``, ``gaialake-cathode``,
-``gaialake-ranode``), registered in MLflow as a pyfunc model
+"""The registered stream-search models: every group's flows (and CATHODE or CWoLa classifiers)
+in one torch module, rebuilt from a JSON config (``gaialake-anode``, ``gaialake-cathode``,
+``gaialake-ranode``, ``gaialake-cwola``), registered in MLflow as a pyfunc model
 (:func:`gaialake.io.tracking.log_torch_model`).
 
 Config::
 
-    {"method": "cathode" | "anode" | "ranode", "flow": {flow config}, "groups": [
+    {"method": "cathode" | "anode" | "ranode" | "cwola", "flow": {flow config}, "groups": [
         {"key": "p12_pm_phi_1", "patch_id": 12, "pm_axis": "pm_phi", "sr_lo": -9.0,
          "sr_hi": -3.0, "feature_map": {...}, "classifier_bytes": 51234,
          "sig_config": {"flow": {...}, "w_bounds": [lo, hi]} or None}, ...]}
 
 State: ``flows.<key>.cr`` (control-region flow), ``flows.<key>.sr`` (ANODE's SR flow),
-``signals.<key>`` (R-ANODE's signal flow and w) and, for CATHODE, the buffer ``clf_<key>``
-holding the pickled k-fold classifiers (uint8).
+``signals.<key>`` (R-ANODE's signal flow and w) and, for CATHODE and CWoLa, the buffer
+``clf_<key>`` holding the pickled k-fold classifiers (uint8); a CWoLa model has no flows. A
+group that did not train the method (R-ANODE in a streamed group, CWoLa without sideband stars)
+is left out of that method's model.
 :func:`search_model` builds both from the trained groups of a search.
 :func:`score_stars` (the pyfunc's :func:`predict`) scores ``patch_stars`` rows with every group
-whose patch and SR contain them: ANODE log R; R-ANODE log P_sig / P_bg; CATHODE the
+whose patch and SR contain them: ANODE log R; R-ANODE log P_sig / P_bg; CATHODE and CWoLa the
 classifiers' mean probability (on
 stars a classifier was trained on this is not out-of-fold: the scores of ``anomaly_scores``
 are; use this on new stars). :class:`ScoreSettings` is the ``score`` conf section.
@@ -38,7 +40,8 @@ from gaialake.streams.regions import FeatureMap, SignalRegion, features
 from gaialake.streams.search import METHODS
 
 __all__ = ["SearchModel", "build_search_model", "predict", "score_stars", "group_key",
-           "state_for_groups", "search_model", "ScoreSettings", "SCORE_COLUMNS", "MODES"]
+           "state_for_groups", "search_model", "ScoreSettings", "SCORE_COLUMNS", "MODES",
+           "WEIGHT_OF", "CLASSIFIER_METHODS"]
 
 #: Columns of the scores of :func:`score_stars` (those of ``anomaly_scores`` but run_id).
 SCORE_COLUMNS = [c for c in tables.ANOMALY_SCORES.columns if c != "run_id"]
@@ -47,6 +50,13 @@ _SCORE_DTYPES = {"patch_id": "int64", "source_id": "int64", "pm_axis": "object",
                  "retraining": "int32", "score": "float64"}
 #: Scoring modes of ``score.mode``: ``new`` stars only, or ``all`` of the model's patches.
 MODES = ("new", "all")
+#: The weights (:class:`gaialake.streams.search.GroupResult`) each method's model is made of.
+WEIGHT_OF = {"cathode": "classifiers", "anode": "sr", "ranode": "sig",
+             "cwola": "cwola_classifiers"}
+#: The methods whose score is the mean of k-fold classifiers.
+CLASSIFIER_METHODS = ("cathode", "cwola")
+#: The flows of each method's groups (others: the control-region flow alone).
+_ROLES = {"anode": ("cr", "sr"), "cwola": ()}
 
 
 def group_key(patch_id: int, pm_axis: str, sr_index: int) -> str:
@@ -92,7 +102,7 @@ class SearchModel(torch.nn.Module):
         super().__init__()
         self.config = config
         self.method = config["method"]
-        roles = ("cr", "sr") if self.method == "anode" else ("cr",)
+        roles = _ROLES.get(self.method, ("cr",))
         flow_cfg = {**config["flow"], "features": 5, "context": 1}
         self.flows = torch.nn.ModuleDict({
             g["key"]: torch.nn.ModuleDict({r: build_flow(flow_cfg) for r in roles})
@@ -101,12 +111,12 @@ class SearchModel(torch.nn.Module):
             g["key"]: build_signal_mixture(g["sig_config"]["flow"], g["sig_config"]["w_bounds"])
             for g in config["groups"]} if self.method == "ranode" else {})
         for g in config["groups"]:
-            if self.method == "cathode":
+            if self.method in CLASSIFIER_METHODS:
                 self.register_buffer(f"clf_{g['key']}",
                                      torch.zeros(int(g["classifier_bytes"]), dtype=torch.uint8))
 
     def classifiers(self, key: str) -> list:
-        """The k-fold CATHODE classifiers of the group ``key``."""
+        """The k-fold CATHODE or CWoLa classifiers of the group ``key``."""
         return pickle.loads(getattr(self, f"clf_{key}").numpy().tobytes())
 
     def score_group(self, group: dict, stars: pd.DataFrame) -> np.ndarray:
@@ -166,7 +176,7 @@ def state_for_groups(method: str, groups: list[dict], weights: dict[str, dict]) 
     """The SearchModel state dict from per-group weights (``weights[key]`` as in
     :class:`gaialake.streams.search.GroupResult`)."""
     state = {}
-    roles = ("cr", "sr") if method == "anode" else ("cr",)
+    roles = _ROLES.get(method, ("cr",))
     for g in groups:
         w = weights[g["key"]]
         for role in roles:
@@ -175,8 +185,8 @@ def state_for_groups(method: str, groups: list[dict], weights: dict[str, dict]) 
         if method == "ranode":
             for name, tensor in w["sig"].items():
                 state[f"signals.{g['key']}.{name}"] = tensor
-        if method == "cathode":
-            state[f"clf_{g['key']}"] = torch.frombuffer(bytearray(w["classifiers"]),
+        if method in CLASSIFIER_METHODS:
+            state[f"clf_{g['key']}"] = torch.frombuffer(bytearray(w[WEIGHT_OF[method]]),
                                                         dtype=torch.uint8).clone()
     return state
 
@@ -184,10 +194,13 @@ def state_for_groups(method: str, groups: list[dict], weights: dict[str, dict]) 
 def search_model(method: str, flow: dict, trained: list[dict]) -> tuple[dict, dict]:
     """(config, state dict) of the :class:`SearchModel` of ``method`` over the ``trained``
     groups (model rows of a search: key, patch_id, pm_axis, sr_lo, sr_hi, feature_map,
-    weights); ``flow``: the flow config of ``streams.flow``."""
+    weights); ``flow``: the flow config of ``streams.flow``. Groups without the method's
+    weights (:data:`WEIGHT_OF`) are left out."""
+    trained = [g for g in trained if WEIGHT_OF[method] in g["weights"]]
     groups = [{"key": g["key"], "patch_id": g["patch_id"], "pm_axis": g["pm_axis"],
                "sr_lo": g["sr_lo"], "sr_hi": g["sr_hi"], "feature_map": g["feature_map"],
-               "classifier_bytes": len(g["weights"].get("classifiers", b"")),
+               "classifier_bytes": len(g["weights"].get(WEIGHT_OF[method], b""))
+               if method in CLASSIFIER_METHODS else 0,
                "sig_config": g["weights"].get("sig_config")}
               for g in trained]
     state = state_for_groups(method, groups, {g["key"]: g["weights"] for g in trained})

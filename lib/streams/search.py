@@ -5,10 +5,12 @@ the features (:class:`gaialake.streams.regions.FeatureMap`), trains the control-
 P_CR(x|m) once, then scores the SR stars of the fiducial disc with each method in
 ``settings.methods``: ``cathode`` (:mod:`gaialake.streams.cathode`, the default), ``anode``
 (:mod:`gaialake.streams.anode`) and ``ranode`` (:mod:`gaialake.streams.ranode`), which share
-that CR flow. It returns the scores, the weights of the flows (state dicts) and metrics; it
-never writes anywhere. With ``streams.retrainings`` K > 1 every group is trained K times, each
-retraining with its own seed (:func:`gaialake.streams.search_spark.group_seed`), for the
-retraining-consistency filter of ``find_streams``.
+that CR flow, and ``cwola`` (:mod:`gaialake.streams.cwola`: SR against its sidebands, no flow;
+a search of cwola alone trains none). It returns the scores, the weights of the flows (state
+dicts) and classifiers, and metrics; it never writes anywhere. With ``streams.retrainings``
+K > 1 every group is trained K times, each retraining with its own seed
+(:func:`gaialake.streams.search_spark.group_seed`), for the retraining-consistency filter of
+``find_streams``.
 
 For a group larger than task memory, ``gaialake anomaly`` streams the rows through Petastorm
 instead (:mod:`gaialake.streams.streaming`, ``streams.max_group_rows``), with the seeds of
@@ -29,15 +31,18 @@ from gaialake.conf import Conf
 from gaialake.streams.regions import FeatureMap, SignalRegion, features
 from gaialake.streams.anode import anode_log_ratio, fit_sr_flow
 from gaialake.streams.cathode import ClassifierSettings, cathode_scores
+from gaialake.streams.cwola import cwola_scores, sidebands
 from gaialake.streams.ranode import RanodeSettings, fit_ranode, ranode_log_ratio
 from gaialake.models.flows import build_flow, train_flow
 from gaialake.models.train import TrainSettings
 
-__all__ = ["SearchSettings", "GroupResult", "score_group", "METHODS", "group_seeds",
-           "hash_unit"]
+__all__ = ["SearchSettings", "GroupResult", "score_group", "METHODS", "FLOW_METHODS",
+           "group_seeds", "hash_unit"]
 
 #: The anomaly scores of the search (``streams.methods``).
-METHODS = ("cathode", "anode", "ranode")
+METHODS = ("cathode", "anode", "ranode", "cwola")
+#: The methods that need the control-region flow.
+FLOW_METHODS = ("cathode", "anode", "ranode")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class SearchSettings:
     min_sr_stars: int = 200
     fmap: FeatureMap = field(default_factory=FeatureMap)
     retrainings: int = 1
+    sideband_masyr: float = 3.0
 
     @classmethod
     def from_conf(cls, conf: Conf) -> "SearchSettings":
@@ -80,7 +86,8 @@ class SearchSettings:
                    ranode=RanodeSettings.from_dict(conf.get("streams.ranode", None), train),
                    min_patch_stars=int(conf.get("streams.min_patch_stars")),
                    min_sr_stars=int(conf.get("streams.min_sr_stars")),
-                   fmap=FeatureMap.from_conf(conf), retrainings=retrainings)
+                   fmap=FeatureMap.from_conf(conf), retrainings=retrainings,
+                   sideband_masyr=float(conf.get("streams.cwola.sideband_masyr", 3.0)))
 
 
 @dataclass
@@ -129,13 +136,14 @@ def score_group(stars: pd.DataFrame, sr: SignalRegion, settings: SearchSettings,
     z, c = fmap.transform(x, m)
     flow_config = {**settings.flow, "features": z.shape[1], "context": 1}
     seeds = group_seeds(seed)
-
-    cr_flow = build_flow(flow_config, seed=int(seeds[0]))
-    cr_fit = train_flow(cr_flow, z[~in_sr], c[~in_sr], settings.train, int(seeds[0]), device)
-    metrics = {"n_stars": n, "n_sr": n_sr, "n_cr": n_cr,
-               **{f"cr_{k}": v for k, v in cr_fit.metrics().items()}}
-    weights = {"cr": cr_fit.state_dict}
-    curves = {"cr_train_loss": cr_fit.train_loss, "cr_val_loss": cr_fit.val_loss}
+    metrics = {"n_stars": n, "n_sr": n_sr, "n_cr": n_cr}
+    weights, curves, cr_flow = {}, {}, None
+    if any(method in FLOW_METHODS for method in settings.methods):
+        cr_flow = build_flow(flow_config, seed=int(seeds[0]))
+        cr_fit = train_flow(cr_flow, z[~in_sr], c[~in_sr], settings.train, int(seeds[0]), device)
+        metrics.update({f"cr_{k}": v for k, v in cr_fit.metrics().items()})
+        weights["cr"] = cr_fit.state_dict
+        curves.update({"cr_train_loss": cr_fit.train_loss, "cr_val_loss": cr_fit.val_loss})
 
     fid = stars["fiducial"].to_numpy(bool)[in_sr]
     ids = stars["source_id"].to_numpy(np.int64)[in_sr][fid]
@@ -172,6 +180,18 @@ def score_group(stars: pd.DataFrame, sr: SignalRegion, settings: SearchSettings,
         parts.append(pd.DataFrame({"source_id": ids, "method": "ranode",
                                    "score": ranode_log_ratio(mixture, cr_flow, z_sr[fid],
                                                              c_sr[fid])}))
+    if "cwola" in settings.methods:
+        in_sb = sidebands(m, sr, settings.sideband_masyr)
+        metrics["n_sb"] = int(in_sb.sum())
+        if in_sb.sum() < settings.min_sr_stars:
+            metrics["cwola_skipped"] = 1       # too few sideband stars: no CWoLa score here
+        else:
+            s, wm, classifiers = cwola_scores(z_sr, z[in_sb], seed=int(seeds[4]),
+                                              n_folds=settings.folds,
+                                              classifier=settings.classifier, device=device)
+            metrics.update(wm)
+            weights["cwola_classifiers"] = pickle.dumps(classifiers)
+            parts.append(pd.DataFrame({"source_id": ids, "method": "cwola", "score": s[fid]}))
     metrics["n_scored"] = int(len(ids))
     scores = pd.concat(parts, ignore_index=True) if parts else _empty_scores()
     return GroupResult(scores, weights=weights, feature_map=fmap.to_dict(), metrics=metrics,
@@ -179,9 +199,9 @@ def score_group(stars: pd.DataFrame, sr: SignalRegion, settings: SearchSettings,
 
 
 def group_seeds(seed: int) -> np.ndarray:
-    """The seeds of a group (CR flow, CATHODE, ANODE SR flow, R-ANODE signal flow), the same
-    in both paths."""
-    return np.random.default_rng(seed).integers(2**62, size=4)
+    """The seeds of a group (CR flow, CATHODE, ANODE SR flow, R-ANODE signal flow, CWoLa), the
+    same in both paths."""
+    return np.random.default_rng(seed).integers(2**62, size=5)
 
 
 def hash_unit(source_id: np.ndarray, seed: int) -> np.ndarray:

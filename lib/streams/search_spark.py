@@ -33,7 +33,7 @@ from gaialake.streams.regions import SignalRegion, signal_regions_from_conf
 from gaialake.streams.search import GroupResult, SearchSettings, score_group
 
 __all__ = ["GROUP_KEY", "TASK_KEY", "TASK_SCHEMA", "STAR_COLUMNS", "search_rows", "big_groups",
-           "group_seed", "group_task", "group_payload", "score_groups_in_tasks",
+           "group_seed", "group_task", "group_payload", "spread_tasks", "score_groups_in_tasks",
            "adaptive_coalescing", "task_rows", "model_row", "collect_models", "stream_aucs",
            "score_frame"]
 
@@ -135,10 +135,17 @@ def adaptive_coalescing(spark, enabled: bool) -> Iterator[None]:
         spark.conf.set(_ADAPTIVE_COALESCE, before)
 
 
+def spread_tasks(rows, n_partitions: int):
+    """``rows`` in ``n_partitions`` partitions by range of :data:`TASK_KEY`: every task's rows
+    in one partition and about as many rows in each (hashing the key can put two tasks in one
+    partition while another stays empty, leaving a core idle)."""
+    return rows.repartitionByRange(n_partitions, *TASK_KEY)
+
+
 def score_groups_in_tasks(rows, conf: Conf, settings: SearchSettings, out_path: str) -> None:
     """Train and score every group of ``rows`` ``settings.retrainings`` times, each retraining
     in its own task (:func:`group_task`); the rows (:data:`TASK_SCHEMA`) overwrite the Parquet at
-    ``out_path``. At most ``4 * spark.shuffle_partitions`` partitions, hashed by task key."""
+    ``out_path``. At most ``4 * spark.shuffle_partitions`` partitions (:func:`spread_tasks`)."""
     from pyspark.sql import functions as F
 
     spark = rows.sparkSession
@@ -146,7 +153,7 @@ def score_groups_in_tasks(rows, conf: Conf, settings: SearchSettings, out_path: 
     copies = spark.createDataFrame(pd.DataFrame({"retraining": range(settings.retrainings)}),
                                    "retraining int")
     with adaptive_coalescing(spark, bool(conf.get("streams.adaptive_coalesce"))):
-        out = (rows.crossJoin(F.broadcast(copies)).repartition(n_partitions, *TASK_KEY)
+        out = (spread_tasks(rows.crossJoin(F.broadcast(copies)), n_partitions)
                .groupBy(*TASK_KEY).applyInPandas(group_task(conf, settings), TASK_SCHEMA))
         out.write.mode("overwrite").parquet(out_path)
 

@@ -13,7 +13,9 @@ ever holds the group as one pandas frame:
 - ANODE's log R is computed on executors with the two flows broadcast;
 - CATHODE's k-fold classifier is trained on at most ``streams.stream.classifier_rows`` signal-
   region stars (a hash sample); those get out-of-fold scores, every other star (seen by no
-  classifier) the mean of the k classifiers, computed on executors.
+  classifier) the mean of the k classifiers, computed on executors;
+- CWoLa's likewise, against at most ``classifier_rows`` sideband stars (a hash sample); a
+  search of CWoLa alone trains no flow.
 
 The streamed groups return the same rows as the tasks of
 :func:`gaialake.streams.search_spark.score_groups_in_tasks` (``metrics["streamed"] = 1``), with
@@ -36,8 +38,9 @@ from gaialake.conf import Conf, settings_from
 from gaialake.log import get_logger
 from gaialake.models.flows import build_flow, train_flow_batches
 from gaialake.models.train import TrainResult
+from gaialake.streams.cwola import sidebands
 from gaialake.streams.regions import FeatureMap, SignalRegion, features
-from gaialake.streams.search import SearchSettings, group_seeds, hash_unit
+from gaialake.streams.search import FLOW_METHODS, SearchSettings, group_seeds, hash_unit
 from gaialake.streams.search_spark import STAR_COLUMNS, group_seed, model_row, task_rows
 
 __all__ = ["StreamSettings", "stream_group", "MAPPED_SCHEMA"]
@@ -45,10 +48,10 @@ __all__ = ["StreamSettings", "stream_group", "MAPPED_SCHEMA"]
 log = get_logger("anomaly")
 
 Z_COLUMNS = ["z0", "z1", "z2", "z3", "z4"]
-#: Rows mapped on executors: mapped features z, context c, SR membership and the two hashes
-#: (u: validation/training split, v: CATHODE's classifier sample).
-MAPPED_SCHEMA = ("source_id long, fiducial boolean, in_sr boolean, u double, v double, "
-                 + ", ".join(f"{z} float" for z in Z_COLUMNS) + ", c float")
+#: Rows mapped on executors: mapped features z, context c, SR and sideband membership and the
+#: two hashes (u: validation/training split, v: the classifiers' sample).
+MAPPED_SCHEMA = ("source_id long, fiducial boolean, in_sr boolean, in_sb boolean, u double, "
+                 "v double, " + ", ".join(f"{z} float" for z in Z_COLUMNS) + ", c float")
 _SCORE_ROWS = "source_id long, method string, score double"
 
 
@@ -71,9 +74,11 @@ class StreamSettings:
                              max_group_rows=int(conf.get("streams.max_group_rows", 0) or 0))
 
 
-def _map_rows(fmap: dict, axis: str, sr: SignalRegion, seeds: tuple[int, int]
+def _map_rows(fmap: dict, axis: str, sr: SignalRegion, seeds: tuple[int, int],
+              sideband_masyr: float
               ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """mapInPandas function: patch stars -> :data:`MAPPED_SCHEMA` (mapped features, hashes)."""
+    """mapInPandas function: patch stars -> :data:`MAPPED_SCHEMA` (mapped features, hashes;
+    sidebands ``sideband_masyr`` wide)."""
 
     def fn(batches):
         f = FeatureMap.from_dict(fmap)
@@ -85,8 +90,9 @@ def _map_rows(fmap: dict, axis: str, sr: SignalRegion, seeds: tuple[int, int]
             out.insert(0, "source_id", ids)
             out.insert(1, "fiducial", pdf["fiducial"].to_numpy(bool))
             out.insert(2, "in_sr", sr.contains(m))
-            out.insert(3, "u", hash_unit(ids, seeds[0]))
-            out.insert(4, "v", hash_unit(ids, seeds[1]))
+            out.insert(3, "in_sb", sidebands(m, sr, sideband_masyr))
+            out.insert(4, "u", hash_unit(ids, seeds[0]))
+            out.insert(5, "v", hash_unit(ids, seeds[1]))
             out["c"] = c[:, 0]
             yield out
 
@@ -156,10 +162,10 @@ def _anode_scorer(flow_config: dict, states
     return fn
 
 
-def _cathode_scorer(classifiers
-                    ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """mapInPandas function: mapped rows -> (source_id, method, mean of the k classifiers);
-    ``classifiers``: a broadcast of the pickled classifiers."""
+def _classifier_scorer(classifiers, method: str
+                       ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """mapInPandas function: mapped rows -> (source_id, ``method``, mean of the k
+    classifiers); ``classifiers``: a broadcast of the pickled classifiers."""
 
     def fn(batches):
         models = pickle.loads(classifiers.value)
@@ -168,9 +174,30 @@ def _cathode_scorer(classifiers
             score = np.mean([m.predict_proba(z)[:, 1] for m in models], axis=0) if len(z) \
                 else np.zeros(0)
             yield pd.DataFrame({"source_id": pdf["source_id"].to_numpy(np.int64),
-                                "method": "cathode", "score": score})
+                                "method": method, "score": score})
 
     return fn
+
+
+def _classifier_rows(spark, group: dict, method: str, fit_rows: pd.DataFrame,
+                     scores: np.ndarray, blob: bytes, sr_rows, rate: float,
+                     broadcasts: list) -> list:
+    """The score rows of a k-fold classifier method: out-of-fold ``scores`` of the fiducial
+    ``fit_rows``, and (when ``rate`` < 1) the mean of the pickled classifiers ``blob`` on the
+    other fiducial SR rows, on executors (the broadcast is added to ``broadcasts``)."""
+    from pyspark.sql import functions as F
+
+    fid = fit_rows["fiducial"].to_numpy(bool)
+    out_of_fold = pd.DataFrame({"source_id": fit_rows["source_id"].to_numpy(np.int64)[fid],
+                                "method": method, "score": scores[fid]})
+    parts = [task_rows(spark.createDataFrame(out_of_fold, _SCORE_ROWS), group)]
+    if rate < 1.0:
+        rest = sr_rows.where(F.col("fiducial") & (F.col("v") >= rate))
+        shared = spark.sparkContext.broadcast(blob)
+        broadcasts.append(shared)
+        parts.append(task_rows(rest.mapInPandas(_classifier_scorer(shared, method),
+                                                _SCORE_ROWS), group))
+    return parts
 
 
 def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings, rows,
@@ -188,6 +215,7 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
     from gaialake.io.feeding import task_device
     from gaialake.io.tracking import state_to_bytes
     from gaialake.streams.cathode import cathode_scores
+    from gaialake.streams.cwola import cwola_scores
 
     spark = rows.sparkSession
     t0 = time.perf_counter()
@@ -210,14 +238,16 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
     x, m = features(sample.sort_values("source_id", kind="stable"), axis)
     fmap = FeatureMap(disc_radius_deg=settings.fmap.disc_radius_deg,
                       bounds=dict(settings.fmap.bounds)).fit(x, m)
-    mapped = (stars.mapInPandas(_map_rows(fmap.to_dict(), axis, sr, (seeds[0], seeds[1])),
+    mapped = (stars.mapInPandas(_map_rows(fmap.to_dict(), axis, sr, (seeds[0], seeds[1]),
+                                          settings.sideband_masyr),
                                 MAPPED_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK))
     broadcasts = []
     vf = float(settings.train.val_fraction)
     try:
         agg = mapped.groupBy("in_sr").agg(
             F.count(F.lit(1)).alias("n"), F.sum((F.col("u") >= vf).cast("long")).alias("train"),
-            F.sum(F.col("fiducial").cast("long")).alias("fiducial")).collect()
+            F.sum(F.col("fiducial").cast("long")).alias("fiducial"),
+            F.sum(F.col("in_sb").cast("long")).alias("sb")).collect()
         counts = {bool(r["in_sr"]): r for r in agg}
         n_sr = int(counts[True]["n"]) if True in counts else 0
         n_cr = int(counts[False]["n"]) if False in counts else 0
@@ -225,49 +255,64 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
             payload["skipped"] = f"{n_sr} SR stars < min_sr_stars {settings.min_sr_stars}"
             model_row(spark, group, payload).write.mode("append").parquet(out_path)
             return payload
+        n_sb = int(counts[False]["sb"]) if n_cr else 0
         cut_cr, cut_sr = (_val_cut(settings, streaming, k) for k in (n_cr, n_sr))
-        val = (mapped.where(F.col("u") < max(cut_cr, cut_sr))
-               .select("in_sr", "u", *Z_COLUMNS, "c").toPandas())
-        val_cr = val[~val.in_sr & (val.u < cut_cr)]
-        val_sr = val[val.in_sr & (val.u < cut_sr)]
         flow_config = {**settings.flow, "features": len(Z_COLUMNS), "context": 1}
-        cr_flow, cr_fit = _fit_streamed(
-            conf, settings, mapped.where(~F.col("in_sr") & (F.col("u") >= vf)),
-            int(counts[False]["train"]) if n_cr else 0, val_cr, flow_config, seeds[0], device)
-        metrics = {"n_stars": n, "n_sr": n_sr, "n_cr": n_cr, "streamed": 1,
-                   **{f"cr_{k}": v for k, v in cr_fit.metrics().items()}}
-        weights = {"cr": cr_fit.state_dict}
-        curves = {"cr_train_loss": cr_fit.train_loss, "cr_val_loss": cr_fit.val_loss}
+        metrics = {"n_stars": n, "n_sr": n_sr, "n_cr": n_cr, "n_sb": n_sb, "streamed": 1}
+        weights, curves, val_sr = {}, {}, None
+        if any(method in FLOW_METHODS for method in settings.methods):
+            val = (mapped.where(F.col("u") < max(cut_cr, cut_sr))
+                   .select("in_sr", "u", *Z_COLUMNS, "c").toPandas())
+            val_cr = val[~val.in_sr & (val.u < cut_cr)]
+            val_sr = val[val.in_sr & (val.u < cut_sr)]
+            cr_flow, cr_fit = _fit_streamed(
+                conf, settings, mapped.where(~F.col("in_sr") & (F.col("u") >= vf)),
+                int(counts[False]["train"]) if n_cr else 0, val_cr, flow_config, seeds[0],
+                device)
+            metrics.update({f"cr_{k}": v for k, v in cr_fit.metrics().items()})
+            weights["cr"] = cr_fit.state_dict
+            curves.update({"cr_train_loss": cr_fit.train_loss, "cr_val_loss": cr_fit.val_loss})
         sr_rows = mapped.where(F.col("in_sr"))
         scored = sr_rows.where(F.col("fiducial")).select("source_id", *Z_COLUMNS, "c")
         parts = []
         if "ranode" in settings.methods:   # its signal fit needs the whole SR in memory
             log.warning("patch %s %s SR %s: %d rows stream: no R-ANODE score for this group "
-                        "(streamed groups score cathode and anode only)", patch_id, axis, sr_index, n)
+                        "(streamed groups score cathode, anode and cwola)", patch_id, axis,
+                        sr_index, n)
             metrics["ranode_skipped"] = 1
-        if "cathode" in settings.methods:
-            rate = min(1.0, streaming.classifier_rows / n_sr)
+        rate = min(1.0, streaming.classifier_rows / n_sr)
+        fit_rows = None
+        if "cathode" in settings.methods or "cwola" in settings.methods:
             fit_rows = (sr_rows.where(F.col("v") < rate)
                         .select("source_id", "fiducial", *Z_COLUMNS, "c").toPandas()
                         .sort_values("source_id", kind="stable").reset_index(drop=True))
+        if "cathode" in settings.methods:
             s, cathode_metrics, classifiers = cathode_scores(
                 fit_rows[Z_COLUMNS].to_numpy(np.float32), fit_rows[["c"]].to_numpy(np.float32),
                 cr_flow, seed=seeds[1], n_folds=settings.folds, oversample=settings.oversample,
                 classifier=settings.classifier)
             metrics.update(cathode_metrics)
             metrics["cathode_classifier_rows"] = int(len(fit_rows))
-            blob = pickle.dumps(classifiers)
-            weights["classifiers"] = blob
-            fid = fit_rows["fiducial"].to_numpy(bool)
-            out_of_fold = pd.DataFrame({"source_id": fit_rows["source_id"].to_numpy(np.int64)[fid],
-                                        "method": "cathode", "score": s[fid]})
-            parts.append(task_rows(spark.createDataFrame(out_of_fold, _SCORE_ROWS), group))
-            if rate < 1.0:
-                rest = sr_rows.where(F.col("fiducial") & (F.col("v") >= rate))
-                shared = spark.sparkContext.broadcast(blob)
-                broadcasts.append(shared)
-                parts.append(task_rows(rest.mapInPandas(_cathode_scorer(shared), _SCORE_ROWS),
-                                       group))
+            weights["classifiers"] = pickle.dumps(classifiers)
+            parts += _classifier_rows(spark, group, "cathode", fit_rows, s, weights["classifiers"],
+                                      sr_rows, rate, broadcasts)
+        if "cwola" in settings.methods:
+            if n_sb < settings.min_sr_stars:
+                metrics["cwola_skipped"] = 1       # too few sideband stars: no CWoLa score here
+            else:
+                rate_sb = min(1.0, streaming.classifier_rows / n_sb)
+                sb_rows = (mapped.where(F.col("in_sb") & (F.col("v") < rate_sb))
+                           .select("source_id", *Z_COLUMNS).toPandas()
+                           .sort_values("source_id", kind="stable"))
+                s, cwola_metrics, classifiers = cwola_scores(
+                    fit_rows[Z_COLUMNS].to_numpy(np.float32),
+                    sb_rows[Z_COLUMNS].to_numpy(np.float32), seed=seeds[4],
+                    n_folds=settings.folds, classifier=settings.classifier)
+                metrics.update(cwola_metrics)
+                metrics["cwola_classifier_rows"] = int(len(fit_rows))
+                weights["cwola_classifiers"] = pickle.dumps(classifiers)
+                parts += _classifier_rows(spark, group, "cwola", fit_rows, s,
+                                          weights["cwola_classifiers"], sr_rows, rate, broadcasts)
         if "anode" in settings.methods:
             sr_flow, sr_fit = _fit_streamed(
                 conf, settings, sr_rows.where(F.col("u") >= vf), int(counts[True]["train"]),

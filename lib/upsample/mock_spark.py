@@ -52,6 +52,21 @@ def model_space_stats(df, columns: Sequence[str]) -> tuple[list[float], list[flo
     return [float(row[f"m_{c}"]) for c in columns], [float(row[f"s_{c}"]) for c in columns]
 
 
+#: ``upsample.feed`` values: ``auto`` is ``memory`` up to ``upsample.memory_max_rows``
+#: training rows, else ``petastorm``.
+FEEDS = ("auto", "memory", "petastorm")
+
+
+def choose_feed(feed: str, n_rows: int, max_rows: int) -> str:
+    """``memory`` or ``petastorm`` for ``n_rows`` training rows under ``upsample.feed``
+    ``feed`` (``auto``: memory up to ``max_rows`` rows, ``upsample.memory_max_rows``)."""
+    if feed not in FEEDS:
+        raise ValueError(f"conf upsample.feed: {feed!r} is not one of {FEEDS}")
+    if feed != "auto":
+        return feed
+    return "memory" if n_rows <= max_rows else "petastorm"
+
+
 def train_galaxyflow_df(train_df, val_pdf: pd.DataFrame, config: dict, settings, *, seed: int,
                         conf, feed: str = "petastorm", logger=None):
     """A GalaxyFlow of ``config`` trained on ``train_df``'s rows (``columns`` of the config,
@@ -59,8 +74,8 @@ def train_galaxyflow_df(train_df, val_pdf: pd.DataFrame, config: dict, settings,
 
     ``feed="petastorm"``: batches stream from the Petastorm loader (shuffled with ``seed``) and
     ``val_pdf`` (the validation particles) is the early-stopping set; ``feed="memory"``: the
-    rows are collected and :func:`gaialake.models.galaxyflow.fit_galaxyflow` splits its own
-    validation share. ``settings``: :class:`gaialake.models.train.TrainSettings`.
+    rows are collected and :func:`gaialake.models.galaxyflow.fit_galaxyflow` trains on them with
+    the same early-stopping set. ``settings``: :class:`gaialake.models.train.TrainSettings`.
     """
     import torch
 
@@ -74,7 +89,9 @@ def train_galaxyflow_df(train_df, val_pdf: pd.DataFrame, config: dict, settings,
     if feed == "memory":
         pdf = train_df.select(*columns, "mass").toPandas()
         return model, fit_galaxyflow(model, pdf[columns].to_numpy(), pdf["mass"].to_numpy(),
-                                     settings, seed, device, logger)
+                                     settings, seed, device, logger,
+                                     val=(val_pdf[columns].to_numpy(),
+                                          val_pdf["mass"].to_numpy()))
     if feed != "petastorm":
         raise ValueError(f"conf upsample.feed: {feed!r} is not petastorm or memory")
     mean_mass = float(train_df.agg({"mass": "avg"}).first()[0])

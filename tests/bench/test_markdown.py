@@ -1,7 +1,8 @@
 """`make bench`'s make-run section: stage seconds from a pipeline log, the table and the projection."""
 from __future__ import annotations
 
-from gaialake.bench.markdown import STREAMS_HEADING, write_benchmarks_md
+from gaialake.bench.markdown import (PIPELINE_HEADING, STREAMS_HEADING, write_benchmarks_md,
+                                     write_pipeline_section)
 from gaialake.bench.kit import stage_seconds
 from tests.helpers import BENCH_INGEST as INGEST
 
@@ -72,3 +73,17 @@ def test_make_bench_keeps_the_streams_section_and_names_re_measured_parts(tmp_pa
                                 "reruns": ["ingest at scale on e"]}, path).read_text()
     assert "Re-measured since: ingest at scale on e." in text
     assert text.count(STREAMS_HEADING) == 1 and "GD-1 line" in text and "\nold\n" not in text
+
+
+def test_make_run_table_re_measured_alone_replaces_only_its_section(tmp_path):
+    pipe = {"seconds": 150.0, "peak_mib": 3000.0, "stages": stage_seconds(LOG), "sky_scale": 0.02,
+            "rows": 1_000_000, "patches": 5, "patch_rows": 90_000, "anomaly_task_seconds": 600.0}
+    path = write_benchmarks_md({"date": "d", "machine": "m", "versions": "v", "ingest": INGEST,
+                                "pipeline": {**pipe, "seconds": 900.0}}, tmp_path / "B.md")
+    assert "Whole run 15.0 min" in path.read_text()
+    text = write_pipeline_section({**pipe, "date": "e", "machine": "m2"}, path).read_text()
+    section = text[text.index(PIPELINE_HEADING):text.index("## Projection")]
+    assert "Re-measured alone by `gaialake bench --pipeline` on e; m2." in section
+    assert "Whole run 2.5 min" in section and "Whole run 15.0 min" not in text
+    assert text.count(PIPELINE_HEADING) == 1 and text.startswith("# Benchmarks")
+    assert "anomaly 160 core-hours" in text          # the projection section is kept

@@ -42,6 +42,22 @@ def test_model_round_trips_through_registry_by_alias(conf):
     assert params["paths.warehouse"] == conf.get("paths.warehouse")
 
 
+def test_curves_are_logged_per_step_in_batches(conf):
+    import mlflow
+
+    long = [float(i) for i in range(1500)]            # more than one batch of 1000
+    with tracking.job_run(conf, "curves") as run:
+        tracking.log_curves({"a.loss": [3.0, float("nan"), 1.0], "b:val": long})
+        tracking.set_tags({"skipped.x": "reason", "skipped.y": 5})
+    client = mlflow.tracking.MlflowClient()
+    history = client.get_metric_history(run.info.run_id, "a.loss")
+    assert sorted((m.step, m.value) for m in history) == [(0, 3.0), (2, 1.0)]
+    long_history = client.get_metric_history(run.info.run_id, "b_val")
+    assert sorted(m.step for m in long_history) == list(range(1500))
+    assert mlflow.get_run(run.info.run_id).data.tags["skipped.y"] == "5"
+    tracking.log_curves({"outside": [1.0]})          # no active run: nothing, no error
+
+
 def test_missing_model_names_the_store(conf):
     import pytest
     with pytest.raises(LookupError, match="no model 'gaialake-nothing'"):

@@ -10,7 +10,8 @@ def test_upsample_job_writes_mock_particles_and_auc_table(spark, conf, tmp_path)
 
     conf = conf.with_overrides([
         "upsample.galaxy.n_particles=3000", "upsample.flow.epochs=2", "upsample.multiple=1.5",
-        "upsample.sample_partitions=2", f"upsample.report_dir={tmp_path / 'report'}"])
+        "upsample.sample_partitions=2", f"upsample.report_dir={tmp_path / 'report'}",
+        "upsample.feed=petastorm"])          # the cluster's feed (auto collects 3,000 rows)
     from gaialake.jobs import upsample
 
     summary = upsample.run(conf)

@@ -92,3 +92,20 @@ def test_model_rebuilds_from_config_and_state(upsampled):
     clone.load_state_dict(model.state_dict())
     np.testing.assert_allclose(clone.sample(500, seed=3), model.sample(500, seed=3),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_a_given_early_stopping_set_is_the_one_validated_on():
+    from gaialake.models.galaxyflow import mass_weighted_val_loss
+
+    rng = np.random.default_rng(5)
+    x, xv = rng.normal(size=(600, 3)), rng.normal(size=(200, 3)) + 0.3
+    m, mv = rng.uniform(0.5, 1.5, 600), rng.uniform(0.5, 1.5, 200)
+    model = build_galaxyflow(galaxyflow_config(x, ["a", "b", "c"], transforms=2, hidden=16))
+    fit = fit_galaxyflow(model, x, m, TRAIN_DEFAULTS.replace(max_epochs=3, batch_size=100),
+                         seed=1, val=(xv, mv))
+    # the best epoch's validation loss is the kept model's loss on (xv, mv), masses over the
+    # training mean, and every training row is trained on (none held back for validation)
+    w = torch.as_tensor(mv / m.mean(), dtype=torch.float32)
+    again = mass_weighted_val_loss(model.standardise(xv), w)(model)
+    assert abs(fit.val_loss[fit.best_epoch] - again) < 1e-4
+    assert fit.samples == 600 * len(fit.train_loss)

@@ -14,32 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import roc_auc_score
 
-from gaialake.models.train import TrainSettings
-from gaialake.streams.linefind import LineFindSettings, find_protoclusters
-from gaialake.streams.regions import FeatureMap
-from gaialake.streams.search import SearchSettings, score_group
-from tests.helpers import STREAM_SR, toy_patch
+from tests.helpers import (STREAM_SR, THRESHOLD_Z, realistic_search_settings,
+                           search_toy_patch)
 
-#: Line significance (binomial z) a protocluster must reach to count as found, in both runs.
-THRESHOLD_Z = 6.0
-SETTINGS = SearchSettings(methods=("cathode",), flow={"type": "maf", "transforms": 4, "hidden": 32},
-                          train=TrainSettings(lr=1e-3, batch_size=256, max_epochs=20, patience=4),
-                          fmap=FeatureMap(15.0, {3: (None, 20.2), 4: (0.5, 1.0)}),
-                          classifier={"max_iter": 100}, min_patch_stars=100, min_sr_stars=50)
+SETTINGS = realistic_search_settings()
 
 
 def _search(n_stream: int):
-    torch.set_num_threads(1)
-    patch = toy_patch(30000, n_stream, seed=2)
-    scores = score_group(patch, STREAM_SR, SETTINGS, seed=3).scores
-    stars = patch.set_index("source_id").loc[scores.source_id]
-    lines = find_protoclusters(stars.phi, stars.lam, stars.pm_phi, stars.pm_lam,
-                               scores.score.to_numpy(), scores.source_id.to_numpy(),
-                               LineFindSettings())
-    return patch, stars, scores.score.to_numpy(), lines
+    return search_toy_patch(n_stream, SETTINGS)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ The same toy patch group (tests/helpers.py) is trained in memory
 (:func:`score_group`, what an ``applyInPandas`` task runs) and streamed
 (:func:`gaialake.streams.streaming.stream_group`, a driver-side loop over a Petastorm loader);
 the streamed control-region flow must describe fresh stars of the same sky as well as the
-in-memory one, and both methods must score every fiducial signal-region star once.
+in-memory one, and every method must score every fiducial signal-region star once.
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ PM_RANGE = (-9.0, 3.0)
 
 
 def _settings() -> SearchSettings:
-    return SearchSettings(flow={"type": "maf", "transforms": 3, "hidden": 32},
+    return SearchSettings(methods=("cathode", "anode", "cwola"),
+                          flow={"type": "maf", "transforms": 3, "hidden": 32},
                           train=TrainSettings(lr=2e-3, batch_size=256, max_epochs=8, patience=3),
                           fmap=FeatureMap(15.0, {3: (None, 20.2), 4: (0.5, 1.0)}),
                           classifier={"max_iter": 40}, min_patch_stars=500, min_sr_stars=100)
@@ -94,7 +95,7 @@ def test_streamed_group_scores_each_fiducial_signal_region_star_once(both):
     _, m = features(patch, "pm_phi")
     want = set(patch.source_id[STREAM_SR.contains(m) & patch.fiducial])
     scores = staged[staged.kind == "score"]
-    for method in ("cathode", "anode"):
+    for method in ("cathode", "anode", "cwola"):
         got = scores[scores.method == method]
         assert len(got) == len(want) and set(got.source_id) == want, method
         assert np.isfinite(got.score).all()
@@ -103,13 +104,13 @@ def test_streamed_group_scores_each_fiducial_signal_region_star_once(both):
         len(want)
     # the stream stands out in the streamed scores as it does in memory
     truth = patch.set_index("source_id")["stream"]
-    for method in ("cathode", "anode"):
+    for method in ("cathode", "anode", "cwola"):
         d = scores[scores.method == method]
         mem = memory.scores[memory.scores.method == method]
         auc_s = roc_auc_score(truth.loc[d.source_id], d.score)
         auc_m = roc_auc_score(truth.loc[mem.source_id], mem.score)
         # small flows on 5k stars: ANODE is weak here (memory 0.68), CATHODE strong
-        floor = {"cathode": 0.75, "anode": 0.6}[method]
+        floor = {"cathode": 0.75, "anode": 0.6, "cwola": 0.75}[method]
         assert auc_s > floor and auc_s > auc_m - 0.1, (method, auc_s, auc_m)
 
 
@@ -120,3 +121,27 @@ def test_hash_unit_is_uniform_stable_and_seeded():
     assert np.array_equal(u[::-1], hash_unit(ids[::-1], 3))
     assert abs(np.corrcoef(u, hash_unit(ids, 4))[0, 1]) < 0.02
     assert abs((u < 0.2).mean() - 0.2) < 0.01
+
+
+def test_a_cwola_search_streams_without_training_a_flow(spark, tmp_path):
+    from dataclasses import replace
+
+    from gaialake.conf import load_conf
+    from gaialake.streams.streaming import StreamSettings, stream_group
+
+    conf = load_conf(sets=[f"paths.warehouse={tmp_path / 'warehouse'}",
+                           "spark.shuffle_partitions=4"])
+    patch = toy_patch(5000, 200, seed=7)
+    patch = patch[(patch.pm_phi >= PM_RANGE[0]) & (patch.pm_phi < PM_RANGE[1])]
+    rows = spark.createDataFrame(patch.drop(columns=["stream"]).assign(
+        patch_id=5, pm_axis="pm_phi", sr_index=STREAM_SR.index, sr_lo=STREAM_SR.lo,
+        sr_hi=STREAM_SR.hi))
+    group = {"patch_id": 5, "pm_axis": "pm_phi", "sr_index": STREAM_SR.index,
+             "sr_lo": STREAM_SR.lo, "sr_hi": STREAM_SR.hi, "count": len(patch)}
+    payload = stream_group(conf, replace(_settings(), methods=("cwola",)),
+                           StreamSettings(max_group_rows=100), rows, group,
+                           str(tmp_path / "staged"))
+    assert "cr" not in payload["weights"] and "cwola_classifiers" in payload["weights"]
+    assert payload["metrics"]["n_sb"] > 100 and not payload["curves"]
+    staged = spark.read.parquet(str(tmp_path / "staged")).toPandas()
+    assert set(staged[staged.kind == "score"].method) == {"cwola"}

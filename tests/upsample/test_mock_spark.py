@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from gaialake.upsample.mock_spark import flow_sampler
 
@@ -41,3 +42,13 @@ def test_flow_mock_gives_each_sampling_task_one_partition(spark):
                          "r")
         sizes = mock.rdd.glom().map(len).collect()
         assert sizes == [40] * parts
+
+
+def test_feed_auto_collects_small_particle_sets_and_streams_large_ones():
+    from gaialake.upsample.mock_spark import choose_feed
+
+    assert choose_feed("auto", 2_000_000, 2_000_000) == "memory"
+    assert choose_feed("auto", 2_000_001, 2_000_000) == "petastorm"
+    assert choose_feed("petastorm", 10, 2_000_000) == "petastorm"
+    with pytest.raises(ValueError, match="upsample.feed"):
+        choose_feed("disk", 10, 10)
