@@ -82,11 +82,13 @@ def run(conf: Conf) -> dict:
                 None, columns, stats=mock_spark.model_space_stats(train_df, columns),
                 radius_kpc=radius, **flow_shape(flow_conf))
             val_pdf = in_split("val").select(*columns, "mass").toPandas()
-            feed = mock_spark.choose_feed(str(upsample_conf["feed"]), train_df.count(),
+            n_train = train_df.count()
+            feed = mock_spark.choose_feed(str(upsample_conf["feed"]), n_train,
                                           int(upsample_conf["memory_max_rows"]))
             model, fit = mock_spark.train_galaxyflow_df(
                 train_df, val_pdf, config, train_settings(flow_conf),
-                seed=conf.seed_for("upsample", "flow") % 2**31, conf=conf, feed=feed, logger=log)
+                seed=conf.seed_for("upsample", "flow") % 2**31, conf=conf, feed=feed, logger=log,
+                n_rows=n_train)
             st.count, st.extra = fit.samples, json.dumps({"feed": feed, **fit.metrics()})
 
         n_training = training_df.count()

@@ -66,7 +66,7 @@ class SearchSettings:
     def from_conf(cls, conf: Conf) -> "SearchSettings":
         """The settings of ``conf``'s ``streams`` section; unknown methods, classifier kinds
         and keys of ``streams.cathode.classifier`` and ``streams.ranode`` are refused, and
-        ``streams.retrainings`` below 1."""
+        ``streams.retrainings`` below 1 and ``streams.cwola.sideband_masyr`` not above 0."""
         methods = tuple(conf.get("streams.methods"))
         bad = [m for m in methods if m not in METHODS]
         if bad or conf.get("streams.method") not in METHODS:
@@ -76,6 +76,9 @@ class SearchSettings:
         retrainings = int(conf.get("streams.retrainings", 1))
         if retrainings < 1:
             raise ValueError(f"streams.retrainings must be >= 1, got {retrainings}")
+        sideband = float(conf.get("streams.cwola.sideband_masyr"))
+        if not sideband > 0:
+            raise ValueError(f"streams.cwola.sideband_masyr must be > 0, got {sideband}")
         train = TrainSettings.from_dict(dict(conf.get("streams.train")))
         classifier = dict(conf.get("streams.cathode.classifier", {}) or {})
         ClassifierSettings.from_dict(classifier)
@@ -87,7 +90,7 @@ class SearchSettings:
                    min_patch_stars=int(conf.get("streams.min_patch_stars")),
                    min_sr_stars=int(conf.get("streams.min_sr_stars")),
                    fmap=FeatureMap.from_conf(conf), retrainings=retrainings,
-                   sideband_masyr=float(conf.get("streams.cwola.sideband_masyr", 3.0)))
+                   sideband_masyr=sideband)
 
 
 @dataclass

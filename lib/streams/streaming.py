@@ -282,7 +282,8 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
             metrics["ranode_skipped"] = 1
         rate = min(1.0, streaming.classifier_rows / n_sr)
         fit_rows = None
-        if "cathode" in settings.methods or "cwola" in settings.methods:
+        cwola = "cwola" in settings.methods and n_sb >= settings.min_sr_stars
+        if "cathode" in settings.methods or cwola:
             fit_rows = (sr_rows.where(F.col("v") < rate)
                         .select("source_id", "fiducial", *Z_COLUMNS, "c").toPandas()
                         .sort_values("source_id", kind="stable").reset_index(drop=True))
@@ -296,23 +297,22 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
             weights["classifiers"] = pickle.dumps(classifiers)
             parts += _classifier_rows(spark, group, "cathode", fit_rows, s, weights["classifiers"],
                                       sr_rows, rate, broadcasts)
-        if "cwola" in settings.methods:
-            if n_sb < settings.min_sr_stars:
-                metrics["cwola_skipped"] = 1       # too few sideband stars: no CWoLa score here
-            else:
-                rate_sb = min(1.0, streaming.classifier_rows / n_sb)
-                sb_rows = (mapped.where(F.col("in_sb") & (F.col("v") < rate_sb))
-                           .select("source_id", *Z_COLUMNS).toPandas()
-                           .sort_values("source_id", kind="stable"))
-                s, cwola_metrics, classifiers = cwola_scores(
-                    fit_rows[Z_COLUMNS].to_numpy(np.float32),
-                    sb_rows[Z_COLUMNS].to_numpy(np.float32), seed=seeds[4],
-                    n_folds=settings.folds, classifier=settings.classifier)
-                metrics.update(cwola_metrics)
-                metrics["cwola_classifier_rows"] = int(len(fit_rows))
-                weights["cwola_classifiers"] = pickle.dumps(classifiers)
-                parts += _classifier_rows(spark, group, "cwola", fit_rows, s,
-                                          weights["cwola_classifiers"], sr_rows, rate, broadcasts)
+        if "cwola" in settings.methods and not cwola:
+            metrics["cwola_skipped"] = 1       # too few sideband stars: no CWoLa score here
+        if cwola:
+            rate_sb = min(1.0, streaming.classifier_rows / n_sb)
+            sb_rows = (mapped.where(F.col("in_sb") & (F.col("v") < rate_sb))
+                       .select("source_id", *Z_COLUMNS).toPandas()
+                       .sort_values("source_id", kind="stable"))
+            s, cwola_metrics, classifiers = cwola_scores(
+                fit_rows[Z_COLUMNS].to_numpy(np.float32),
+                sb_rows[Z_COLUMNS].to_numpy(np.float32), seed=seeds[4],
+                n_folds=settings.folds, classifier=settings.classifier)
+            metrics.update(cwola_metrics)
+            metrics["cwola_classifier_rows"] = int(len(fit_rows))
+            weights["cwola_classifiers"] = pickle.dumps(classifiers)
+            parts += _classifier_rows(spark, group, "cwola", fit_rows, s,
+                                      weights["cwola_classifiers"], sr_rows, rate, broadcasts)
         if "anode" in settings.methods:
             sr_flow, sr_fit = _fit_streamed(
                 conf, settings, sr_rows.where(F.col("u") >= vf), int(counts[True]["train"]),

@@ -68,9 +68,10 @@ def choose_feed(feed: str, n_rows: int, max_rows: int) -> str:
 
 
 def train_galaxyflow_df(train_df, val_pdf: pd.DataFrame, config: dict, settings, *, seed: int,
-                        conf, feed: str = "petastorm", logger=None):
+                        conf, feed: str = "petastorm", logger=None, n_rows: int | None = None):
     """A GalaxyFlow of ``config`` trained on ``train_df``'s rows (``columns`` of the config,
-    ``mass`` M_sun); returns ``(model, TrainResult)``.
+    ``mass`` M_sun; ``n_rows`` of them when the caller has counted them); returns ``(model,
+    TrainResult)``.
 
     ``feed="petastorm"``: batches stream from the Petastorm loader (shuffled with ``seed``) and
     ``val_pdf`` (the validation particles) is the early-stopping set; ``feed="memory"``: the
@@ -94,8 +95,11 @@ def train_galaxyflow_df(train_df, val_pdf: pd.DataFrame, config: dict, settings,
                                           val_pdf["mass"].to_numpy()))
     if feed != "petastorm":
         raise ValueError(f"conf upsample.feed: {feed!r} is not petastorm or memory")
-    mean_mass = float(train_df.agg({"mass": "avg"}).first()[0])
-    steps = max(1, train_df.count() // settings.batch_size)
+    from pyspark.sql import functions as F
+
+    row = train_df.agg(F.avg("mass").alias("mean"), F.count(F.lit(1)).alias("n")).first()
+    mean_mass = float(row["mean"])
+    steps = max(1, (int(row["n"]) if n_rows is None else int(n_rows)) // settings.batch_size)
     val = (model.standardise(val_pdf[columns].to_numpy()),
            torch.as_tensor(val_pdf["mass"].to_numpy() / mean_mass, dtype=torch.float32,
                            device=device))

@@ -30,6 +30,15 @@ def test_sidebands_flank_the_signal_region_without_touching_it():
         sidebands(m, sr, 0.0)
 
 
+def test_a_sideband_width_not_above_zero_fails_when_the_conf_is_read():
+    from gaialake.conf import load_conf
+    from gaialake.streams.search import SearchSettings
+
+    assert SearchSettings.from_conf(load_conf()).sideband_masyr == 3.0
+    with pytest.raises(ValueError, match="streams.cwola.sideband_masyr"):
+        SearchSettings.from_conf(load_conf(sets=["streams.cwola.sideband_masyr=0"]))
+
+
 def test_cwola_scores_are_out_of_fold_and_refuse_too_few_stars():
     rng = np.random.default_rng(0)
     x_sb = rng.normal(size=(400, 3))
