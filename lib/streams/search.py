@@ -61,6 +61,18 @@ class SearchSettings:
     fmap: FeatureMap = field(default_factory=FeatureMap)
     retrainings: int = 1
     sideband_masyr: float = 3.0
+    pm_range: tuple[float, float] = (-15.0, 15.0)
+
+    def row_range(self) -> tuple[float, float]:
+        """The sliced proper motions (mas/yr) of a group's rows: ``pm_range``, widened by
+        ``sideband_masyr`` on both sides when CWoLa is run, so that the SRs at the range's
+        edges have both sidebands (the control region stays inside ``pm_range``)."""
+        pad = self.sideband_masyr if "cwola" in self.methods else 0.0
+        return self.pm_range[0] - pad, self.pm_range[1] + pad
+
+    def in_range(self, m: np.ndarray) -> np.ndarray:
+        """Whether each sliced proper motion ``m`` (mas/yr) is inside ``pm_range``."""
+        return (m >= self.pm_range[0]) & (m < self.pm_range[1])
 
     @classmethod
     def from_conf(cls, conf: Conf) -> "SearchSettings":
@@ -90,7 +102,8 @@ class SearchSettings:
                    min_patch_stars=int(conf.get("streams.min_patch_stars")),
                    min_sr_stars=int(conf.get("streams.min_sr_stars")),
                    fmap=FeatureMap.from_conf(conf), retrainings=retrainings,
-                   sideband_masyr=sideband)
+                   sideband_masyr=sideband,
+                   pm_range=tuple(float(v) for v in conf.get("streams.pm_range_masyr")))
 
 
 @dataclass
@@ -120,22 +133,25 @@ def score_group(stars: pd.DataFrame, sr: SignalRegion, settings: SearchSettings,
     """Train and score one (patch, axis, SR) group.
 
     ``stars``: the patch's stars (columns of ``patch_stars``: source_id, phi, lam, pm_phi,
-    pm_lam, g, bp_rp, fiducial), those outside the pm range of the search already removed.
-    A group with fewer than ``min_patch_stars`` stars, or fewer than ``min_sr_stars`` in the SR,
-    is skipped with the reason in ``skipped``.
+    pm_lam, g, bp_rp, fiducial) inside ``settings.row_range()`` on the SR's axis; the control
+    region is the stars inside ``settings.pm_range`` and outside the SR, the sidebands may reach
+    past it. A group with fewer than ``min_patch_stars`` stars in the pm range, or fewer than
+    ``min_sr_stars`` in the SR, is skipped with the reason in ``skipped``.
     """
-    n = len(stars)
+    x, m = features(stars, sr.axis)
+    in_rng = settings.in_range(m)
+    n = int(in_rng.sum())
     if n < settings.min_patch_stars:
         return GroupResult(_empty_scores(), skipped=f"{n} stars < min_patch_stars "
                                                     f"{settings.min_patch_stars}")
-    x, m = features(stars, sr.axis)
     in_sr = sr.contains(m)
-    n_sr, n_cr = int(in_sr.sum()), int((~in_sr).sum())
+    in_cr = in_rng & ~in_sr
+    n_sr, n_cr = int(in_sr.sum()), int(in_cr.sum())
     if n_sr < settings.min_sr_stars:
         return GroupResult(_empty_scores(), skipped=f"{n_sr} SR stars < min_sr_stars "
                                                     f"{settings.min_sr_stars}")
     fmap = FeatureMap(disc_radius_deg=settings.fmap.disc_radius_deg,
-                      bounds=dict(settings.fmap.bounds)).fit(x, m)
+                      bounds=dict(settings.fmap.bounds)).fit(x[in_rng], m[in_rng])
     z, c = fmap.transform(x, m)
     flow_config = {**settings.flow, "features": z.shape[1], "context": 1}
     seeds = group_seeds(seed)
@@ -143,7 +159,7 @@ def score_group(stars: pd.DataFrame, sr: SignalRegion, settings: SearchSettings,
     weights, curves, cr_flow = {}, {}, None
     if any(method in FLOW_METHODS for method in settings.methods):
         cr_flow = build_flow(flow_config, seed=int(seeds[0]))
-        cr_fit = train_flow(cr_flow, z[~in_sr], c[~in_sr], settings.train, int(seeds[0]), device)
+        cr_fit = train_flow(cr_flow, z[in_cr], c[in_cr], settings.train, int(seeds[0]), device)
         metrics.update({f"cr_{k}": v for k, v in cr_fit.metrics().items()})
         weights["cr"] = cr_fit.state_dict
         curves.update({"cr_train_loss": cr_fit.train_loss, "cr_val_loss": cr_fit.val_loss})

@@ -56,11 +56,12 @@ _ADAPTIVE_COALESCE = "spark.sql.adaptive.coalescePartitions.enabled"
 def search_rows(spark, conf: Conf):
     """(rows, number of signal regions): ``patch_stars`` crossed with every signal region
     (``pm_axis``, ``sr_index``, ``sr_lo``, ``sr_hi``; mas/yr), keeping the rows whose proper
-    motion on the region's axis is inside ``streams.pm_range_masyr``."""
+    motion on the region's axis is inside ``streams.pm_range_masyr`` (widened by the sidebands
+    when CWoLa is run: :meth:`SearchSettings.row_range`)."""
     from pyspark.sql import functions as F
 
     regions = signal_regions_from_conf(conf)
-    lo, hi = (float(v) for v in conf.get("streams.pm_range_masyr"))
+    lo, hi = SearchSettings.from_conf(conf).row_range()
     frame = spark.createDataFrame(pd.DataFrame(
         [(s.axis, s.index, s.lo, s.hi) for s in regions],
         columns=["pm_axis", "sr_index", "sr_lo", "sr_hi"]))

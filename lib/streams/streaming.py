@@ -48,9 +48,11 @@ __all__ = ["StreamSettings", "stream_group", "MAPPED_SCHEMA"]
 log = get_logger("anomaly")
 
 Z_COLUMNS = ["z0", "z1", "z2", "z3", "z4"]
-#: Rows mapped on executors: mapped features z, context c, SR and sideband membership and the
-#: two hashes (u: validation/training split, v: the classifiers' sample).
-MAPPED_SCHEMA = ("source_id long, fiducial boolean, in_sr boolean, in_sb boolean, u double, "
+#: Rows mapped on executors: mapped features z, context c, SR, control-region (the pm range
+#: outside the SR) and sideband membership and the two hashes (u: validation/training split,
+#: v: the classifiers' sample).
+MAPPED_SCHEMA = ("source_id long, fiducial boolean, in_sr boolean, in_cr boolean, "
+                 "in_sb boolean, u double, "
                  "v double, " + ", ".join(f"{z} float" for z in Z_COLUMNS) + ", c float")
 _SCORE_ROWS = "source_id long, method string, score double"
 
@@ -74,25 +76,27 @@ class StreamSettings:
                              max_group_rows=int(conf.get("streams.max_group_rows", 0) or 0))
 
 
-def _map_rows(fmap: dict, axis: str, sr: SignalRegion, seeds: tuple[int, int],
-              sideband_masyr: float
+def _map_rows(fmap: dict, sr: SignalRegion, seeds: tuple[int, int], settings: SearchSettings
               ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """mapInPandas function: patch stars -> :data:`MAPPED_SCHEMA` (mapped features, hashes;
-    sidebands ``sideband_masyr`` wide)."""
+    the control region inside ``settings.pm_range``, sidebands ``settings.sideband_masyr``
+    wide)."""
 
     def fn(batches):
         f = FeatureMap.from_dict(fmap)
         for pdf in batches:
-            x, m = features(pdf, axis)
+            x, m = features(pdf, sr.axis)
             z, c = f.transform(x, m)
             ids = pdf["source_id"].to_numpy(np.int64)
             out = pd.DataFrame(z, columns=Z_COLUMNS)
             out.insert(0, "source_id", ids)
             out.insert(1, "fiducial", pdf["fiducial"].to_numpy(bool))
-            out.insert(2, "in_sr", sr.contains(m))
-            out.insert(3, "in_sb", sidebands(m, sr, sideband_masyr))
-            out.insert(4, "u", hash_unit(ids, seeds[0]))
-            out.insert(5, "v", hash_unit(ids, seeds[1]))
+            in_sr = sr.contains(m)
+            out.insert(2, "in_sr", in_sr)
+            out.insert(3, "in_cr", settings.in_range(m) & ~in_sr)
+            out.insert(4, "in_sb", sidebands(m, sr, settings.sideband_masyr))
+            out.insert(5, "u", hash_unit(ids, seeds[0]))
+            out.insert(6, "v", hash_unit(ids, seeds[1]))
             out["c"] = c[:, 0]
             yield out
 
@@ -237,38 +241,42 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
     sample = (stars if frac >= 1.0 else stars.sample(fraction=frac, seed=seed % 2**31)).toPandas()
     x, m = features(sample.sort_values("source_id", kind="stable"), axis)
     fmap = FeatureMap(disc_radius_deg=settings.fmap.disc_radius_deg,
-                      bounds=dict(settings.fmap.bounds)).fit(x, m)
-    mapped = (stars.mapInPandas(_map_rows(fmap.to_dict(), axis, sr, (seeds[0], seeds[1]),
-                                          settings.sideband_masyr),
+                      bounds=dict(settings.fmap.bounds))
+    fmap.fit(x[settings.in_range(m)], m[settings.in_range(m)])
+    mapped = (stars.mapInPandas(_map_rows(fmap.to_dict(), sr, (seeds[0], seeds[1]), settings),
                                 MAPPED_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK))
     broadcasts = []
     vf = float(settings.train.val_fraction)
     try:
-        agg = mapped.groupBy("in_sr").agg(
-            F.count(F.lit(1)).alias("n"), F.sum((F.col("u") >= vf).cast("long")).alias("train"),
-            F.sum(F.col("fiducial").cast("long")).alias("fiducial"),
-            F.sum(F.col("in_sb").cast("long")).alias("sb")).collect()
-        counts = {bool(r["in_sr"]): r for r in agg}
-        n_sr = int(counts[True]["n"]) if True in counts else 0
-        n_cr = int(counts[False]["n"]) if False in counts else 0
+        def total(cond):
+            return F.sum(cond.cast("long"))
+
+        train = F.col("u") >= vf
+        counts = mapped.agg(
+            total(F.col("in_sr")).alias("sr"), total(F.col("in_cr")).alias("cr"),
+            total(F.col("in_sr") & train).alias("sr_train"),
+            total(F.col("in_cr") & train).alias("cr_train"),
+            total(F.col("in_sr") & F.col("fiducial")).alias("fiducial"),
+            total(F.col("in_sb")).alias("sb")).collect()[0]
+        counts = {k: int(v or 0) for k, v in counts.asDict().items()}
+        n_sr, n_cr, n_sb = counts["sr"], counts["cr"], counts["sb"]
         if n_sr < settings.min_sr_stars:
             payload["skipped"] = f"{n_sr} SR stars < min_sr_stars {settings.min_sr_stars}"
             model_row(spark, group, payload).write.mode("append").parquet(out_path)
             return payload
-        n_sb = int(counts[False]["sb"]) if n_cr else 0
         cut_cr, cut_sr = (_val_cut(settings, streaming, k) for k in (n_cr, n_sr))
         flow_config = {**settings.flow, "features": len(Z_COLUMNS), "context": 1}
-        metrics = {"n_stars": n, "n_sr": n_sr, "n_cr": n_cr, "n_sb": n_sb, "streamed": 1}
+        metrics = {"n_stars": n_sr + n_cr, "n_sr": n_sr, "n_cr": n_cr, "n_sb": n_sb,
+                   "streamed": 1}
         weights, curves, val_sr = {}, {}, None
         if any(method in FLOW_METHODS for method in settings.methods):
             val = (mapped.where(F.col("u") < max(cut_cr, cut_sr))
-                   .select("in_sr", "u", *Z_COLUMNS, "c").toPandas())
-            val_cr = val[~val.in_sr & (val.u < cut_cr)]
+                   .select("in_sr", "in_cr", "u", *Z_COLUMNS, "c").toPandas())
+            val_cr = val[val.in_cr & (val.u < cut_cr)]
             val_sr = val[val.in_sr & (val.u < cut_sr)]
             cr_flow, cr_fit = _fit_streamed(
-                conf, settings, mapped.where(~F.col("in_sr") & (F.col("u") >= vf)),
-                int(counts[False]["train"]) if n_cr else 0, val_cr, flow_config, seeds[0],
-                device)
+                conf, settings, mapped.where(F.col("in_cr") & train), counts["cr_train"], val_cr,
+                flow_config, seeds[0], device)
             metrics.update({f"cr_{k}": v for k, v in cr_fit.metrics().items()})
             weights["cr"] = cr_fit.state_dict
             curves.update({"cr_train_loss": cr_fit.train_loss, "cr_val_loss": cr_fit.val_loss})
@@ -315,7 +323,7 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
                                       weights["cwola_classifiers"], sr_rows, rate, broadcasts)
         if "anode" in settings.methods:
             sr_flow, sr_fit = _fit_streamed(
-                conf, settings, sr_rows.where(F.col("u") >= vf), int(counts[True]["train"]),
+                conf, settings, sr_rows.where(train), counts["sr_train"],
                 val_sr, flow_config, seeds[2], device)
             metrics.update({f"sr_{k}": v for k, v in sr_fit.metrics().items()})
             weights["sr"] = sr_fit.state_dict
@@ -327,7 +335,7 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
                                                       _SCORE_ROWS), group))
         for part in parts:
             part.write.mode("append").parquet(out_path)
-        metrics["n_scored"] = int(counts[True]["fiducial"])
+        metrics["n_scored"] = counts["fiducial"]
         metrics["group_seconds"] = time.perf_counter() - t0
         payload.update(weights=weights, feature_map=fmap.to_dict(), metrics=metrics,
                        curves=curves)

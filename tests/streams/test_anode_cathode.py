@@ -167,8 +167,11 @@ def test_score_group_is_deterministic_with_a_fixed_seed():
 
 def test_group_with_too_few_stars_is_skipped_with_a_reason():
     patch = toy_patch(500, 0, seed=2)
-    result = score_group(patch, STREAM_SR, _settings(min_patch_stars=2000), seed=1)
-    assert result.scores.empty and "500 stars < min_patch_stars 2000" in result.skipped
+    settings = _settings(min_patch_stars=2000)
+    n = int(settings.in_range(patch.pm_phi.to_numpy()).sum())     # those in the pm range count
+    assert 490 < n < 500
+    result = score_group(patch, STREAM_SR, settings, seed=1)
+    assert result.scores.empty and f"{n} stars < min_patch_stars 2000" in result.skipped
     result = score_group(patch, SignalRegion("pm_phi", 0, 40.0, 46.0),
                          _settings(min_patch_stars=100), seed=1)
     assert result.scores.empty and "SR stars < min_sr_stars" in result.skipped

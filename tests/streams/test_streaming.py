@@ -30,7 +30,8 @@ def _settings() -> SearchSettings:
                           flow={"type": "maf", "transforms": 3, "hidden": 32},
                           train=TrainSettings(lr=2e-3, batch_size=256, max_epochs=8, patience=3),
                           fmap=FeatureMap(15.0, {3: (None, 20.2), 4: (0.5, 1.0)}),
-                          classifier={"max_iter": 40}, min_patch_stars=500, min_sr_stars=100)
+                          classifier={"max_iter": 40}, min_patch_stars=500, min_sr_stars=100,
+                          pm_range=PM_RANGE)
 
 
 def _nll(state: dict, flow_config: dict, fmap: dict, stars: pd.DataFrame) -> float:
@@ -50,10 +51,13 @@ def both(spark, tmp_path_factory):
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("streaming")
     conf = load_conf(sets=[f"paths.warehouse={tmp / 'warehouse'}", "spark.shuffle_partitions=4"])
-    patch = toy_patch(5000, 200, seed=7)
-    patch = patch[(patch.pm_phi >= PM_RANGE[0]) & (patch.pm_phi < PM_RANGE[1])]
-    patch = patch.sort_values("source_id").reset_index(drop=True)
     settings = _settings()
+    # the rows of the search: the pm range and, for CWoLa, its sidebands past the range's edge
+    # (the SR [-9, -3) is the range's first: sidebands [-12, -9) and [-3, 0))
+    lo, hi = settings.row_range()
+    patch = toy_patch(5000, 200, seed=7)
+    patch = patch[(patch.pm_phi >= lo) & (patch.pm_phi < hi)]
+    patch = patch.sort_values("source_id").reset_index(drop=True)
     group = {"patch_id": 5, "pm_axis": "pm_phi", "sr_index": STREAM_SR.index,
              "sr_lo": STREAM_SR.lo, "sr_hi": STREAM_SR.hi, "count": len(patch)}
     seed = conf.seed_for("anomaly", 5, "pm_phi", STREAM_SR.index)
@@ -88,6 +92,18 @@ def test_streamed_flow_has_the_validation_loss_of_the_in_memory_flow(both):
     assert nll_stream < nll_memory + 0.08, (nll_stream, nll_memory)
     assert nll_stream < nll_untrained - 0.25, (nll_stream, nll_untrained)
     assert payload["metrics"]["cr_best_epoch"] >= 3         # it kept improving: it learned
+
+
+def test_both_paths_keep_the_control_region_in_the_range_and_both_sidebands(both):
+    patch, settings, memory, payload, _ = both
+    m = patch.pm_phi.to_numpy()
+    assert settings.row_range() == (PM_RANGE[0] - 3.0, PM_RANGE[1] + 3.0)
+    want = {"n_sr": int(STREAM_SR.contains(m).sum()),
+            "n_cr": int((settings.in_range(m) & ~STREAM_SR.contains(m)).sum()),
+            "n_sb": int((((m >= -12) & (m < -9)) | ((m >= -3) & (m < 0))).sum())}
+    assert (m < PM_RANGE[0]).sum() > 100            # rows past the range's edge are there
+    for metrics in (memory.metrics, payload["metrics"]):
+        assert {k: metrics[k] for k in want} == want, metrics
 
 
 def test_streamed_group_scores_each_fiducial_signal_region_star_once(both):
