@@ -55,7 +55,7 @@ def run(conf: Conf) -> dict:
     spark = get_spark(conf)
     settings = SearchSettings.from_conf(conf)
     streaming = StreamSettings.from_conf(conf)
-    rows, n_regions = search_rows(spark, conf)
+    rows, n_regions = search_rows(spark, conf, settings)
     empty = rows.isEmpty()
     if empty:
         refuse_empty(conf, tables.ANOMALY_SCORES, "anomaly: patch_stars holds no star in "

@@ -4,9 +4,9 @@ Nachman & Thaler 2017, arXiv 1708.02949; on Gaia, Pettee et al. 2023, arXiv 2305
 No density is modelled. The sidebands (SB) of an SR [lo, hi) on the sliced proper motion are
 [lo - w, lo) and [hi, hi + w) (``w``: ``streams.cwola.sideband_masyr``; an SR at the edge of
 the search's pm range has its outer sideband past it: a search with CWoLa reads those rows too,
-:meth:`gaialake.streams.search.SearchSettings.row_range`). A classifier learns SR stars (label 1) against SB stars (label 0) on the same mapped
-features as the flows (position, the other proper motion, G, BP-RP; the sliced one is left
-out): where the background's features do not change across SR and SB, the optimal classifier is
+:meth:`gaialake.streams.search.SearchSettings.row_range`). A classifier learns SR stars
+(label 1) against SB stars (label 0) on the same mapped features as the flows (position, the
+other proper motion, G, BP-RP; the sliced one is left out): where the background's features do not change across SR and SB, the optimal classifier is
 a monotone function of P_SR(x) / P_SB(x) = 1 + S(x) / B(x), and a stream concentrated in the SR
 stands out. Where they do change (a proper-motion gradient across the patch, colour with pm),
 the classifier learns that too: the sidebands on both sides cancel a linear change, not a

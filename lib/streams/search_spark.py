@@ -53,15 +53,15 @@ STAR_COLUMNS = ["patch_id", "source_id", "phi", "lam", "pm_phi", "pm_lam", "g", 
 _ADAPTIVE_COALESCE = "spark.sql.adaptive.coalescePartitions.enabled"
 
 
-def search_rows(spark, conf: Conf):
+def search_rows(spark, conf: Conf, settings: SearchSettings):
     """(rows, number of signal regions): ``patch_stars`` crossed with every signal region
     (``pm_axis``, ``sr_index``, ``sr_lo``, ``sr_hi``; mas/yr), keeping the rows whose proper
-    motion on the region's axis is inside ``streams.pm_range_masyr`` (widened by the sidebands
-    when CWoLa is run: :meth:`SearchSettings.row_range`)."""
+    motion on the region's axis is inside ``settings.row_range()`` (``streams.pm_range_masyr``,
+    widened by the sidebands when CWoLa is run)."""
     from pyspark.sql import functions as F
 
     regions = signal_regions_from_conf(conf)
-    lo, hi = SearchSettings.from_conf(conf).row_range()
+    lo, hi = settings.row_range()
     frame = spark.createDataFrame(pd.DataFrame(
         [(s.axis, s.index, s.lo, s.hi) for s in regions],
         columns=["pm_axis", "sr_index", "sr_lo", "sr_hi"]))

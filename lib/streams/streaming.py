@@ -240,9 +240,9 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
     frac = min(1.0, streaming.sample_rows / n)
     sample = (stars if frac >= 1.0 else stars.sample(fraction=frac, seed=seed % 2**31)).toPandas()
     x, m = features(sample.sort_values("source_id", kind="stable"), axis)
+    in_rng = settings.in_range(m)
     fmap = FeatureMap(disc_radius_deg=settings.fmap.disc_radius_deg,
-                      bounds=dict(settings.fmap.bounds))
-    fmap.fit(x[settings.in_range(m)], m[settings.in_range(m)])
+                      bounds=dict(settings.fmap.bounds)).fit(x[in_rng], m[in_rng])
     mapped = (stars.mapInPandas(_map_rows(fmap.to_dict(), sr, (seeds[0], seeds[1]), settings),
                                 MAPPED_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK))
     broadcasts = []
