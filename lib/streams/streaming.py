@@ -233,10 +233,14 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
                        & (F.col("sr_index") == sr_index)).select(*STAR_COLUMNS)
     payload = {"weights": {}, "feature_map": {}, "metrics": {"n_stars": n, "streamed": 1},
                "curves": {}, "skipped": "", "n_stars": n}
-    if n < settings.min_patch_stars:
-        payload["skipped"] = f"{n} stars < min_patch_stars {settings.min_patch_stars}"
+
+    def skip(reason: str) -> dict:
+        payload["skipped"] = reason
         model_row(spark, group, payload).write.mode("append").parquet(out_path)
         return payload
+
+    if n < settings.min_patch_stars:   # the group's rows bound its stars in the pm range
+        return skip(f"{n} stars < min_patch_stars {settings.min_patch_stars}")
     frac = min(1.0, streaming.sample_rows / n)
     sample = (stars if frac >= 1.0 else stars.sample(fraction=frac, seed=seed % 2**31)).toPandas()
     x, m = features(sample.sort_values("source_id", kind="stable"), axis)
@@ -260,10 +264,10 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
             total(F.col("in_sb")).alias("sb")).collect()[0]
         counts = {k: int(v or 0) for k, v in counts.asDict().items()}
         n_sr, n_cr, n_sb = counts["sr"], counts["cr"], counts["sb"]
+        if n_sr + n_cr < settings.min_patch_stars:   # as score_group: stars in the pm range
+            return skip(f"{n_sr + n_cr} stars < min_patch_stars {settings.min_patch_stars}")
         if n_sr < settings.min_sr_stars:
-            payload["skipped"] = f"{n_sr} SR stars < min_sr_stars {settings.min_sr_stars}"
-            model_row(spark, group, payload).write.mode("append").parquet(out_path)
-            return payload
+            return skip(f"{n_sr} SR stars < min_sr_stars {settings.min_sr_stars}")
         cut_cr, cut_sr = (_val_cut(settings, streaming, k) for k in (n_cr, n_sr))
         flow_config = {**settings.flow, "features": len(Z_COLUMNS), "context": 1}
         metrics = {"n_stars": n_sr + n_cr, "n_sr": n_sr, "n_cr": n_cr, "n_sb": n_sb,

@@ -43,6 +43,16 @@ def _nll(state: dict, flow_config: dict, fmap: dict, stars: pd.DataFrame) -> flo
         return float(-flow(torch.as_tensor(c)).log_prob(torch.as_tensor(z)).mean())
 
 
+def _search_group(spark, patch: pd.DataFrame) -> tuple:
+    """The toy patch as the search's rows (a Spark DataFrame) of one group, and that group."""
+    rows = spark.createDataFrame(patch.drop(columns=["stream"]).assign(
+        patch_id=5, pm_axis="pm_phi", sr_index=STREAM_SR.index, sr_lo=STREAM_SR.lo,
+        sr_hi=STREAM_SR.hi))
+    group = {"patch_id": 5, "pm_axis": "pm_phi", "sr_index": STREAM_SR.index,
+             "sr_lo": STREAM_SR.lo, "sr_hi": STREAM_SR.hi, "count": len(patch)}
+    return rows, group
+
+
 @pytest.fixture(scope="module")
 def both(spark, tmp_path_factory):
     from gaialake.conf import load_conf
@@ -58,13 +68,9 @@ def both(spark, tmp_path_factory):
     patch = toy_patch(5000, 200, seed=7)
     patch = patch[(patch.pm_phi >= lo) & (patch.pm_phi < hi)]
     patch = patch.sort_values("source_id").reset_index(drop=True)
-    group = {"patch_id": 5, "pm_axis": "pm_phi", "sr_index": STREAM_SR.index,
-             "sr_lo": STREAM_SR.lo, "sr_hi": STREAM_SR.hi, "count": len(patch)}
     seed = conf.seed_for("anomaly", 5, "pm_phi", STREAM_SR.index)
     memory = score_group(patch, STREAM_SR, settings, seed)
-    rows = spark.createDataFrame(patch.drop(columns=["stream"]).assign(
-        patch_id=5, pm_axis="pm_phi", sr_index=STREAM_SR.index, sr_lo=STREAM_SR.lo,
-        sr_hi=STREAM_SR.hi))
+    rows, group = _search_group(spark, patch)
     # classifier_rows below the SR count: part of the SR is scored by the fold average
     streaming = StreamSettings(max_group_rows=100, sample_rows=10**6, val_rows=10**6,
                                classifier_rows=600)
@@ -149,11 +155,7 @@ def test_a_cwola_search_streams_without_training_a_flow(spark, tmp_path):
                            "spark.shuffle_partitions=4"])
     patch = toy_patch(5000, 200, seed=7)
     patch = patch[(patch.pm_phi >= PM_RANGE[0]) & (patch.pm_phi < PM_RANGE[1])]
-    rows = spark.createDataFrame(patch.drop(columns=["stream"]).assign(
-        patch_id=5, pm_axis="pm_phi", sr_index=STREAM_SR.index, sr_lo=STREAM_SR.lo,
-        sr_hi=STREAM_SR.hi))
-    group = {"patch_id": 5, "pm_axis": "pm_phi", "sr_index": STREAM_SR.index,
-             "sr_lo": STREAM_SR.lo, "sr_hi": STREAM_SR.hi, "count": len(patch)}
+    rows, group = _search_group(spark, patch)
     payload = stream_group(conf, replace(_settings(), methods=("cwola",)),
                            StreamSettings(max_group_rows=100), rows, group,
                            str(tmp_path / "staged"))
@@ -161,3 +163,24 @@ def test_a_cwola_search_streams_without_training_a_flow(spark, tmp_path):
     assert payload["metrics"]["n_sb"] > 100 and not payload["curves"]
     staged = spark.read.parquet(str(tmp_path / "staged")).toPandas()
     assert set(staged[staged.kind == "score"].method) == {"cwola"}
+
+
+def test_both_paths_skip_a_group_with_too_few_stars_in_the_range(both, spark, tmp_path):
+    from dataclasses import replace
+
+    from gaialake.conf import load_conf
+    from gaialake.streams.streaming import StreamSettings, stream_group
+
+    patch, settings, _, _, _ = both
+    n_in = int(settings.in_range(patch.pm_phi.to_numpy()).sum())
+    assert len(patch) > n_in + 100                  # CWoLa's sideband rows past the range
+    # enough rows, too few of them in the pm range: both paths skip, with the same reason
+    few = replace(settings, min_patch_stars=n_in + 1)
+    want = f"{n_in} stars < min_patch_stars {n_in + 1}"
+    assert score_group(patch, STREAM_SR, few, seed=1).skipped == want
+    conf = load_conf(sets=[f"paths.warehouse={tmp_path / 'warehouse'}",
+                           "spark.shuffle_partitions=4"])
+    rows, group = _search_group(spark, patch)
+    payload = stream_group(conf, few, StreamSettings(max_group_rows=100), rows, group,
+                           str(tmp_path / "staged"))
+    assert payload["skipped"] == want and not payload["weights"]
