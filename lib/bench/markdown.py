@@ -345,7 +345,8 @@ def streams_bench_lines(results: dict) -> list[str]:
              f"model's natural count there {results['natural_count']:,.0f} (scale "
              f"{results['scale']:.3g}; 1 = DR3 density). Score `{results['method']}`; "
              f"streams.max_group_rows {results['max_group_rows']}, stream.sample_rows "
-             f"{results['sample_rows']}, max_epochs {results['max_epochs']}. Wall time and peak "
+             f"{results['sample_rows']}, max_epochs {results['max_epochs']}, "
+             f"find_streams.top_n {results.get('top_n', 'n/a')}. Wall time and peak "
              "memory are per job process (all patches of the sky, Spark start included).", "",
              "| sky | patch | stars after cuts | fiducial | groups | streamed (largest rows) | "
              "anomaly s | anomaly peak MiB | find_streams s | purity | completeness |",

@@ -166,7 +166,8 @@ def bench_streams(conf_file: str | None, sets: Sequence[str], root: Path,
                      "region": sky_conf.get("sky.region"), "method": method, "stream": stream,
                      "max_group_rows": sky_conf.get("streams.max_group_rows"),
                      "sample_rows": sky_conf.get("streams.stream.sample_rows"),
-                     "max_epochs": sky_conf.get("streams.train.max_epochs"), "skies": []}
+                     "max_epochs": sky_conf.get("streams.train.max_epochs"),
+                     "top_n": sky_conf.get("find_streams.top_n"), "skies": []}
     for k in range(n_realizations(sky_conf)):
         null = null_sky_conf(sky_conf, k)
         sky = _run_sky(f"stream-free {k} (seed {null.get('seed')})",

@@ -57,7 +57,7 @@ def _results(fp_rate: float = 1 / 3) -> dict:
           "n_fp_realizations": 1, "fp_rate": fp_rate, "fp_rate_lo": 0.01, "fp_rate_hi": 0.9}
     return {"n_stars": 5.9e6, "natural_count": 5.9e6, "scale": 1.0, "region": "cone",
             "method": "cathode", "max_group_rows": 999999, "sample_rows": 200000,
-            "max_epochs": 8, "false_positive": fp,
+            "max_epochs": 8, "top_n": 300, "false_positive": fp,
             "skies": [{"name": "stream-free 0", "jobs": {}, "patches": [patch]},
                       {"name": "gd1", "jobs": {"anomaly": {"seconds": 900.0, "peak_mib": 3000}},
                        "patches": [{**patch, "n_truth": 100, "n_true": 60, "purity": 0.75},
@@ -73,6 +73,7 @@ def test_streams_section_pools_the_patches_into_the_gd1_line():
             "[0.01, 0.90]") in lines
     assert sum(line.startswith("| gd1 | ") for line in lines) == 2
     assert any("1 (1,100,000)" in line for line in lines)
+    assert any("find_streams.top_n 300." in line for line in lines)   # the setting it ran with
 
 
 def test_streams_section_replaces_its_own_and_keeps_the_rest(tmp_path):
