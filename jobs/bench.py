@@ -25,7 +25,9 @@ Each job runs as its own process (``python -m gaialake.cli <job>``), as a user r
 
 ``gaialake bench --streams --conf conf/bench_streams.yaml`` (``make bench-streams``) runs the
 real-density stream benchmark instead (:mod:`gaialake.bench.streams_bench`) and writes its
-section of BENCHMARKS.md.
+section of BENCHMARKS.md; after it, ``gaialake bench --methods --conf conf/bench_streams.yaml``
+scores the signal regions holding GD-1 on its skies with each score method side by side
+(:mod:`gaialake.bench.methods_bench`, its own section).
 """
 from __future__ import annotations
 
@@ -39,15 +41,17 @@ from gaialake.bench.density_bench import bench_density
 from gaialake.bench.ingest_bench import bench_ingest, bench_ingest_at_scale
 from gaialake.bench.kit import machine_line, versions_line
 from gaialake.bench.markdown import (write_benchmarks_md, write_density_section,
-                                     write_pipeline_section, write_streams_section,
-                                     write_upsample_section)
+                                     write_methods_section, write_pipeline_section,
+                                     write_streams_section, write_upsample_section)
+from gaialake.bench.methods_bench import bench_methods
 from gaialake.bench.pipeline_bench import bench_pipeline, bench_scaling
-from gaialake.bench.streams_bench import bench_streams
+from gaialake.bench.streams_bench import bench_streams, streams_sky_conf
 from gaialake.bench.train_bench import run_score_bench, run_train_bench
 from gaialake.bench.upsample_bench import bench_upsample
 from gaialake.cli import job_main, run_job
 from gaialake.conf import REPO_ROOT, Conf
 from gaialake.log import get_logger
+from gaialake.streams.nullsky import null_sky_conf
 
 log = get_logger("bench")
 
@@ -117,12 +121,15 @@ def add_arguments(parser) -> None:
                         help="run the upsampling benchmark alone (its BENCHMARKS.md section)")
     parser.add_argument("--density", action="store_true",
                         help="run the density throughput benchmark alone (its section)")
+    parser.add_argument("--methods", action="store_true",
+                        help="score methods side by side on make bench-streams' skies (its "
+                             "section; run bench-streams first, with the same --conf)")
     parser.add_argument("--pipeline", action="store_true",
                         help="time make run (gaialake pipeline) per stage alone (its section)")
 
 
 def main(conf: Conf, args) -> int:
-    """``gaialake bench [--streams | --upsample | --density | --pipeline]``."""
+    """``gaialake bench [--streams | --methods | --upsample | --density | --pipeline]``."""
     if args.pipeline:
         root = Path(conf.path("bench.dir"))
         root.mkdir(parents=True, exist_ok=True)
@@ -148,6 +155,16 @@ def main(conf: Conf, args) -> int:
         root.mkdir(parents=True, exist_ok=True)
         (root / "upsample.json").write_text(json.dumps(results, indent=1, default=str))
         log.info("wrote %s", write_upsample_section(results, REPO_ROOT / "BENCHMARKS.md"))
+        return 0
+    if args.methods:
+        stream_conf = streams_sky_conf(args.conf, args.set, Path(conf.path("bench.dir")))
+        results = {**bench_methods(stream_conf, Path(stream_conf.path("paths.warehouse")),
+                                   Path(null_sky_conf(stream_conf, 0).path("paths.warehouse"))),
+                   "machine": machine_line(),
+                   "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+        out = Path(conf.path("bench.dir")) / "streams" / "methods.json"
+        out.write_text(json.dumps(results, indent=1, default=str))
+        log.info("wrote %s", write_methods_section(results, REPO_ROOT / "BENCHMARKS.md"))
         return 0
     if not args.streams:
         run_job("bench", conf)

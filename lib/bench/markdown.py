@@ -6,7 +6,8 @@ from pathlib import Path
 __all__ = ["write_benchmarks_md", "project_full_dr3", "STREAMS_HEADING", "streams_bench_lines",
            "write_streams_section", "UPSAMPLE_HEADING", "upsample_bench_lines",
            "write_upsample_section", "DENSITY_HEADING", "density_bench_lines",
-           "write_density_section"]
+           "write_density_section", "METHODS_HEADING", "methods_bench_lines",
+           "write_methods_section"]
 
 DR3_ROWS, DR3_FILES = 1_811_709_771, 3386
 HATS_DR3_GIB = 712.8
@@ -210,8 +211,8 @@ def write_benchmarks_md(results: dict, path: Path) -> Path:
               "the synthetic rows have ~100 null columns, so real rows compress less: expect the HATS figure).",
               *_projection_lines(results.get("pipeline"), proj["cluster_cores"]), ""]
     text = path.read_text() if path.exists() else ""
-    kept = "".join(_section(text, h) for h in (STREAMS_HEADING, UPSAMPLE_HEADING,
-                                               DENSITY_HEADING))
+    kept = "".join(_section(text, h) for h in (STREAMS_HEADING, METHODS_HEADING,
+                                               UPSAMPLE_HEADING, DENSITY_HEADING))
     path.write_text("\n".join(lines) + "\n" + (f"\n{kept}" if kept else ""))
     return path
 
@@ -402,6 +403,49 @@ def write_streams_section(results: dict, path: Path) -> Path:
     """Put :func:`streams_bench_lines` into ``path`` under :data:`STREAMS_HEADING`, replacing
     that section (up to the next ``## ``) and keeping the rest of the file; returns ``path``."""
     return _write_section(path, STREAMS_HEADING, streams_bench_lines(results))
+
+
+#: BENCHMARKS.md's heading of the score methods side by side (``gaialake bench --methods``,
+#: :func:`gaialake.bench.methods_bench.bench_methods`).
+METHODS_HEADING = "## Score methods side by side at DR3 density (`gaialake bench --methods`)"
+
+
+def methods_bench_lines(results: dict) -> list[str]:
+    """The section of one ``gaialake bench --methods`` run: its settings and one row per
+    (variant, patch, signal region) with both skies' measurements."""
+    top = results["top_n"]
+    lines = [METHODS_HEADING, "",
+             f"Measured on {results.get('date', 'n/a')}; {results.get('machine', '')}.",
+             f"The skies of the last `make bench-streams` ({results['stream']}: "
+             f"`{results['stream_warehouse']}`; stream-free: `{results['null_warehouse']}`). In "
+             f"each patch the signal region holding the most {results['stream']} fiducial "
+             "members (chosen by the truth, after the search) is scored again by each variant, "
+             "in memory, with the bench conf's settings (flow "
+             f"{results['flow']}, training {results['train']}, classifier "
+             f"{results['classifier']}; a variant `method:kind` swaps the classifier kind), and "
+             "so is the same region of the stream-free sky. AUC: members against the field of "
+             f"the region's scored (fiducial) stars; top {top}: members among the "
+             f"{top} highest scores (find_streams.top_n); best line: the largest "
+             "significance find_streams' line finder gives on that region alone (member "
+             "fraction of its stars); seconds: the scoring of the group (flows, classifiers), "
+             "per sky.", "",
+             f"| variant | patch | region (mas/yr) | members | AUC | members in top {top} | "
+             "best line z (members) | stream-free best line z | seconds (stream, stream-free) |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['variant']} | {r['patch_id']} | {r['axis']} [{r['sr_lo']:g}, {r['sr_hi']:g}) | "
+            f"{r['stream_members']} | {_num(r['stream_auc'], '{:.3f}')} | "
+            f"{r['stream_top_members']} | {_num(r['stream_best_z'], '{:.1f}')} "
+            f"({_num(r['stream_best_member_frac'])}) | {_num(r['null_best_z'], '{:.1f}')} | "
+            f"{r['stream_seconds']:.0f}, {r['null_seconds']:.0f} |")
+    return lines + [""]
+
+
+def write_methods_section(results: dict, path: Path) -> Path:
+    """Put :func:`methods_bench_lines` into ``path`` under :data:`METHODS_HEADING`, keeping the
+    rest of the file; returns ``path``."""
+    return _write_section(path, METHODS_HEADING, methods_bench_lines(results))
 
 
 #: BENCHMARKS.md's heading of the upsampling throughput (``make bench``,

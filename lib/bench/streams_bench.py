@@ -28,7 +28,7 @@ from gaialake.log import get_logger
 from gaialake.streams.nullsky import n_realizations, null_sky_conf
 
 __all__ = ["STAGES", "dr3_density", "null_sets", "streamed_groups", "patch_rows",
-           "bench_streams"]
+           "streams_sky_conf", "bench_streams"]
 
 log = get_logger("bench")
 
@@ -142,6 +142,15 @@ def _sky_patches(sky: dict, warehouse: Path, stream: str | None) -> list[dict]:
                       pd.DataFrame(sky.get("streamed", []),
                                    columns=["patch_id", "pm_axis", "sr_index", "rows", "seconds"]),
                       rec)
+
+
+def streams_sky_conf(conf_file: str | None, sets: Sequence[str], bench_dir: Path) -> Conf:
+    """The conf of :func:`bench_streams`' stream sky under ``bench_dir`` (its paths and
+    settings; ``sky.n_stars`` as given): what ``gaialake bench --methods`` reads it with."""
+    from gaialake.conf import load_conf
+
+    work = bench_dir / "streams" / "streams"
+    return load_conf(conf_file, [*sets, *(a.split("=", 1)[1] for a in job_sets(work))])
 
 
 def bench_streams(conf_file: str | None, sets: Sequence[str], root: Path,
