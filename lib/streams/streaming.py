@@ -11,6 +11,9 @@ ever holds the group as one pandas frame:
   (:func:`gaialake.streams.search.hash_unit`): validation (at most ``streams.stream.val_rows``
   rows, held in memory) and training (streamed, reshuffled every epoch);
 - ANODE's log R is computed on executors with the two flows broadcast;
+- R-ANODE's signal flow and fraction are fitted (the CR flow frozen) on at most
+  ``streams.stream.classifier_rows`` signal-region stars (the classifiers' hash sample), held in
+  memory, and its log P_sig - log P_CR computed on executors like ANODE's;
 - CATHODE's k-fold classifier is trained on at most ``streams.stream.classifier_rows`` signal-
   region stars (a hash sample); those get out-of-fold scores, every other star (seen by no
   classifier) the mean of the k classifiers, computed on executors;
@@ -140,10 +143,11 @@ def _fit_streamed(conf: Conf, settings: SearchSettings, train_rows, n_train: int
     return flow, fit
 
 
-def _anode_scorer(flow_config: dict, states
-                  ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """mapInPandas function: mapped rows -> (source_id, method, score = log R); ``states``: a
-    broadcast of the (CR, SR) flows' state bytes."""
+def _log_ratio_scorer(method: str, configs: tuple[dict, dict], states
+                      ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """mapInPandas function: mapped rows -> (source_id, ``method``, score = log p_1 - log p_0)
+    of two conditional flows (``configs``; ``states``: a broadcast of their state bytes): ANODE's
+    log R with (CR, SR) flows, R-ANODE's with (CR, signal)."""
 
     def fn(batches):
         from gaialake.io.feeding import task_device
@@ -152,15 +156,15 @@ def _anode_scorer(flow_config: dict, states
 
         device = task_device()
         flows = []
-        for data in states.value:
-            f = build_flow(flow_config)
+        for config, data in zip(configs, states.value):
+            f = build_flow(config)
             f.load_state_dict(state_from_bytes(data))
             flows.append(f.to(device).eval())
         for pdf in batches:
             z = pdf[Z_COLUMNS].to_numpy(np.float32)
             c = pdf[["c"]].to_numpy(np.float32)
             yield pd.DataFrame({"source_id": pdf["source_id"].to_numpy(np.int64),
-                                "method": "anode",
+                                "method": method,
                                 "score": anode_log_ratio(flows[1], flows[0], z, c)})
 
     return fn
@@ -220,6 +224,7 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
     from gaialake.io.tracking import state_to_bytes
     from gaialake.streams.cathode import cathode_scores
     from gaialake.streams.cwola import cwola_scores
+    from gaialake.streams.ranode import fit_ranode
 
     spark = rows.sparkSession
     t0 = time.perf_counter()
@@ -287,15 +292,10 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
         sr_rows = mapped.where(F.col("in_sr"))
         scored = sr_rows.where(F.col("fiducial")).select("source_id", *Z_COLUMNS, "c")
         parts = []
-        if "ranode" in settings.methods:   # its signal fit needs the whole SR in memory
-            log.warning("patch %s %s SR %s: %d rows stream: no R-ANODE score for this group "
-                        "(streamed groups score cathode, anode and cwola)", patch_id, axis,
-                        sr_index, n)
-            metrics["ranode_skipped"] = 1
         rate = min(1.0, streaming.classifier_rows / n_sr)
         fit_rows = None
         cwola = "cwola" in settings.methods and n_sb >= settings.min_sr_stars
-        if "cathode" in settings.methods or cwola:
+        if any(method in settings.methods for method in ("cathode", "ranode")) or cwola:
             fit_rows = (sr_rows.where(F.col("v") < rate)
                         .select("source_id", "fiducial", *Z_COLUMNS, "c").toPandas()
                         .sort_values("source_id", kind="stable").reset_index(drop=True))
@@ -325,6 +325,25 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
             weights["cwola_classifiers"] = pickle.dumps(classifiers)
             parts += _classifier_rows(spark, group, "cwola", fit_rows, s,
                                       weights["cwola_classifiers"], sr_rows, rate, broadcasts)
+        if "ranode" in settings.methods:   # fitted on the classifiers' sample, in memory
+            sig_config = {**settings.ranode.flow, "features": len(Z_COLUMNS), "context": 1}
+            mixture, sig_fit = fit_ranode(
+                fit_rows[Z_COLUMNS].to_numpy(np.float32), fit_rows[["c"]].to_numpy(np.float32),
+                cr_flow, settings.ranode, seeds[3], device)
+            metrics.update({f"ranode_{k}": v for k, v in sig_fit.metrics().items()})
+            metrics["ranode_w"] = float(mixture.w.detach())
+            metrics["ranode_fit_rows"] = int(len(fit_rows))
+            weights["sig"] = sig_fit.state_dict
+            weights["sig_config"] = {"flow": sig_config,
+                                     "w_bounds": list(settings.ranode.w_bounds)}
+            curves.update({"ranode_train_loss": sig_fit.train_loss,
+                           "ranode_val_loss": sig_fit.val_loss})
+            shared = spark.sparkContext.broadcast((state_to_bytes(cr_fit.state_dict),
+                                                   state_to_bytes(mixture.signal.state_dict())))
+            broadcasts.append(shared)
+            parts.append(task_rows(scored.mapInPandas(
+                _log_ratio_scorer("ranode", (flow_config, sig_config), shared), _SCORE_ROWS),
+                group))
         if "anode" in settings.methods:
             sr_flow, sr_fit = _fit_streamed(
                 conf, settings, sr_rows.where(train), counts["sr_train"],
@@ -335,8 +354,9 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
             shared = spark.sparkContext.broadcast((state_to_bytes(cr_fit.state_dict),
                                                    state_to_bytes(sr_fit.state_dict)))
             broadcasts.append(shared)
-            parts.append(task_rows(scored.mapInPandas(_anode_scorer(flow_config, shared),
-                                                      _SCORE_ROWS), group))
+            parts.append(task_rows(scored.mapInPandas(
+                _log_ratio_scorer("anode", (flow_config, flow_config), shared), _SCORE_ROWS),
+                group))
         for part in parts:
             part.write.mode("append").parquet(out_path)
         metrics["n_scored"] = counts["fiducial"]

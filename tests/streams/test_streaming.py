@@ -26,7 +26,7 @@ PM_RANGE = (-9.0, 3.0)
 
 
 def _settings() -> SearchSettings:
-    return SearchSettings(methods=("cathode", "anode", "cwola"),
+    return SearchSettings(methods=("cathode", "anode", "ranode", "cwola"),
                           flow={"type": "maf", "transforms": 3, "hidden": 32},
                           train=TrainSettings(lr=2e-3, batch_size=256, max_epochs=8, patience=3),
                           fmap=FeatureMap(15.0, {3: (None, 20.2), 4: (0.5, 1.0)}),
@@ -117,7 +117,7 @@ def test_streamed_group_scores_each_fiducial_signal_region_star_once(both):
     _, m = features(patch, "pm_phi")
     want = set(patch.source_id[STREAM_SR.contains(m) & patch.fiducial])
     scores = staged[staged.kind == "score"]
-    for method in ("cathode", "anode", "cwola"):
+    for method in ("cathode", "anode", "ranode", "cwola"):
         got = scores[scores.method == method]
         assert len(got) == len(want) and set(got.source_id) == want, method
         assert np.isfinite(got.score).all()
@@ -126,6 +126,8 @@ def test_streamed_group_scores_each_fiducial_signal_region_star_once(both):
         len(want)
     # the stream stands out in the streamed scores as it does in memory
     truth = patch.set_index("source_id")["stream"]
+    # (R-ANODE, small flows on 5k stars, ranks this stream weakly on both paths: memory 0.58,
+    # streamed 0.51; its streamed scores are held to its fitted models below)
     for method in ("cathode", "anode", "cwola"):
         d = scores[scores.method == method]
         mem = memory.scores[memory.scores.method == method]
@@ -134,6 +136,31 @@ def test_streamed_group_scores_each_fiducial_signal_region_star_once(both):
         # small flows on 5k stars: ANODE is weak here (memory 0.68), CATHODE strong
         floor = {"cathode": 0.75, "anode": 0.6, "cwola": 0.75}[method]
         assert auc_s > floor and auc_s > auc_m - 0.1, (method, auc_s, auc_m)
+
+
+def test_streamed_ranode_scores_are_its_fitted_models_log_ratio(both):
+    """R-ANODE is fitted on the classifiers' sample (600 of the SR stars) and every fiducial SR
+    star is scored on executors: those scores are log P_sig - log P_CR of the payload's models."""
+    from gaialake.streams.ranode import build_signal_mixture, ranode_log_ratio
+
+    patch, settings, _, payload, staged = both
+    weights, metrics = payload["weights"], payload["metrics"]
+    assert metrics["ranode_fit_rows"] < metrics["n_sr"]       # fitted on the sample only
+    lo, hi = settings.ranode.w_bounds
+    assert lo <= metrics["ranode_w"] <= hi
+    mixture = build_signal_mixture(weights["sig_config"]["flow"], weights["sig_config"]["w_bounds"])
+    mixture.load_state_dict(weights["sig"])
+    cr = build_flow({**settings.flow, "features": 5, "context": 1})
+    cr.load_state_dict(weights["cr"])
+    x, m = features(patch, "pm_phi")
+    fid = STREAM_SR.contains(m) & patch.fiducial.to_numpy()
+    z, c = FeatureMap.from_dict(payload["feature_map"]).transform(x[fid], m[fid])
+    want = pd.Series(ranode_log_ratio(mixture.eval(), cr.eval(), z, c),
+                     index=patch.source_id[fid].to_numpy())
+    got = staged[(staged.kind == "score") & (staged.method == "ranode")].set_index("source_id")
+    np.testing.assert_allclose(got.score.to_numpy(), want.loc[got.index].to_numpy(), atol=1e-3,
+                               rtol=1e-4)
+    assert got.score.std() > 0.01                 # a fitted signal flow, not a constant
 
 
 def test_hash_unit_is_uniform_stable_and_seeded():
