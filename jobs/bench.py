@@ -157,7 +157,8 @@ def main(conf: Conf, args) -> int:
         log.info("wrote %s", write_upsample_section(results, REPO_ROOT / "BENCHMARKS.md"))
         return 0
     if args.methods:
-        stream_conf = streams_sky_conf(args.conf, args.set, Path(conf.path("bench.dir")))
+        stream_conf = streams_sky_conf(args.conf, args.set,
+                                       Path(conf.path("bench.dir")) / "streams")
         results = {**bench_methods(stream_conf, Path(stream_conf.path("paths.warehouse")),
                                    Path(null_sky_conf(stream_conf, 0).path("paths.warehouse"))),
                    "machine": machine_line(),

@@ -144,12 +144,13 @@ def _sky_patches(sky: dict, warehouse: Path, stream: str | None) -> list[dict]:
                       rec)
 
 
-def streams_sky_conf(conf_file: str | None, sets: Sequence[str], bench_dir: Path) -> Conf:
-    """The conf of :func:`bench_streams`' stream sky under ``bench_dir`` (its paths and
-    settings; ``sky.n_stars`` as given): what ``gaialake bench --methods`` reads it with."""
+def streams_sky_conf(conf_file: str | None, sets: Sequence[str], root: Path) -> Conf:
+    """The conf of :func:`bench_streams`' stream sky under ``root`` (its paths and settings;
+    ``sky.n_stars`` as given, before the bench caps it): what ``gaialake bench --methods``
+    reads the finished skies with."""
     from gaialake.conf import load_conf
 
-    work = bench_dir / "streams" / "streams"
+    work = root / "streams"
     return load_conf(conf_file, [*sets, *(a.split("=", 1)[1] for a in job_sets(work))])
 
 
@@ -163,7 +164,7 @@ def bench_streams(conf_file: str | None, sets: Sequence[str], root: Path,
     if root.exists():
         shutil.rmtree(root)
     work = root / "streams"
-    first = load_conf(conf_file, [*sets, *(a.split("=", 1)[1] for a in job_sets(work))])
+    first = streams_sky_conf(conf_file, sets, root)
     natural = dr3_density(first)
     n_stars = min(float(first.get("sky.n_stars")), natural)
     base = [a.split("=", 1)[1] for a in job_sets(work, [_set("sky.n_stars", n_stars)])]

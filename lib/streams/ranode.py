@@ -32,7 +32,7 @@ from gaialake.models.flows import build_flow, log_prob
 from gaialake.models.train import TrainResult, TrainSettings, train
 
 __all__ = ["RanodeSettings", "SignalMixture", "fit_ranode", "ranode_log_ratio",
-           "build_signal_mixture"]
+           "build_signal_mixture", "ranode_record"]
 
 
 @dataclass(frozen=True)
@@ -149,3 +149,19 @@ def ranode_log_ratio(model: SignalMixture, bg_flow: torch.nn.Module, x: np.ndarr
     """The R-ANODE score log P_sig(x | m) - log P_bg(x | m) (float64) of mapped features x and
     context c."""
     return log_prob(model.signal, x, c) - log_prob(bg_flow, x, c)
+
+
+def ranode_record(mixture: SignalMixture, fit: TrainResult, settings: RanodeSettings,
+                  n_features: int) -> tuple[dict, dict, dict]:
+    """The group payload's R-ANODE parts (metrics, weights, curves), as both search paths and
+    :mod:`gaialake.streams.scorer` read them: ``ranode_*`` fit metrics and the fraction
+    ``ranode_w``; ``sig`` (the mixture's state) and ``sig_config`` (its signal flow's config
+    for ``n_features`` mapped features and w bounds); the loss curves."""
+    metrics = {f"ranode_{k}": v for k, v in fit.metrics().items()}
+    metrics["ranode_w"] = float(mixture.w.detach())
+    weights = {"sig": fit.state_dict,
+               "sig_config": {"flow": {**settings.flow, "features": int(n_features),
+                                       "context": 1},
+                              "w_bounds": list(settings.w_bounds)}}
+    curves = {"ranode_train_loss": fit.train_loss, "ranode_val_loss": fit.val_loss}
+    return metrics, weights, curves

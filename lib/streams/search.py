@@ -32,7 +32,8 @@ from gaialake.streams.regions import FeatureMap, SignalRegion, features
 from gaialake.streams.anode import anode_log_ratio, fit_sr_flow
 from gaialake.streams.cathode import ClassifierSettings, cathode_scores
 from gaialake.streams.cwola import cwola_scores, sidebands
-from gaialake.streams.ranode import RanodeSettings, fit_ranode, ranode_log_ratio
+from gaialake.streams.ranode import (RanodeSettings, fit_ranode, ranode_log_ratio,
+                                      ranode_record)
 from gaialake.models.flows import build_flow, train_flow
 from gaialake.models.train import TrainSettings
 
@@ -188,14 +189,9 @@ def score_group(stars: pd.DataFrame, sr: SignalRegion, settings: SearchSettings,
     if "ranode" in settings.methods:
         mixture, sig_fit = fit_ranode(z_sr, c_sr, cr_flow, settings.ranode, int(seeds[3]),
                                       device)
-        metrics.update({f"ranode_{k}": v for k, v in sig_fit.metrics().items()})
-        metrics["ranode_w"] = float(mixture.w.detach())
-        weights["sig"] = sig_fit.state_dict
-        weights["sig_config"] = {"flow": {**settings.ranode.flow, "features": z.shape[1],
-                                          "context": 1},
-                                 "w_bounds": list(settings.ranode.w_bounds)}
-        curves.update({"ranode_train_loss": sig_fit.train_loss,
-                       "ranode_val_loss": sig_fit.val_loss})
+        for part, new in zip((metrics, weights, curves),
+                             ranode_record(mixture, sig_fit, settings.ranode, z.shape[1])):
+            part.update(new)
         parts.append(pd.DataFrame({"source_id": ids, "method": "ranode",
                                    "score": ranode_log_ratio(mixture, cr_flow, z_sr[fid],
                                                              c_sr[fid])}))

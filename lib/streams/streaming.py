@@ -224,7 +224,7 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
     from gaialake.io.tracking import state_to_bytes
     from gaialake.streams.cathode import cathode_scores
     from gaialake.streams.cwola import cwola_scores
-    from gaialake.streams.ranode import fit_ranode
+    from gaialake.streams.ranode import fit_ranode, ranode_record
 
     spark = rows.sparkSession
     t0 = time.perf_counter()
@@ -326,18 +326,14 @@ def stream_group(conf: Conf, settings: SearchSettings, streaming: StreamSettings
             parts += _classifier_rows(spark, group, "cwola", fit_rows, s,
                                       weights["cwola_classifiers"], sr_rows, rate, broadcasts)
         if "ranode" in settings.methods:   # fitted on the classifiers' sample, in memory
-            sig_config = {**settings.ranode.flow, "features": len(Z_COLUMNS), "context": 1}
             mixture, sig_fit = fit_ranode(
                 fit_rows[Z_COLUMNS].to_numpy(np.float32), fit_rows[["c"]].to_numpy(np.float32),
                 cr_flow, settings.ranode, seeds[3], device)
-            metrics.update({f"ranode_{k}": v for k, v in sig_fit.metrics().items()})
-            metrics["ranode_w"] = float(mixture.w.detach())
+            for part, new in zip((metrics, weights, curves),
+                                 ranode_record(mixture, sig_fit, settings.ranode, len(Z_COLUMNS))):
+                part.update(new)
             metrics["ranode_fit_rows"] = int(len(fit_rows))
-            weights["sig"] = sig_fit.state_dict
-            weights["sig_config"] = {"flow": sig_config,
-                                     "w_bounds": list(settings.ranode.w_bounds)}
-            curves.update({"ranode_train_loss": sig_fit.train_loss,
-                           "ranode_val_loss": sig_fit.val_loss})
+            sig_config = weights["sig_config"]["flow"]
             shared = spark.sparkContext.broadcast((state_to_bytes(cr_fit.state_dict),
                                                    state_to_bytes(mixture.signal.state_dict())))
             broadcasts.append(shared)
