@@ -106,6 +106,10 @@ def bench_methods(conf: Conf, stream_wh: Path, null_wh: Path, stream: str = "gd1
     from gaialake.streams.regions import signal_regions_from_conf
     from gaialake.streams.search import SearchSettings
 
+    variants = [(str(v), *parse_variant(v)) for v in conf.get("bench.methods.variants")]
+    per_patch = int(conf.get("bench.methods.per_patch"))
+    if per_patch < 1:
+        raise ValueError(f"conf bench.methods.per_patch: {per_patch} (must be >= 1)")
     for wh in (stream_wh, null_wh):
         if not (wh / tables.PATCH_STARS.name / "_delta_log").exists():
             raise FileNotFoundError(f"{wh}: no {tables.PATCH_STARS.name} table; run make "
@@ -114,21 +118,19 @@ def bench_methods(conf: Conf, stream_wh: Path, null_wh: Path, stream: str = "gd1
     member_ids = set(truth.loc[truth["stream"] == stream, "source_id"].astype(np.int64))
     skies = {"stream": _patch_stars(stream_wh)}
     regions = measured_regions(skies["stream"], skies["stream"]["source_id"].isin(member_ids),
-                               signal_regions_from_conf(conf),
-                               int(conf.get("bench.methods.per_patch")))
+                               signal_regions_from_conf(conf), per_patch)
     skies["null"] = _patch_stars(null_wh, [p for p, _, _ in regions])
     base = SearchSettings.from_conf(conf)
     lo, hi = base.row_range()
     linefind = LineFindSettings.from_conf(conf)
     seed = int(conf.seed_for("bench", "methods") % 2**31)
     rows = []
-    for variant in conf.get("bench.methods.variants"):
-        method, kind = parse_variant(variant)
+    for variant, method, kind in variants:
         clf = base.classifier if kind is None else classifier_settings(
             {**dict(conf.get("streams.cathode.classifier")), "kind": kind})
         settings = replace(base, methods=(method,), classifier=clf)
         for patch_id, sr, n_members in regions:
-            row = {"variant": str(variant), "patch_id": patch_id, "axis": sr.axis,
+            row = {"variant": variant, "patch_id": patch_id, "axis": sr.axis,
                    "sr_lo": sr.lo, "sr_hi": sr.hi, "fiducial_members": n_members}
             for sky, stars in skies.items():
                 mine = stars[stars["patch_id"] == patch_id]

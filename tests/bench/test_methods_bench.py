@@ -10,7 +10,9 @@ import pytest
 
 from gaialake.bench.markdown import (METHODS_HEADING, STREAMS_HEADING, methods_bench_lines,
                                      write_methods_section)
-from gaialake.bench.methods_bench import measured_regions, parse_variant, score_variant
+from gaialake.bench.methods_bench import (bench_methods, measured_regions, parse_variant,
+                                          score_variant)
+from gaialake.conf import load_conf
 from gaialake.streams.linefind import LineFindSettings
 from gaialake.streams.regions import SignalRegion
 from tests.helpers import STREAM_SR, realistic_search_settings, toy_patch
@@ -22,6 +24,16 @@ def test_variants_are_a_method_and_an_optional_classifier_kind():
     for bad in ("anodes", "cwola:forest"):
         with pytest.raises(ValueError, match="bench.methods.variants"):
             parse_variant(bad)
+
+
+def test_a_bad_variant_or_per_patch_fails_before_any_scoring(tmp_path):
+    missing = tmp_path / "no_warehouse"
+    for sets, key in ((["bench.methods.variants=[anode, cwola:forest]"], "variants"),
+                      (["bench.methods.per_patch=0"], "per_patch")):
+        with pytest.raises(ValueError, match=f"bench.methods.{key}"):
+            bench_methods(load_conf(sets=sets), missing, missing)
+    with pytest.raises(FileNotFoundError, match="bench-streams first"):
+        bench_methods(load_conf(), missing, missing)
 
 
 def test_the_region_with_most_fiducial_members_is_measured_in_each_patch():
