@@ -418,8 +418,9 @@ def methods_bench_lines(results: dict) -> list[str]:
              f"Measured on {results.get('date', 'n/a')}; {results.get('machine', '')}.",
              f"The skies of the last `make bench-streams` ({results['stream']}: "
              f"`{results['stream_warehouse']}`; stream-free: `{results['null_warehouse']}`). In "
-             f"each patch the signal region holding the most {results['stream']} fiducial "
-             "members (chosen by the truth, after the search) is scored again by each variant, "
+             f"each patch the {results['per_patch']} signal region(s) holding the most "
+             f"{results['stream']} fiducial members (chosen by the truth, after the search) are "
+             "scored again by each variant, "
              "in memory, with the bench conf's settings (flow "
              f"{results['flow']}, training {results['train']}, classifier "
              f"{results['classifier']}; a variant `method:kind` swaps the classifier kind), and "

@@ -145,7 +145,7 @@ def bench_methods(conf: Conf, stream_wh: Path, null_wh: Path, stream: str = "gd1
                      row["stream_top_members"], row["stream_best_z"], row["null_best_z"],
                      row["stream_seconds"], row["null_seconds"])
             rows.append(row)
-    return {"rows": rows, "stream": stream, "top_n": linefind.top_n,
+    return {"rows": rows, "stream": stream, "top_n": linefind.top_n, "per_patch": per_patch,
             "classifier": dict(conf.get("streams.cathode.classifier")),
             "flow": dict(conf.get("streams.flow")), "train": dict(conf.get("streams.train")),
             "stream_warehouse": str(stream_wh), "null_warehouse": str(null_wh)}

@@ -80,7 +80,8 @@ def _results() -> dict:
            "sr_hi": -3.0, "fiducial_members": 295, "stream_members": 295, "stream_auc": 0.904,
            "stream_top_members": 149, "stream_best_z": 21.3, "stream_best_member_frac": 0.97,
            "stream_seconds": 441.0, "null_best_z": 4.2, "null_seconds": 430.0}
-    return {"rows": [row], "stream": "gd1", "top_n": 300, "classifier": {"max_iter": 200},
+    return {"rows": [row], "stream": "gd1", "top_n": 300, "per_patch": 2,
+            "classifier": {"max_iter": 200},
             "flow": {"type": "maf"}, "train": {"max_epochs": 8}, "date": "2026-12-04",
             "machine": "vm", "stream_warehouse": "wh", "null_warehouse": "wh_nostreams"}
 
@@ -88,6 +89,7 @@ def _results() -> dict:
 def test_the_section_has_one_row_per_variant_and_region(tmp_path):
     lines = methods_bench_lines(_results())
     assert lines[0] == METHODS_HEADING
+    assert "In each patch the 2 signal region(s) holding the most gd1" in lines[3]
     row = next(line for line in lines if line.startswith("| cwola:nn_ensemble"))
     assert row == ("| cwola:nn_ensemble | 22 | pm_phi [-9, -3) | 295 | 0.904 | 149 | 21.3 (0.97) "
                    "| 4.2 | 441, 430 |")
