@@ -5,7 +5,9 @@ Via Machinae's line finding (:mod:`gaialake.streams.linefind`) runs on executors
 fiducial stars of ``patch_stars`` (:func:`gaialake.streams.linefind_spark.find_protoclusters_spark`;
 adaptive coalescing is off for the stage so groups spread over executors). Only the
 protoclusters (a few rows per group) come back to the driver, which merges retraining 0's into
-candidates across signal regions and patches (:mod:`gaialake.streams.candidates`), counts in
+candidates across signal regions and patches (:mod:`gaialake.streams.candidates`; with
+``find_streams.union``, the listed methods' protoclusters are also merged together as method
+``union``), counts in
 how many of the ``streams.retrainings`` retrainings each reappears (``n_retrainings``; it counts
 only with at least ``find_streams.consistency.min_retrainings``, on both skies), sets the
 false-positive threshold from stream-free runs' candidates (``find_streams.null_candidates``:
@@ -36,7 +38,8 @@ from gaialake.io.spark import get_spark
 from gaialake.log import get_logger, stage
 from gaialake.streams.candidates import (CANDIDATE_COLUMNS, MEMBER_COLUMNS, MergeSettings,
                                          apply_thresholds, merge_protoclusters,
-                                         retraining_settings)
+                                         retraining_settings, union_methods,
+                                         union_protoclusters)
 from gaialake.streams.linefind import LineFindSettings
 from gaialake.streams.linefind_spark import (GROUP_KEYS, SCORE_COLUMNS, STAR_COLUMNS,
                                              find_protoclusters_spark, known_tracks,
@@ -68,6 +71,10 @@ def run(conf: Conf) -> dict:
     methods = list(conf.get("find_streams.methods", []) or [])
     if methods:
         scores = scores.where(F.col("method").isin(methods))
+    union = conf.get("find_streams.union", []) or []
+    if union:
+        union = union_methods(union, [r["method"] for r in
+                                      scores.select("method").distinct().collect()])
     floor = float(conf.get("find_streams.min_candidate_significance"))
 
     with tracking.job_run(conf, "find_streams") as run:
@@ -77,7 +84,8 @@ def run(conf: Conf) -> dict:
             protoclusters = (find_protoclusters_spark(scores, stars, params).toPandas()
                              .sort_values(GROUP_KEYS + ["cluster", "theta_deg"],
                                           ignore_index=True))
-            st.count = len(protoclusters)
+            st.count = n_found = len(protoclusters)
+            protoclusters = union_protoclusters(protoclusters, union)
         ids = protoclusters["patch_id"].unique() if len(protoclusters) else []
         centers = patch_centers(int(conf.get("patches.grid_order")), -90.0,
                                 [int(i) for i in ids] or None)
@@ -125,7 +133,7 @@ def run(conf: Conf) -> dict:
         threshold = float(min((s["threshold"] for s in fp.values()), default=floor))
         with stage(log, "figures"):
             figures = plot_candidates(conf, stars, candidates, positions, threshold)
-        summary = {"run_id": run_id, "protoclusters": int(len(protoclusters)),
+        summary = {"run_id": run_id, "protoclusters": int(n_found),
                    "candidates": int(len(candidates)), "members": int(len(members)),
                    "known_tracks": track_source, "false_positive": fp, "retrainings": retrainings}
         if per_stream is not None:
@@ -133,7 +141,7 @@ def run(conf: Conf) -> dict:
         out_dir = Path(conf.report_path("find_streams.plots_dir"))
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-        metrics = {"protoclusters": len(protoclusters), "candidates": len(candidates)}
+        metrics = {"protoclusters": n_found, "candidates": len(candidates)}
         for method, s in fp.items():
             metrics.update({f"{method}_{k}": v for k, v in s.items()})
         for row in per_stream.itertuples(index=False) if per_stream is not None else []:

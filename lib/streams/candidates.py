@@ -40,6 +40,15 @@ A candidate counts (:func:`consistent`) when ``n_retrainings >= min_retrainings`
 that filter to the searched sky's candidates and, before their maxima are taken, to the
 stream-free skies', so the threshold and the false-positive rate are measured at the same
 acceptance.
+
+**Union of methods** (``find_streams.union``): the protoclusters of two or more score methods
+are also merged together as one more method, ``union`` (:func:`union_protoclusters`), so a
+stream whose members one method ranks high in one signal region and another method in another
+becomes one candidate holding both sets of stars. Its significance is the same quadrature sum
+(a second method's detection of the same stars adds nothing); its members' ``score`` is the
+highest of the methods' scores, which are on different scales (a rank within the candidate's
+protoclusters only). Its threshold comes from the stream-free skies' ``union`` candidates, as
+for any method.
 """
 from __future__ import annotations
 
@@ -51,7 +60,8 @@ import pandas as pd
 from gaialake.conf import Conf, settings_from
 
 __all__ = ["MergeSettings", "segment_geometry", "match_matrix", "match_between",
-           "merge_protoclusters", "retraining_settings", "consistent", "clopper_pearson",
+           "merge_protoclusters", "UNION_METHOD", "union_methods",
+           "union_protoclusters", "retraining_settings", "consistent", "clopper_pearson",
            "realization_maxima", "false_positive_summary", "apply_thresholds",
            "CANDIDATE_COLUMNS", "MEMBER_COLUMNS"]
 
@@ -314,6 +324,36 @@ def merge_protoclusters(protoclusters: pd.DataFrame, centers: pd.DataFrame,
     candidates = pd.DataFrame(cands)[CANDIDATE_COLUMNS]
     members = pd.concat(mems, ignore_index=True)[MEMBER_COLUMNS]
     return candidates, members
+
+
+#: The method name of the candidates merged from several methods' protoclusters.
+UNION_METHOD = "union"
+
+
+def union_methods(methods: list[str] | None, available: list[str]) -> list[str]:
+    """The methods of ``find_streams.union`` (``methods``; empty: no union), checked against
+    ``available``, the methods searched: at least two of them, and not ``union`` itself."""
+    methods = [str(m) for m in methods or []]
+    if not methods:
+        return []
+    if len(set(methods)) < 2 or UNION_METHOD in methods:
+        raise ValueError(f"find_streams.union: needs two or more score methods (not "
+                         f"{UNION_METHOD!r}), got {methods}")
+    missing = sorted(set(methods) - set(available))
+    if missing:
+        raise ValueError(f"find_streams.union: method(s) {missing} not among the searched "
+                         f"methods {sorted(set(available))} (anomaly_scores, "
+                         f"find_streams.methods)")
+    return methods
+
+
+def union_protoclusters(protoclusters: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """``protoclusters`` plus a copy of those of ``methods`` (:func:`union_methods`) labelled
+    :data:`UNION_METHOD`, which :func:`merge_protoclusters` then merges as one method."""
+    if not methods:
+        return protoclusters
+    copy = protoclusters[protoclusters["method"].isin(methods)].assign(method=UNION_METHOD)
+    return pd.concat([protoclusters, copy], ignore_index=True)
 
 
 def retraining_settings(conf: Conf) -> tuple[int, int]:

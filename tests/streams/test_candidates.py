@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gaialake.streams.candidates import (CANDIDATE_COLUMNS, MergeSettings, clopper_pearson,
-                                         false_positive_summary,
-                                         merge_protoclusters, segment_geometry)
+from gaialake.streams.candidates import (CANDIDATE_COLUMNS, UNION_METHOD, MergeSettings,
+                                         clopper_pearson, false_positive_summary,
+                                         merge_protoclusters, segment_geometry, union_methods,
+                                         union_protoclusters)
 from gaialake.conf import load_conf
 from gaialake.streams.linefind import LineFindSettings, protoclusters_frame
 from gaialake.streams.patch_grid import angular_distance_deg, patch_centers, rotation_matrices, to_patch_frame
@@ -195,6 +196,41 @@ def test_distinct_lines_stay_distinct_candidates(stream_sky):
         assert len(cands) == expected, name
 
 
+def test_union_merges_two_methods_lines_of_the_stream_into_one_candidate(stream_sky):
+    """A second method ranks the same sky with other errors: its top stars are partly other
+    members; the union candidate holds both methods' members and counts more of the stream."""
+    sky, patch_stars, scores, pcs = stream_sky
+    _, other = patch_tables(sky, 5, noise=0.8)
+    both = pd.concat([pcs, protoclusters_of(patch_stars, other.assign(method="cwola"))],
+                     ignore_index=True)
+    methods = union_methods(["cathode", "cwola"], ["cathode", "cwola"])
+    cands, members = merge_protoclusters(union_protoclusters(both, methods), CENTERS, MERGE)
+    assert set(cands.method) == {"cathode", "cwola", UNION_METHOD}
+    truth = sky.loc[sky.stream != "", ["source_id", "stream"]]
+    top = {m: cands[cands.method == m].iloc[0] for m in ("cathode", "cwola", UNION_METHOD)}
+    ids = {m: set(members.loc[members.candidate_id == c.candidate_id, "source_id"])
+           for m, c in top.items()}
+    n_true = {m: int(member_recovery(members[members.candidate_id == c.candidate_id],
+                                     truth)[1].iloc[0].n_true) for m, c in top.items()}
+    assert ids[UNION_METHOD] >= ids["cathode"] | ids["cwola"]
+    assert n_true[UNION_METHOD] > max(n_true["cathode"], n_true["cwola"])
+    assert top[UNION_METHOD].significance >= top["cathode"].significance
+    # the other methods' candidates are unchanged by the union
+    alone, _ = merge_protoclusters(pcs, CENTERS, MERGE)
+    np.testing.assert_allclose(cands[cands.method == "cathode"].significance,
+                               alone.significance)
+
+
+@pytest.mark.parametrize("methods, why", [(["cwola"], "two or more"),
+                                          (["cwola", "union"], "two or more"),
+                                          (["cwola", "anode"], "['anode'] not among")])
+def test_union_names_its_conf_key_for_a_bad_method_list(methods, why):
+    with pytest.raises(ValueError, match=r"find_streams\.union") as err:
+        union_methods(methods, ["cwola", "cathode"])
+    assert why in str(err.value)
+    assert union_methods([], ["cwola"]) == []
+
+
 def test_stream_free_sky_yields_nothing_above_threshold(stream_sky, null_sky):
     null_cands, _ = merge_protoclusters(null_sky[3], CENTERS, MERGE)
     assert len(null_cands) > 0                       # noise does make weak protoclusters
@@ -291,6 +327,10 @@ def test_find_streams_job_writes_candidates_members_and_recovery(spark, conf, st
 
     sky = stream_stars
     patch_stars, scores = patch_tables(sky, 2, sr_step=6.0)     # 16 groups: a quicker job
+    # a second method (other errors) and the union of both
+    other = patch_tables(sky, 5, noise=0.8, sr_step=6.0)[1].assign(method="cwola")
+    scores = pd.concat([scores, other], ignore_index=True)
+    conf.set("find_streams.union", ["cathode", "cwola"])
     run_id = "toy"
     write_table(spark.createDataFrame(patch_stars.assign(run_id=run_id)), conf, "patch_stars",
                 partition_by=["patch_id"])
@@ -315,9 +355,14 @@ def test_find_streams_job_writes_candidates_members_and_recovery(spark, conf, st
     cands = read_table(spark, conf, "stream_candidates").toPandas()
     members = read_table(spark, conf, "stream_members").toPandas()
     assert summary["candidates"] == len(cands) > 0
-    above = cands[cands.above_threshold]
+    above = cands[cands.above_threshold & (cands.method == "cathode")]
     assert len(above) == 1
     top = above.iloc[0]
+    union = cands[cands.above_threshold & (cands.method == "union")]
+    assert len(union) == 1 and union.iloc[0].significance >= top.significance
+    members_of = lambda c: set(members.loc[members.candidate_id == c, "source_id"])
+    assert members_of(union.iloc[0].candidate_id) >= members_of(top.candidate_id)
+    assert summary["false_positive"]["union"]["threshold"] == FLOOR   # no stream-free union
     assert list(top.patch_ids) == [21, 22] and top.threshold == pytest.approx(9.5)
     assert top.known_match == "toy-1"
     assert set(cands.run_id) == {summary["run_id"]}
