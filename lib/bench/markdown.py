@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gaialake.streams.recovery import pooled_recovery
+
 __all__ = ["write_benchmarks_md", "project_full_dr3", "STREAMS_HEADING", "streams_bench_lines",
            "write_streams_section", "UPSAMPLE_HEADING", "upsample_bench_lines",
            "write_upsample_section", "DENSITY_HEADING", "density_bench_lines",
@@ -331,20 +333,15 @@ def streams_bench_lines(results: dict) -> list[str]:
     bench_streams`): settings, one row per (sky, patch), the stream-free maxima and the line
     ``GD-1 at DR3 density: purity <p>, completeness <c>, false-positive rate <f>``."""
     fp = results.get("false_positive") or {}
-    stream_sky = results["skies"][-1]
-    rec = [p for p in stream_sky.get("patches", []) if p.get("n_truth")]
-    # pooled over the patches: stream members found / members found (the best candidate's in
-    # each patch), and / the stream's members in the fiducial discs
-    n_true = sum(p["n_true"] for p in rec)
-    n_found = sum(p["n_true"] / p["purity"] for p in rec if p["purity"] > 0)
-    n_truth = sum(p["n_truth"] for p in rec)
-    completeness = n_true / n_truth if n_truth else float("nan")
-    purity = n_true / n_found if n_found else float("nan")
+    purity, completeness = pooled_recovery(results["skies"][-1].get("patches", []))
+    score = f"Score `{results['method']}`" + (
+        f" (the lines of {', '.join(f'`{m}`' for m in results['union'])} merged)"
+        if results.get("union") else "")
     lines = [STREAMS_HEADING, "",
              f"Measured on {results.get('date', 'n/a')}; {results.get('machine', '')}.",
              f"Sky: {results['n_stars']:,.0f} stars (G < limit) in {results['region']}; the "
              f"model's natural count there {results['natural_count']:,.0f} (scale "
-             f"{results['scale']:.3g}; 1 = DR3 density). Score `{results['method']}`; "
+             f"{results['scale']:.3g}; 1 = DR3 density). {score}; "
              f"streams.max_group_rows {results['max_group_rows']}, stream.sample_rows "
              f"{results['sample_rows']}, max_epochs {results['max_epochs']}, "
              f"find_streams.top_n {results.get('top_n', 'n/a')}. Wall time and peak "
@@ -378,6 +375,12 @@ def streams_bench_lines(results: dict) -> list[str]:
               f"[{_num(fp.get('fp_rate_lo'))}, {_num(fp.get('fp_rate_hi'))}]"
               + ("" if results["scale"] >= 0.999 else
                  f" (**scale {results['scale']:.3g}: not DR3 density, a plumbing run**)"), ""]
+    by_method = results.get("recovery") or {}
+    if len(by_method) > 1:
+        lines += ["Each method's above-threshold candidates on the GD-1 sky (pooled as above): "
+                  + "; ".join(f"`{m}` purity {_num(r['purity'])}, completeness "
+                              f"{_num(r['completeness'])}" for m, r in by_method.items())
+                  + ".", ""]
     return lines
 
 

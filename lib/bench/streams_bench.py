@@ -26,9 +26,10 @@ from gaialake.bench.kit import job_sets, job_summary, measure_job
 from gaialake.conf import Conf
 from gaialake.log import get_logger
 from gaialake.streams.nullsky import n_realizations, null_sky_conf
+from gaialake.streams.recovery import pooled_recovery
 
 __all__ = ["STAGES", "dr3_density", "null_sets", "streamed_groups", "patch_rows",
-           "streams_sky_conf", "bench_streams"]
+           "reported_method", "streams_sky_conf", "bench_streams"]
 
 log = get_logger("bench")
 
@@ -48,6 +49,14 @@ def dr3_density(conf: Conf) -> float:
 def _set(key: str, value) -> str:
     """One ``--set`` argument (non-strings as JSON, which the conf's YAML reads)."""
     return f"--set={key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+def reported_method(conf: Conf) -> str:
+    """The method whose candidates the bench reports: ``union`` where ``find_streams.union``
+    lists methods (their lines merged), else ``streams.method``."""
+    from gaialake.streams.candidates import UNION_METHOD
+
+    return UNION_METHOD if conf.get("find_streams.union", []) else str(conf.get("streams.method"))
 
 
 def null_sets(conf: Conf, realization: int) -> list[str]:
@@ -122,26 +131,30 @@ def _tables(warehouse: Path, names: Sequence[str]) -> dict[str, pd.DataFrame]:
             if (warehouse / n / "_delta_log").exists()}
 
 
-def _sky_patches(sky: dict, warehouse: Path, stream: str | None) -> list[dict]:
-    """Per-patch rows of one finished sky, read from its warehouse."""
-    from gaialake.streams.recovery import patch_recovery
+def _sky_patches(sky: dict, warehouse: Path, stream: str | None, method: str
+                 ) -> tuple[list[dict], dict[str, list[dict]]]:
+    """Per-patch rows of one finished sky, read from its warehouse, with the stream's recovery
+    by the above-threshold candidates of ``method``; and, on a stream sky, the recovery rows of
+    ``method`` and every method with candidates (method -> patch_id, n_truth, n_true, purity,
+    completeness)."""
+    from gaialake.streams.recovery import recovery_by_method
 
     t = _tables(warehouse, [tables.PATCH_STARS.name, tables.ANOMALY_SCORES.name,
                             tables.STREAM_CANDIDATES.name, tables.STREAM_MEMBERS.name,
                             tables.TRUTH_STREAMS.name])
     if tables.ANOMALY_SCORES.name not in t:
-        return []
-    rec = None
+        return [], {}
+    by_method: dict[str, pd.DataFrame] = {}
     if stream is not None and tables.STREAM_CANDIDATES.name in t:
-        cands, members = t[tables.STREAM_CANDIDATES.name], t[tables.STREAM_MEMBERS.name]
-        above = members[members["candidate_id"].isin(
-            cands.loc[cands["above_threshold"], "candidate_id"])]
-        rec = patch_recovery(above, t[tables.TRUTH_STREAMS.name], t[tables.PATCH_STARS.name],
-                             stream)
-    return patch_rows(t[tables.PATCH_STARS.name], t[tables.ANOMALY_SCORES.name],
+        by_method = recovery_by_method(t[tables.STREAM_CANDIDATES.name],
+                                       t[tables.STREAM_MEMBERS.name],
+                                       t[tables.TRUTH_STREAMS.name],
+                                       t[tables.PATCH_STARS.name], stream, [method])
+    rows = patch_rows(t[tables.PATCH_STARS.name], t[tables.ANOMALY_SCORES.name],
                       pd.DataFrame(sky.get("streamed", []),
                                    columns=["patch_id", "pm_axis", "sr_index", "rows", "seconds"]),
-                      rec)
+                      by_method.get(method) if stream is not None else None)
+    return rows, {m: r.to_dict(orient="records") for m, r in by_method.items()}
 
 
 def streams_sky_conf(conf_file: str | None, sets: Sequence[str], root: Path) -> Conf:
@@ -158,7 +171,8 @@ def bench_streams(conf_file: str | None, sets: Sequence[str], root: Path,
                   stream: str = "gd1") -> dict:
     """Run the benchmark under ``root`` (wiped first) with the conf of ``conf_file`` and the
     dotted ``sets`` (passed on to every job). Returns the settings, each sky's jobs and
-    per-patch rows, and the stream sky's false-positive summary of ``streams.method``."""
+    per-patch rows, and the stream sky's false-positive summary of the reported method
+    (:func:`reported_method`) with every method's pooled purity and completeness."""
     from gaialake.conf import load_conf
 
     if root.exists():
@@ -171,9 +185,10 @@ def bench_streams(conf_file: str | None, sets: Sequence[str], root: Path,
     sky_conf = load_conf(conf_file, [*sets, *base])
     args = [*([f"--conf={conf_file}"] if conf_file else []),
             *(f"--set={a}" for a in [*sets, *base])]
-    method = str(sky_conf.get("streams.method"))
+    method = reported_method(sky_conf)
     results: dict = {"n_stars": n_stars, "natural_count": natural, "scale": n_stars / natural,
                      "region": sky_conf.get("sky.region"), "method": method, "stream": stream,
+                     "union": list(sky_conf.get("find_streams.union", []) or []),
                      "max_group_rows": sky_conf.get("streams.max_group_rows"),
                      "sample_rows": sky_conf.get("streams.stream.sample_rows"),
                      "max_epochs": sky_conf.get("streams.train.max_epochs"),
@@ -182,10 +197,13 @@ def bench_streams(conf_file: str | None, sets: Sequence[str], root: Path,
         null = null_sky_conf(sky_conf, k)
         sky = _run_sky(f"stream-free {k} (seed {null.get('seed')})",
                        [*args, *null_sets(sky_conf, k)])
-        sky["patches"] = _sky_patches(sky, Path(null.path("paths.warehouse")), None)
+        sky["patches"] = _sky_patches(sky, Path(null.path("paths.warehouse")), None, method)[0]
         results["skies"].append(sky)
     sky = _run_sky(f"{stream} (seed {sky_conf.get('seed')})", args)
-    sky["patches"] = _sky_patches(sky, Path(sky_conf.path("paths.warehouse")), stream)
+    sky["patches"], by_method = _sky_patches(sky, Path(sky_conf.path("paths.warehouse")),
+                                             stream, method)
+    results["recovery"] = {m: dict(zip(("purity", "completeness"), pooled_recovery(rows)))
+                           for m, rows in sorted(by_method.items())}
     results["skies"].append(sky)
     summary = Path(sky_conf.report_path("find_streams.plots_dir")) / "summary.json"
     if summary.exists():

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 __all__ = ["member_recovery", "patch_recovery", "truth_false_positives", "Track",
-           "galstreams_tracks", "truth_tracks", "match_known_tracks"]
+           "galstreams_tracks", "truth_tracks", "match_known_tracks", "recovery_by_method",
+           "pooled_recovery"]
 
 
 def member_recovery(members: pd.DataFrame, truth: pd.DataFrame,
@@ -240,3 +242,31 @@ def patch_recovery(members: pd.DataFrame, truth: pd.DataFrame, patch_stars: pd.D
                      "completeness": float(row["completeness"])})
     return pd.DataFrame(rows, columns=["patch_id", "n_truth", "n_true", "purity",
                                        "completeness"])
+
+
+def recovery_by_method(candidates: pd.DataFrame, members: pd.DataFrame, truth: pd.DataFrame,
+                       patch_stars: pd.DataFrame, stream: str, methods: Sequence[str] = ()
+                       ) -> dict[str, pd.DataFrame]:
+    """:func:`patch_recovery` of ``stream`` by each method's above-threshold candidates
+    (candidates: candidate_id, method, above_threshold; members: candidate_id, source_id):
+    method -> its per-patch rows, for the methods of ``candidates`` and ``methods`` (a method
+    with no candidate above its threshold finds nothing: n_true 0 in every patch)."""
+    above = candidates[candidates["above_threshold"].astype(bool)]
+    out = {}
+    for method in sorted(set(candidates["method"].astype(str)) | set(methods)):
+        ids = above.loc[above["method"].astype(str) == method, "candidate_id"]
+        out[method] = patch_recovery(members[members["candidate_id"].isin(ids)], truth,
+                                     patch_stars, stream)
+    return out
+
+
+def pooled_recovery(patches: Sequence[dict]) -> tuple[float, float]:
+    """(purity, completeness) of a stream pooled over patches (rows with :func:`patch_recovery`'s
+    n_truth, n_true, purity): its members found / the members found (the best candidate's in
+    each patch), and / its members in the fiducial discs; NaN where none was found or is there."""
+    rec = [p for p in patches if p.get("n_truth")]
+    n_true = sum(p["n_true"] for p in rec)
+    n_found = sum(p["n_true"] / p["purity"] for p in rec if p["purity"] > 0)
+    n_truth = sum(p["n_truth"] for p in rec)
+    return (n_true / n_found if n_found else float("nan"),
+            n_true / n_truth if n_truth else float("nan"))

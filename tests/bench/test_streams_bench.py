@@ -1,15 +1,14 @@
-"""make bench-streams' pure parts: the anomaly log's streamed groups, the per-patch rows, GD-1's
-per-patch recovery and the BENCHMARKS.md section."""
+"""make bench-streams' pure parts: the anomaly log's streamed groups, the per-patch rows, the
+reported method and the BENCHMARKS.md section."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from gaialake.bench.markdown import STREAMS_HEADING, streams_bench_lines, write_streams_section
-from gaialake.bench.streams_bench import null_sets, patch_rows, streamed_groups
+from gaialake.bench.streams_bench import (null_sets, patch_rows, reported_method,
+                                          streamed_groups)
 from gaialake.conf import load_conf
-from gaialake.streams.recovery import patch_recovery
 
 LOG = """12:00 INFO anomaly: stream group patch 22 pm_phi sr1 (1,204,311 rows): start
 12:09 INFO anomaly: stream group patch 22 pm_phi sr1 (1,204,311 rows): done in 512.5 s
@@ -28,16 +27,6 @@ def test_streamed_groups_are_read_from_the_anomaly_log():
                                  "pm_axis": ["pm_phi", "pm_lam", "pm_lam"],
                                  "sr_index": [1, 2, 2], "rows": [1_204_311, 1_010_000, 1_010_000],
                                  "seconds": [512.5, 300.0, 290.0]}
-
-
-def test_patch_recovery_cuts_members_and_truth_to_each_fiducial_disc():
-    truth = pd.DataFrame({"source_id": [0, 1, 2, 6, 7], "stream": "gd1"})
-    members = pd.DataFrame({"candidate_id": "c1", "source_id": [0, 1, 3, 6]})
-    rec = patch_recovery(members, truth, _stars(), "gd1", min_true=1).set_index("patch_id")
-    assert rec.loc[21, "n_truth"] == 3 and rec.loc[21, "n_true"] == 2
-    assert rec.loc[21, "purity"] == pytest.approx(2 / 3)          # star 3 is field
-    assert rec.loc[21, "completeness"] == pytest.approx(2 / 3)
-    assert rec.loc[22, "completeness"] == pytest.approx(1 / 2)    # 6 of {6, 7}
 
 
 def test_patch_rows_count_stars_groups_and_streamed_groups():
@@ -74,6 +63,30 @@ def test_streams_section_pools_the_patches_into_the_gd1_line():
     assert sum(line.startswith("| gd1 | ") for line in lines) == 2
     assert any("1 (1,100,000)" in line for line in lines)
     assert any("find_streams.top_n 300." in line for line in lines)   # the setting it ran with
+
+
+def test_streams_section_names_the_union_and_each_methods_recovery():
+    results = {**_results(), "method": "union", "union": ["cwola", "ranode"],
+               "recovery": {"cwola": {"purity": 1.0, "completeness": 0.31},
+                            "ranode": {"purity": 0.94, "completeness": 0.28},
+                            "union": {"purity": 0.67, "completeness": 0.4}}}
+    lines = streams_bench_lines(results)
+    assert any("Score `union` (the lines of `cwola`, `ranode` merged);" in line
+               for line in lines)
+    per_method = [line for line in lines if line.startswith("Each method's")]
+    assert len(per_method) == 1
+    assert ("`cwola` purity 1.00, completeness 0.31; `ranode` purity 0.94, completeness 0.28; "
+            "`union` purity 0.67, completeness 0.40.") in per_method[0]
+    # one method: no per-method line, the score named alone
+    lines = streams_bench_lines({**_results(), "union": []})
+    assert any("Score `cathode`;" in line for line in lines)
+    assert not any(line.startswith("Each method's") for line in lines)
+
+
+def test_reported_method_is_the_union_when_one_is_set():
+    assert reported_method(load_conf(sets=["streams.method=cwola"])) == "cwola"
+    conf = load_conf(sets=["streams.method=cwola", 'find_streams.union=["cwola", "ranode"]'])
+    assert reported_method(conf) == "union"
 
 
 def test_streams_section_replaces_its_own_and_keeps_the_rest(tmp_path):
