@@ -376,11 +376,14 @@ def streams_bench_lines(results: dict) -> list[str]:
               + ("" if results["scale"] >= 0.999 else
                  f" (**scale {results['scale']:.3g}: not DR3 density, a plumbing run**)"), ""]
     by_method = results.get("recovery") or {}
-    if len(by_method) > 1:
-        lines += ["Each method's above-threshold candidates on the GD-1 sky (pooled as above): "
-                  + "; ".join(f"`{m}` purity {_num(r['purity'])}, completeness "
-                              f"{_num(r['completeness'])}" for m, r in by_method.items())
-                  + ".", ""]
+    if by_method:
+        lines += ["Each method's above-threshold candidates on the GD-1 sky, pooled over the "
+                  "patches as above (a star in two fiducial discs counts in both) and, in "
+                  "brackets, each star counted once: "
+                  + "; ".join(f"`{m}` purity {_num(r['purity'])} "
+                              f"[{_num(r.get('purity_once'))}], completeness "
+                              f"{_num(r['completeness'])} [{_num(r.get('completeness_once'))}]"
+                              for m, r in by_method.items()) + ".", ""]
     return lines
 
 

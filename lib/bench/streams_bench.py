@@ -132,12 +132,13 @@ def _tables(warehouse: Path, names: Sequence[str]) -> dict[str, pd.DataFrame]:
 
 
 def _sky_patches(sky: dict, warehouse: Path, stream: str | None, method: str
-                 ) -> tuple[list[dict], dict[str, list[dict]]]:
+                 ) -> tuple[list[dict], dict[str, dict]]:
     """Per-patch rows of one finished sky, read from its warehouse, with the stream's recovery
-    by the above-threshold candidates of ``method``; and, on a stream sky, the recovery rows of
-    ``method`` and every method with candidates (method -> patch_id, n_truth, n_true, purity,
-    completeness)."""
-    from gaialake.streams.recovery import recovery_by_method
+    by the above-threshold candidates of ``method``; and, on a stream sky, the recovery of
+    ``method`` and every method with candidates: method -> purity, completeness (pooled over
+    the patches, :func:`pooled_recovery`) and purity_once, completeness_once (each star once,
+    :func:`recovery_once`)."""
+    from gaialake.streams.recovery import recovery_by_method, recovery_once
 
     t = _tables(warehouse, [tables.PATCH_STARS.name, tables.ANOMALY_SCORES.name,
                             tables.STREAM_CANDIDATES.name, tables.STREAM_MEMBERS.name,
@@ -145,16 +146,23 @@ def _sky_patches(sky: dict, warehouse: Path, stream: str | None, method: str
     if tables.ANOMALY_SCORES.name not in t:
         return [], {}
     by_method: dict[str, pd.DataFrame] = {}
+    summary: dict[str, dict] = {}
     if stream is not None and tables.STREAM_CANDIDATES.name in t:
-        by_method = recovery_by_method(t[tables.STREAM_CANDIDATES.name],
-                                       t[tables.STREAM_MEMBERS.name],
-                                       t[tables.TRUTH_STREAMS.name],
-                                       t[tables.PATCH_STARS.name], stream, [method])
+        cands, members = t[tables.STREAM_CANDIDATES.name], t[tables.STREAM_MEMBERS.name]
+        truth, stars = t[tables.TRUTH_STREAMS.name], t[tables.PATCH_STARS.name]
+        by_method = recovery_by_method(cands, members, truth, stars, stream, [method])
+        for m, rec in by_method.items():
+            above = cands.loc[cands["above_threshold"].astype(bool)
+                              & (cands["method"].astype(str) == m), "candidate_id"]
+            once = recovery_once(members[members["candidate_id"].isin(above)], truth, stars,
+                                 stream)
+            summary[m] = dict(zip(("purity", "completeness", "purity_once", "completeness_once"),
+                                  (*pooled_recovery(rec.to_dict(orient="records")), *once)))
     rows = patch_rows(t[tables.PATCH_STARS.name], t[tables.ANOMALY_SCORES.name],
                       pd.DataFrame(sky.get("streamed", []),
                                    columns=["patch_id", "pm_axis", "sr_index", "rows", "seconds"]),
                       by_method.get(method) if stream is not None else None)
-    return rows, {m: r.to_dict(orient="records") for m, r in by_method.items()}
+    return rows, summary
 
 
 def streams_sky_conf(conf_file: str | None, sets: Sequence[str], root: Path) -> Conf:
@@ -200,10 +208,8 @@ def bench_streams(conf_file: str | None, sets: Sequence[str], root: Path,
         sky["patches"] = _sky_patches(sky, Path(null.path("paths.warehouse")), None, method)[0]
         results["skies"].append(sky)
     sky = _run_sky(f"{stream} (seed {sky_conf.get('seed')})", args)
-    sky["patches"], by_method = _sky_patches(sky, Path(sky_conf.path("paths.warehouse")),
-                                             stream, method)
-    results["recovery"] = {m: dict(zip(("purity", "completeness"), pooled_recovery(rows)))
-                           for m, rows in sorted(by_method.items())}
+    sky["patches"], results["recovery"] = _sky_patches(
+        sky, Path(sky_conf.path("paths.warehouse")), stream, method)
     results["skies"].append(sky)
     summary = Path(sky_conf.report_path("find_streams.plots_dir")) / "summary.json"
     if summary.exists():

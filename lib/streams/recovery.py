@@ -20,7 +20,7 @@ import pandas as pd
 
 __all__ = ["member_recovery", "patch_recovery", "truth_false_positives", "Track",
            "galstreams_tracks", "truth_tracks", "match_known_tracks", "recovery_by_method",
-           "pooled_recovery"]
+           "pooled_recovery", "recovery_once"]
 
 
 def member_recovery(members: pd.DataFrame, truth: pd.DataFrame,
@@ -270,3 +270,20 @@ def pooled_recovery(patches: Sequence[dict]) -> tuple[float, float]:
     n_truth = sum(p["n_truth"] for p in rec)
     return (n_true / n_found if n_found else float("nan"),
             n_true / n_truth if n_truth else float("nan"))
+
+
+def recovery_once(members: pd.DataFrame, truth: pd.DataFrame, patch_stars: pd.DataFrame,
+                  stream: str) -> tuple[float, float]:
+    """(purity, completeness) of ``stream`` by its best-matched candidate among ``members``
+    (candidate_id, source_id), each star counted once over the union of the patches' fiducial
+    discs (overlapping patches share stars, which :func:`pooled_recovery` counts in each);
+    (NaN, 0) where no candidate matches it, (NaN, NaN) where none of its stars is there."""
+    fiducial = patch_stars.loc[patch_stars["fiducial"].astype(bool), "source_id"].unique()
+    inside = members[members["source_id"].isin(fiducial)]
+    _, per_stream = member_recovery(inside, truth[truth["stream"] == stream], fiducial,
+                                    min_true=1)
+    if per_stream.empty or not per_stream.iloc[0]["n_truth"]:
+        return float("nan"), float("nan")
+    row = per_stream.iloc[0]
+    found = row["best_candidate"] is not None
+    return (float(row["purity"]) if found else float("nan"), float(row["completeness"]))

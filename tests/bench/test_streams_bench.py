@@ -67,17 +67,18 @@ def test_streams_section_pools_the_patches_into_the_gd1_line():
 
 def test_streams_section_names_the_union_and_each_methods_recovery():
     results = {**_results(), "method": "union", "union": ["cwola", "ranode"],
-               "recovery": {"cwola": {"purity": 1.0, "completeness": 0.31},
-                            "ranode": {"purity": 0.94, "completeness": 0.28},
-                            "union": {"purity": 0.67, "completeness": 0.4}}}
+               "recovery": {"cwola": {"purity": 1.0, "completeness": 0.33, "purity_once": 1.0,
+                                      "completeness_once": 0.31},
+                            "union": {"purity": 0.67, "completeness": 0.4,
+                                      "purity_once": float("nan"), "completeness_once": 0.0}}}
     lines = streams_bench_lines(results)
     assert any("Score `union` (the lines of `cwola`, `ranode` merged);" in line
                for line in lines)
     per_method = [line for line in lines if line.startswith("Each method's")]
     assert len(per_method) == 1
-    assert ("`cwola` purity 1.00, completeness 0.31; `ranode` purity 0.94, completeness 0.28; "
-            "`union` purity 0.67, completeness 0.40.") in per_method[0]
-    # one method: no per-method line, the score named alone
+    assert ("`cwola` purity 1.00 [1.00], completeness 0.33 [0.31]; "
+            "`union` purity 0.67 [n/a], completeness 0.40 [0.00].") in per_method[0]
+    # one method: the score named alone; no recovery (a stream-free run): no per-method line
     lines = streams_bench_lines({**_results(), "union": []})
     assert any("Score `cathode`;" in line for line in lines)
     assert not any(line.startswith("Each method's") for line in lines)

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gaialake.streams.recovery import patch_recovery, pooled_recovery, recovery_by_method
+from gaialake.streams.recovery import (patch_recovery, pooled_recovery, recovery_by_method,
+                                      recovery_once)
 
 
 def _stars() -> pd.DataFrame:
@@ -48,3 +49,20 @@ def test_pooled_recovery_weighs_the_patches_by_their_stars():
     assert purity == pytest.approx(80 / 120) and completeness == pytest.approx(80 / 200)
     nothing = pooled_recovery([{"n_truth": 50, "n_true": 0, "purity": 0.0}])
     assert np.isnan(nothing[0]) and nothing[1] == 0.0
+
+
+def test_recovery_once_counts_a_star_of_two_fiducial_discs_once():
+    # star 2 lies in both patches' fiducial discs (patch 21's hold 0-3, patch 22's 2, 6-9)
+    stars = pd.concat([_stars(), pd.DataFrame({"patch_id": [22], "source_id": [2],
+                                               "fiducial": [True]})])
+    truth = pd.DataFrame({"source_id": [0, 1, 2, 6, 7, 4], "stream": "gd1"})   # 4: not fiducial
+    members = pd.DataFrame({"candidate_id": "c", "source_id": [0, 2, 3, 6]})
+    purity, completeness = recovery_once(members, truth, stars, "gd1")
+    assert completeness == pytest.approx(3 / 5)     # 0, 2, 6 of {0, 1, 2, 6, 7}
+    assert purity == pytest.approx(3 / 4)           # star 3 is field
+    # per patch, star 2 counts in both: 2 of {0, 1, 2} in 21 + 2 of {2, 6, 7} in 22 -> 4 / 6
+    pooled = pooled_recovery(patch_recovery(members, truth, stars, "gd1", min_true=1)
+                             .to_dict(orient="records"))
+    assert pooled[1] == pytest.approx(4 / 6)
+    assert recovery_once(members.iloc[:0], truth, stars, "gd1")[1] == 0.0   # nothing found
+    assert np.isnan(recovery_once(members, truth, stars, "pal5")[1])       # not in the sky
