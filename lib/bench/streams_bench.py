@@ -138,7 +138,7 @@ def _sky_patches(sky: dict, warehouse: Path, stream: str | None, method: str
     ``method`` and every method with candidates: method -> purity, completeness (pooled over
     the patches, :func:`pooled_recovery`) and purity_once, completeness_once (each star once,
     :func:`recovery_once`)."""
-    from gaialake.streams.recovery import recovery_by_method, recovery_once
+    from gaialake.streams.recovery import above_members, recovery_by_method, recovery_once
 
     t = _tables(warehouse, [tables.PATCH_STARS.name, tables.ANOMALY_SCORES.name,
                             tables.STREAM_CANDIDATES.name, tables.STREAM_MEMBERS.name,
@@ -152,10 +152,7 @@ def _sky_patches(sky: dict, warehouse: Path, stream: str | None, method: str
         truth, stars = t[tables.TRUTH_STREAMS.name], t[tables.PATCH_STARS.name]
         by_method = recovery_by_method(cands, members, truth, stars, stream, [method])
         for m, rec in by_method.items():
-            above = cands.loc[cands["above_threshold"].astype(bool)
-                              & (cands["method"].astype(str) == m), "candidate_id"]
-            once = recovery_once(members[members["candidate_id"].isin(above)], truth, stars,
-                                 stream)
+            once = recovery_once(above_members(cands, members, m), truth, stars, stream)
             summary[m] = dict(zip(("purity", "completeness", "purity_once", "completeness_once"),
                                   (*pooled_recovery(rec.to_dict(orient="records")), *once)))
     rows = patch_rows(t[tables.PATCH_STARS.name], t[tables.ANOMALY_SCORES.name],

@@ -20,7 +20,7 @@ import pandas as pd
 
 __all__ = ["member_recovery", "patch_recovery", "truth_false_positives", "Track",
            "galstreams_tracks", "truth_tracks", "match_known_tracks", "recovery_by_method",
-           "pooled_recovery", "recovery_once"]
+           "above_members", "pooled_recovery", "recovery_once"]
 
 
 def member_recovery(members: pd.DataFrame, truth: pd.DataFrame,
@@ -251,13 +251,18 @@ def recovery_by_method(candidates: pd.DataFrame, members: pd.DataFrame, truth: p
     (candidates: candidate_id, method, above_threshold; members: candidate_id, source_id):
     method -> its per-patch rows, for the methods of ``candidates`` and ``methods`` (a method
     with no candidate above its threshold finds nothing: n_true 0 in every patch)."""
-    above = candidates[candidates["above_threshold"].astype(bool)]
-    out = {}
-    for method in sorted(set(candidates["method"].astype(str)) | set(methods)):
-        ids = above.loc[above["method"].astype(str) == method, "candidate_id"]
-        out[method] = patch_recovery(members[members["candidate_id"].isin(ids)], truth,
-                                     patch_stars, stream)
-    return out
+    return {method: patch_recovery(above_members(candidates, members, method), truth,
+                                   patch_stars, stream)
+            for method in sorted(set(candidates["method"].astype(str)) | set(methods))}
+
+
+def above_members(candidates: pd.DataFrame, members: pd.DataFrame, method: str
+                  ) -> pd.DataFrame:
+    """The rows of ``members`` (candidate_id, ...) whose candidate is one of ``method``'s
+    above its threshold (candidates: candidate_id, method, above_threshold)."""
+    mine = candidates[candidates["above_threshold"].astype(bool)
+                      & (candidates["method"].astype(str) == method)]
+    return members[members["candidate_id"].isin(mine["candidate_id"])]
 
 
 def pooled_recovery(patches: Sequence[dict]) -> tuple[float, float]:
